@@ -1,0 +1,411 @@
+"""The backup job: a consistent, checksummed, self-verifying copy in two regions.
+
+1. Check both buckets and the database are reachable (bad configuration stops here, before
+   anything is written: exit 2).
+2. A coordinator session opens ``REPEATABLE READ, READ ONLY``, exports its snapshot, records
+   its time and WAL position, takes ACCESS SHARE locks on the tables (as pg_dump does, so
+   no DDL can change them under the dump) and reads, in that snapshot, the tables, the roles
+   and the prerequisites the dump refers to.
+3. ``pg_dump --format=directory --jobs=N --snapshot=<id>`` dumps in that snapshot while the
+   coordinator computes each table's row count and fingerprint in the same snapshot.  Each
+   table file is uploaded as soon as pg_dump reports it finished.
+4. The snapshot is released as soon as the dump and fingerprints are done (an old snapshot
+   holds back vacuum), the remaining files are uploaded, and ``manifest.json`` is written
+   last.
+5. The backup is copied to the DR bucket and the copy verified against the manifest; older
+   backups whose DR copy is missing (a failed or interrupted earlier copy) are repaired.
+
+A failure before the manifest leaves no manifest: the uploaded files are deleted when S3
+allows it, the mirror row says ``failed``, and the catalog never lists the backup as
+restorable.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import __version__
+from .catalog import Catalog
+from .config import Settings
+from .dburl import ConnInfo
+from .errors import BackupFailed, PgRunbookError
+from .fingerprint import compute_all, discover_tables, method_for
+from .introspect import database_properties, prerequisites, referenced_roles
+from .manifest import FORMAT, Manifest, TableEntry
+from .mirror import Mirror
+from .pg import Database, qualified, quote_literal
+from .pgtools import ToolProcess, find_pg_dump
+from .profiles import get_profile
+from .progress import Progress
+from .redact import redact
+from .replicate import replicate
+from .storage import ObjectStore, TransferSettings
+from .tiers import RetentionPolicy, new_backup_id, parse_tiers, primary_tier
+from .uploader import Uploader
+
+log = logging.getLogger(__name__)
+_FINISHED_DATA = re.compile(r"finished item (\d+) TABLE DATA ")
+LOCK_TIMEOUT = "120s"
+DR_REPAIR_WINDOW = 14  # newest primary backups checked for a missing DR copy
+
+
+@dataclass
+class BackupReport:
+    status: str  # ok | warning | critical | skipped
+    database: str
+    backup_id: str | None = None
+    tiers: list[str] = field(default_factory=list)
+    location: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+    snapshot: dict[str, Any] = field(default_factory=dict)
+    size_bytes: int = 0
+    tables: int = 0
+    rows: int = 0
+    durations: dict[str, float] = field(default_factory=dict)
+    dr: dict[str, Any] = field(default_factory=dict)
+    repaired_dr: list[str] = field(default_factory=list)
+    mirror: str = "off"
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.status == "critical" else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": "backup", **asdict(self)}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class BackupRun:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        tiers: str | None = None,
+        progress: Progress | None = None,
+        transfer: TransferSettings | None = None,
+        clock=_now,
+        policy: RetentionPolicy | None = None,
+    ):
+        self.settings = settings
+        self.progress = progress or Progress()
+        self.clock = clock
+        self.policy = policy or RetentionPolicy()
+        self.tiers_text = tiers
+        self.transfer = transfer
+        self.profile = get_profile(settings.profile)
+        self.info: ConnInfo = settings.conninfo()
+        self.label = settings.database_label
+        self.primary: ObjectStore = settings.primary_store(transfer)
+        self.dr: ObjectStore | None = settings.dr_store(transfer) if settings.has_dr else None
+        self.report = BackupReport(status="ok", database=self.label)
+
+    # -- the run -------------------------------------------------------------------------
+
+    def run(self) -> BackupReport:
+        started = time.monotonic()
+        self.primary.check_bucket()
+        if self.dr is not None:
+            self.dr.check_bucket()
+        else:
+            self._warn("no DR bucket configured: this backup exists in one region only")
+        coordinator = Database.connect(self.info, application_name="pgrunbook-backup")
+        mirror: Mirror | None = None
+        try:
+            major = coordinator.server_version_num // 10000
+            pg_dump = find_pg_dump(major, minimum=self.profile.min_pg_dump)
+            mirror = Mirror.open(self.info, self.label, self.settings.mirror)
+            self.report.mirror = "recorded" if mirror.available else self.settings.mirror
+            if self.settings.mirror != "off" and not mirror.available:
+                self._warn("the backup_metadata mirror is unavailable (read-only or no CREATE privilege)")
+            if not mirror.try_lock():
+                self.report.status = "skipped"
+                self.report.error = f"another backup of {self.label} is running; nothing to do"
+                self.progress.step(self.report.error)
+                return self.report
+            for stale in mirror.repair_interrupted():
+                self._warn(f"backup {stale} was interrupted by an earlier run; recorded as failed")
+            try:
+                manifest, manifest_bytes = self._backup(coordinator, pg_dump, mirror)
+            except BackupFailed:
+                return self.report  # status critical, error set, nothing restorable left behind
+            finally:
+                coordinator = None  # _backup closes it as soon as the snapshot is not needed
+            self._replicate(manifest, manifest_bytes)
+            if self.dr is not None:
+                self._repair_dr(manifest.backup_id)
+            mirror.record_end(
+                manifest.backup_id,
+                status="completed",
+                completed_at=manifest.completed_at,
+                size_bytes=manifest.size_bytes,
+            )
+        finally:
+            if coordinator is not None:
+                coordinator.close()
+            if mirror is not None:
+                mirror.close()
+        self.report.durations["total_s"] = round(time.monotonic() - started, 3)
+        return self.report
+
+    def _backup(self, coordinator: Database, pg_dump, mirror: Mirror) -> tuple[Manifest, bytes]:
+        started_at = self.clock()
+        backup_id = new_backup_id(started_at)
+        tiers = parse_tiers(self.tiers_text, started_at)
+        retention_until = self.policy.retention_until(started_at, tiers)
+        workdir = self.settings.work_path / f"pgrunbook-{self.label}-{backup_id}"
+        dump_dir = workdir / "dump"
+        report = self.report
+        report.backup_id, report.tiers = backup_id, tiers
+        report.location = self.primary.uri(self.primary.backup_prefix(backup_id))
+        report.started_at = started_at.isoformat()
+        uploader = Uploader(self.primary, backup_id, self.progress, self.primary.transfer.concurrency)
+        process: ToolProcess | None = None
+        recorded = False
+        try:
+            workdir.mkdir(parents=True, exist_ok=False)
+            # 1. snapshot, locks and introspection -----------------------------------------
+            t0 = time.monotonic()
+            coordinator.set_deterministic_output()
+            coordinator.run(f"SET lock_timeout TO {quote_literal(LOCK_TIMEOUT)}")
+            coordinator.run("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            snap = coordinator.rows(
+                "SELECT pg_catalog.pg_export_snapshot() AS id, statement_timestamp() AS time, "
+                "pg_catalog.pg_is_in_recovery() AS in_recovery, "
+                "CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() "
+                "ELSE pg_catalog.pg_current_wal_lsn() END::text AS lsn"
+            )[0]
+            snapshot = {
+                "id": snap["id"],
+                "time": snap["time"].astimezone(UTC).isoformat(),
+                "lsn": snap["lsn"],
+                "in_recovery": bool(snap["in_recovery"]),
+            }
+            report.snapshot = snapshot
+            specs = discover_tables(coordinator, self.profile.exclude_schemas)
+            for start in range(0, len(specs), 500):
+                chunk = ", ".join(qualified(s.schema, s.name) for s in specs[start : start + 500])
+                coordinator.run(f"LOCK TABLE {chunk} IN ACCESS SHARE MODE")
+            roles = referenced_roles(coordinator, self.profile.exclude_schemas)
+            prereqs = prerequisites(
+                coordinator, self.profile.exclude_schemas, self.profile.exclude_extensions
+            )
+            server = {
+                "version": coordinator.server_version,
+                "version_num": coordinator.server_version_num,
+                **database_properties(coordinator),
+            }
+            method = method_for(server["version_num"])
+            self.progress.step(
+                f"snapshot {snapshot['id']} at {snapshot['time']} (LSN {snapshot['lsn']}): "
+                f"{len(specs)} tables, {len(roles)} roles"
+            )
+            mirror.record_start(
+                backup_id=backup_id,
+                backup_type=primary_tier(tiers),
+                tiers=tiers,
+                location=report.location,
+                tables=[s.qualified for s in specs],
+                started_at=started_at,
+                retention_until=retention_until,
+                created_by=self.settings.creator,
+            )
+            recorded = True
+
+            # 2. pg_dump in the snapshot, fingerprints alongside, uploads as files finish ---
+            suffix = ".dat.gz" if self.settings.compression > 0 else ".dat"
+
+            def on_line(line: str) -> None:
+                match = _FINISHED_DATA.search(line)
+                if match:
+                    path = dump_dir / f"{match.group(1)}{suffix}"
+                    if path.is_file():
+                        uploader.submit(path)
+                elif ": error:" in line:
+                    self.progress.step(line)
+
+            args = [
+                "--format=directory",
+                f"--jobs={self.settings.jobs}",
+                f"--compress={self.settings.compression}",
+                f"--snapshot={snapshot['id']}",
+                f"--file={dump_dir}",
+                f"--lock-wait-timeout={LOCK_TIMEOUT}",
+                "--no-password",
+                "--verbose",
+                *self.profile.pg_dump_args(),
+                f"--dbname={self.info.libpq_uri()}",
+            ]
+            self.progress.step(
+                f"dumping with {pg_dump.path.name} {pg_dump.version}, {self.settings.jobs} jobs, "
+                f"gzip level {self.settings.compression}"
+            )
+            process = ToolProcess(pg_dump, args, self.info, on_line=on_line)
+
+            def snapshot_session() -> Database:
+                db = Database.connect(self.info, application_name="pgrunbook-fingerprint")
+                db.set_deterministic_output()
+                db.run("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                db.run(f"SET TRANSACTION SNAPSHOT {quote_literal(snapshot['id'])}")
+                return db
+
+            done = [0]
+
+            def on_table(name: str, rows: int) -> None:
+                done[0] += 1
+                self.progress.detail(f"fingerprinted {done[0]}/{len(specs)} tables ({name}: {rows} rows)")
+
+            fingerprints = compute_all(
+                snapshot_session,
+                specs,
+                method,
+                workers=max(1, self.settings.jobs // 2),
+                on_table=on_table,
+                first_session=coordinator,
+            )
+            t_fp = time.monotonic()
+            result = process.wait()
+            process = None
+            t_dump = time.monotonic()
+            coordinator.close()  # releases the snapshot: vacuum may proceed
+            if result.returncode != 0:
+                raise BackupFailed(f"pg_dump failed (exit {result.returncode}): {result.tail(4)}")
+            report.durations["dump_s"] = round(t_dump - t0, 3)
+            report.durations["fingerprint_s"] = round(t_fp - t0, 3)
+
+            # 3. remaining files, then the manifest, last -------------------------------------
+            for path in sorted(dump_dir.iterdir()):
+                if path.is_file():
+                    uploader.submit(path)
+            files = uploader.wait()
+            t_upload = time.monotonic()
+            report.durations["upload_after_dump_s"] = round(t_upload - t_dump, 3)
+            tables = [
+                TableEntry(
+                    schema=s.schema,
+                    name=s.name,
+                    rows=fingerprints[s.qualified][0],
+                    fingerprint=fingerprints[s.qualified][1],
+                    method=method,
+                    columns=s.columns,
+                )
+                for s in specs
+            ]
+            manifest = Manifest(
+                format=FORMAT,
+                backup_id=backup_id,
+                database=self.label,
+                tiers=tiers,
+                created_by=self.settings.creator,
+                started_at=started_at,
+                completed_at=self.clock(),
+                retention_until=retention_until,
+                snapshot=snapshot,
+                server=server,
+                tools={"pg_dump": pg_dump.version, "pgrunbook": __version__},
+                options={
+                    "jobs": self.settings.jobs,
+                    "compression": f"gzip:{self.settings.compression}",
+                    "profile": self.profile.name,
+                    "exclude_schemas": list(self.profile.exclude_schemas),
+                    "exclude_extensions": list(self.profile.exclude_extensions),
+                },
+                files=files,
+                tables=tables,
+                roles=roles,
+                prerequisites=prereqs,
+            )
+            manifest_bytes = manifest.to_json()
+            self.primary.put_bytes(self.primary.manifest_key(backup_id), manifest_bytes)
+            report.completed_at = manifest.completed_at.isoformat()
+            report.size_bytes, report.rows, report.tables = (
+                manifest.size_bytes,
+                manifest.total_rows,
+                len(tables),
+            )
+            self.progress.step(
+                f"backup {backup_id} complete: {len(files)} files, {manifest.size_bytes / 1e6:.1f} MB, "
+                f"{manifest.total_rows} rows in {len(tables)} tables"
+            )
+            return manifest, manifest_bytes
+        except BaseException as exc:
+            log.debug("backup %s failed", backup_id, exc_info=True)
+            coordinator.close()
+            if process is not None:
+                process.kill()
+            uploader.abort()
+            self._discard(uploader.started_keys)
+            message = redact(str(exc) if isinstance(exc, PgRunbookError) else f"{type(exc).__name__}: {exc}")
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                message = "interrupted"
+            report.status, report.error = "critical", message
+            if recorded:
+                mirror.record_end(backup_id, status="failed", completed_at=self.clock(), error=message[:2000])
+            if isinstance(exc, PgRunbookError) and not isinstance(exc, BackupFailed):
+                raise BackupFailed(f"backup {backup_id} failed: {message}") from None
+            raise
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def _discard(self, keys: list[str]) -> None:
+        """Best effort: remove what a failed run uploaded (retention removes any leftovers)."""
+        if not keys:
+            return
+        try:
+            self.primary.delete_keys(keys)
+        except Exception as exc:
+            log.warning("could not remove the partial upload: %s", redact(str(exc)))
+
+    def _replicate(self, manifest: Manifest, manifest_bytes: bytes) -> None:
+        if self.dr is None:
+            self.report.dr = {"status": "not_configured"}
+            return
+        t0 = time.monotonic()
+        try:
+            result = replicate(manifest, manifest_bytes, self.primary, self.dr, self.progress)
+        except PgRunbookError as exc:
+            self.report.status = "critical"
+            self.report.dr = {"status": "failed", "location": self.dr.describe(), "problem": str(exc)}
+            self.report.error = f"DR copy failed: {exc}"
+            self.progress.step(self.report.error)
+            return
+        self.report.durations["dr_copy_s"] = round(time.monotonic() - t0, 3)
+        self.report.dr = {"status": "copied", "location": result.location, "files": result.files}
+        self.progress.step(f"DR copy verified: {result.files} files in {self.dr.describe()}")
+
+    def _repair_dr(self, current: str) -> None:
+        """Copy recent primary backups whose DR copy is missing (an earlier copy failed)."""
+        assert self.dr is not None
+        primary, dr = Catalog(self.primary), Catalog(self.dr)
+        for entry in primary.entries(limit=DR_REPAIR_WINDOW):
+            if entry.backup_id == current or entry.manifest is None or dr.has_manifest(entry.backup_id):
+                continue
+            raw = self.primary.get_bytes(self.primary.manifest_key(entry.backup_id))
+            try:
+                replicate(
+                    entry.manifest, raw or entry.manifest.to_json(), self.primary, self.dr, self.progress
+                )
+                self.report.repaired_dr.append(entry.backup_id)
+                self.progress.step(f"repaired the missing DR copy of {entry.backup_id}")
+            except PgRunbookError as exc:
+                self._warn(f"the DR copy of {entry.backup_id} is missing and could not be repaired: {exc}")
+
+    def _warn(self, message: str) -> None:
+        self.report.warnings.append(message)
+        if self.report.status == "ok":
+            self.report.status = "warning"
+
+
+def run_backup(settings: Settings, **kwargs: Any) -> BackupReport:
+    return BackupRun(settings, **kwargs).run()

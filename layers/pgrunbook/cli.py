@@ -1,0 +1,177 @@
+"""The ``pgrunbook`` command.
+
+Exit status: 0 all good, 1 a check failed or a job found a problem, 2 bad input or
+configuration (one line on stderr saying why; nothing was changed).  Every command prints a
+readable report on stdout, or JSON with ``--json``; progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from . import __version__
+from .errors import ConfigError, PgRunbookError
+from .redact import install_logging_filter, redact
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but bad usage is one line and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"pgrunbook: error: {message} (see pgrunbook {self._command()}--help)\n")
+        raise SystemExit(2)
+
+    def _command(self) -> str:
+        parts = self.prog.split()[1:]
+        return " ".join(parts) + " " if parts else ""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("configuration (flags override PGRUNBOOK_* variables)")
+    g.add_argument("--database-url", help="libpq URI of the database (PGRUNBOOK_DATABASE_URL)")
+    g.add_argument("--database-name", help="the database's name in the catalog (PGRUNBOOK_DATABASE_NAME)")
+    g.add_argument("--bucket", help="primary backup bucket (PGRUNBOOK_BUCKET)")
+    g.add_argument("--region", help="primary region (PGRUNBOOK_REGION)")
+    g.add_argument("--dr-bucket", help="disaster-recovery bucket (PGRUNBOOK_DR_BUCKET)")
+    g.add_argument("--dr-region", help="disaster-recovery region (PGRUNBOOK_DR_REGION)")
+    g.add_argument("--restore-target-url", help="server for scratch restores (PGRUNBOOK_RESTORE_TARGET_URL)")
+    g.add_argument("--prefix", help="key prefix in the buckets (PGRUNBOOK_PREFIX, default pgrunbook)")
+    g.add_argument("--work-dir", help="local scratch space (PGRUNBOOK_WORK_DIR)")
+    g.add_argument("--json", action="store_true", help="print the report as JSON")
+    g.add_argument("--verbose", "-v", action="store_true", help="more progress detail")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="pgrunbook", description="PostgreSQL operations runbooks as software.")
+    parser.add_argument("--version", action="version", version=f"pgrunbook {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    sub.required = True
+
+    p = sub.add_parser("backup", help="take a verified backup and copy it to the DR region")
+    _common(p)
+    p.add_argument("--tier", help="tiers, comma separated (default: derived from the date)")
+    p.add_argument("--jobs", type=int, help="parallel pg_dump jobs (PGRUNBOOK_JOBS, default 2)")
+    p.add_argument("--compression", type=int, help="gzip level 0-9 (PGRUNBOOK_COMPRESSION, default 1)")
+    p.add_argument("--profile", help="default | supabase (PGRUNBOOK_PROFILE)")
+    p.add_argument("--mirror", help="backup_metadata mirror: auto | on | off (PGRUNBOOK_MIRROR)")
+
+    p = sub.add_parser("restore-test", help="restore a backup into a scratch database and prove it complete")
+    _common(p)
+    p.add_argument("--backup-id", help="the backup to test (default: the newest complete one)")
+    p.add_argument("--from", dest="source", choices=("primary", "dr"), default="primary")
+    p.add_argument("--keep", action="store_true", help="keep the scratch database")
+    p.add_argument("--jobs", type=int, help="parallel pg_restore jobs (PGRUNBOOK_JOBS, default 2)")
+
+    p = sub.add_parser("status", help="list the catalog: backups, tiers, sizes, rows, DR copies")
+    _common(p)
+    p.add_argument("--limit", type=int, help="show only the newest N backups")
+
+    p = sub.add_parser("demo", help="the whole story on the embedded database and moto")
+    p.add_argument("--tasks", type=int, default=100_000, help="tasks in the sample (default 100000)")
+    p.add_argument("--keep", action="store_true", help="keep the demo's server and files")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--verbose", "-v", action="store_true")
+    return parser
+
+
+def _settings(args: argparse.Namespace):
+    from .config import Settings
+
+    overrides: dict[str, Any] = {
+        "database_url": args.database_url,
+        "database_name": args.database_name,
+        "bucket": args.bucket,
+        "region": args.region,
+        "dr_bucket": args.dr_bucket,
+        "dr_region": args.dr_region,
+        "restore_target_url": args.restore_target_url,
+        "prefix": args.prefix,
+        "work_dir": args.work_dir,
+    }
+    for name in ("jobs", "compression", "profile", "mirror"):
+        if hasattr(args, name):
+            overrides[name] = getattr(args, name)
+    return Settings.load(**overrides)
+
+
+def _emit(args: argparse.Namespace, report: Any, render: Any) -> int:
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=1, default=str) + "\n")
+    else:
+        sys.stdout.write(render(report) + "\n")
+    sys.stdout.flush()
+    return report.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .progress import StreamProgress
+
+    progress = StreamProgress(sys.stderr, verbose=args.verbose)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        if args.tasks < 1:
+            raise ConfigError("--tasks must be at least 1")
+        return run_demo(tasks=args.tasks, keep=args.keep, json_out=args.json)
+    settings = _settings(args)
+    from . import report as render
+
+    if args.command == "backup":
+        from .backup import run_backup
+
+        return _emit(args, run_backup(settings, tiers=args.tier, progress=progress), render.render_backup)
+    if args.command == "restore-test":
+        from .restore import run_restore_test
+
+        report = run_restore_test(
+            settings, backup_id=args.backup_id, source=args.source, keep=args.keep, progress=progress
+        )
+        return _emit(args, report, render.render_restore)
+    if args.command == "status":
+        from .status import build_status
+
+        if args.limit is not None and args.limit < 1:
+            raise ConfigError("--limit must be at least 1")
+        return _emit(args, build_status(settings, limit=args.limit), render.render_status)
+    raise ConfigError(f"unknown command {args.command}")
+
+
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="pgrunbook: %(levelname)s %(message)s")
+    install_logging_filter()
+    args = build_parser().parse_args(argv)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (tests)
+        previous = None
+    try:
+        return _run(args)
+    except PgRunbookError as exc:
+        message = redact(str(exc))
+        sys.stderr.write(f"pgrunbook: {message}\n")
+        if getattr(args, "json", False):
+            sys.stdout.write(
+                json.dumps({"status": "error", "error": message, "exit_code": exc.exit_code}) + "\n"
+            )
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("pgrunbook: interrupted\n")
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""Configuration: ``PGRUNBOOK_*`` environment variables, each overridable by a CLI flag.
+
+=============================  ==============================================================
+PGRUNBOOK_DATABASE_URL         the database to back up (libpq URI, unix sockets included)
+PGRUNBOOK_DATABASE_NAME        its name in the catalog (default: the URI's database name)
+PGRUNBOOK_BUCKET / _REGION     the primary backup bucket and its region
+PGRUNBOOK_DR_BUCKET / _REGION  the disaster-recovery bucket in the second region
+PGRUNBOOK_RESTORE_TARGET_URL   the server restore tests create scratch databases on
+                               (default: an embedded PostgreSQL started on demand)
+PGRUNBOOK_PREFIX               key prefix in both buckets (default ``pgrunbook``)
+PGRUNBOOK_JOBS                 parallel pg_dump / pg_restore jobs (default 2)
+PGRUNBOOK_COMPRESSION          gzip level of the dump, 0-9 (default 1)
+PGRUNBOOK_PROFILE              ``default`` or ``supabase``
+PGRUNBOOK_MIRROR               backup_metadata mirror: ``auto`` (default), ``on``, ``off``
+PGRUNBOOK_WORK_DIR             local scratch space for dump files (default: the temp dir)
+PGRUNBOOK_HOME                 where embedded servers keep their data (default ~/.pgrunbook)
+PGRUNBOOK_PG_BIN               directory of pg_dump/pg_restore to use (default: searched)
+=============================  ==============================================================
+
+AWS credentials and endpoints come from boto3's standard chain (``AWS_PROFILE``,
+``AWS_ENDPOINT_URL`` ...).  The region falls back to ``AWS_REGION``/``AWS_DEFAULT_REGION``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import socket
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .dburl import ConnInfo
+from .errors import ConfigError
+from .mirror import MODES as MIRROR_MODES
+from .profiles import get_profile
+from .storage import ObjectStore, TransferSettings
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+
+
+ENV_VARS = {
+    "database_url": "PGRUNBOOK_DATABASE_URL",
+    "database_name": "PGRUNBOOK_DATABASE_NAME",
+    "bucket": "PGRUNBOOK_BUCKET",
+    "region": "PGRUNBOOK_REGION",
+    "dr_bucket": "PGRUNBOOK_DR_BUCKET",
+    "dr_region": "PGRUNBOOK_DR_REGION",
+    "restore_target_url": "PGRUNBOOK_RESTORE_TARGET_URL",
+    "prefix": "PGRUNBOOK_PREFIX",
+    "jobs": "PGRUNBOOK_JOBS",
+    "compression": "PGRUNBOOK_COMPRESSION",
+    "profile": "PGRUNBOOK_PROFILE",
+    "mirror": "PGRUNBOOK_MIRROR",
+    "work_dir": "PGRUNBOOK_WORK_DIR",
+    "home": "PGRUNBOOK_HOME",
+    "created_by": "PGRUNBOOK_CREATED_BY",
+}
+
+
+@dataclass
+class Settings:
+    database_url: str | None = None
+    database_name: str | None = None
+    bucket: str | None = None
+    region: str | None = None
+    dr_bucket: str | None = None
+    dr_region: str | None = None
+    restore_target_url: str | None = None
+    prefix: str = "pgrunbook"
+    jobs: int = 2
+    compression: int = 1
+    profile: str = "default"
+    mirror: str = "auto"
+    work_dir: str | None = None
+    home: str | None = None
+    created_by: str | None = None
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Environment first, then non-None ``overrides`` (CLI flags) on top; validated."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = ENV_VARS.get(f.name)
+            if name and env.get(name) not in (None, ""):
+                values[f.name] = env[name]
+        if "region" not in values:
+            fallback = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+            if fallback:
+                values["region"] = fallback
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        for key in ("jobs", "compression"):
+            if key in values:
+                try:
+                    values[key] = int(str(values[key]))
+                except ValueError:
+                    raise ConfigError(f"{ENV_VARS[key]} must be an integer, not {values[key]!r}") from None
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if not 1 <= self.jobs <= 64:
+            raise ConfigError(f"jobs must be between 1 and 64, not {self.jobs}")
+        if not 0 <= self.compression <= 9:
+            raise ConfigError(f"compression must be a gzip level between 0 and 9, not {self.compression}")
+        get_profile(self.profile)
+        if self.mirror not in MIRROR_MODES:
+            raise ConfigError(f"mirror must be one of {', '.join(MIRROR_MODES)}, not {self.mirror!r}")
+        for label, bucket in (("bucket", self.bucket), ("DR bucket", self.dr_bucket)):
+            if bucket is not None and not _BUCKET.match(bucket):
+                raise ConfigError(f"{label} {bucket!r} is not a valid S3 bucket name")
+        for label, region in (("region", self.region), ("DR region", self.dr_region)):
+            if region is not None and not _REGION.match(region):
+                raise ConfigError(f"{label} {region!r} is not an AWS region name")
+        if self.database_name is not None and not _LABEL.match(self.database_name):
+            raise ConfigError("database name may only use letters, digits, '.', '_' and '-'")
+        if not self.prefix.strip("/") or not _LABEL.match(self.prefix.strip("/").replace("/", "_")):
+            raise ConfigError(f"prefix {self.prefix!r} is not a valid key prefix")
+        if self.database_url is not None:
+            ConnInfo.parse(self.database_url, what="database URL")
+        if self.restore_target_url is not None:
+            ConnInfo.parse(self.restore_target_url, what="restore target URL")
+
+    # -- derived -------------------------------------------------------------------------
+
+    def conninfo(self) -> ConnInfo:
+        if not self.database_url:
+            raise ConfigError("no database: set PGRUNBOOK_DATABASE_URL or pass --database-url")
+        return ConnInfo.parse(self.database_url, what="database URL")
+
+    def restore_target(self) -> ConnInfo | None:
+        if not self.restore_target_url:
+            return None
+        return ConnInfo.parse(self.restore_target_url, what="restore target URL")
+
+    @property
+    def database_label(self) -> str:
+        if self.database_name:
+            return self.database_name
+        if self.database_url:
+            name = self.conninfo().dbname
+            if _LABEL.match(name):
+                return name
+            raise ConfigError(
+                f"database name {name!r} cannot name a catalog folder; set PGRUNBOOK_DATABASE_NAME"
+            )
+        raise ConfigError("no database: set PGRUNBOOK_DATABASE_URL or PGRUNBOOK_DATABASE_NAME")
+
+    @property
+    def has_dr(self) -> bool:
+        return bool(self.dr_bucket)
+
+    def primary_store(self, transfer: TransferSettings | None = None) -> ObjectStore:
+        if not self.bucket:
+            raise ConfigError("no bucket: set PGRUNBOOK_BUCKET or pass --bucket")
+        if not self.region:
+            raise ConfigError("no region: set PGRUNBOOK_REGION or pass --region")
+        return ObjectStore(self.bucket, self.region, self.prefix, self.database_label, transfer=transfer)
+
+    def dr_store(self, transfer: TransferSettings | None = None) -> ObjectStore:
+        if not self.dr_bucket:
+            raise ConfigError("no DR bucket: set PGRUNBOOK_DR_BUCKET or pass --dr-bucket")
+        if not self.dr_region:
+            raise ConfigError("no DR region: set PGRUNBOOK_DR_REGION or pass --dr-region")
+        return ObjectStore(
+            self.dr_bucket, self.dr_region, self.prefix, self.database_label, transfer=transfer
+        )
+
+    def store(self, source: str, transfer: TransferSettings | None = None) -> ObjectStore:
+        if source == "primary":
+            return self.primary_store(transfer)
+        if source == "dr":
+            return self.dr_store(transfer)
+        raise ConfigError(f"source must be 'primary' or 'dr', not {source!r}")
+
+    @property
+    def work_path(self) -> Path:
+        return Path(self.work_dir or tempfile.gettempdir())
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home or Path.home() / ".pgrunbook")
+
+    @property
+    def creator(self) -> str:
+        if self.created_by:
+            return self.created_by
+        try:
+            user = getpass.getuser()
+        except Exception:
+            user = "unknown"
+        return f"pgrunbook-cli:{user}@{socket.gethostname()}"

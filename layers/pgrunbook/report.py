@@ -1,0 +1,109 @@
+"""Readable renderings of job reports (the CLI prints these; ``--json`` prints to_dict())."""
+
+from __future__ import annotations
+
+from .backup import BackupReport
+from .restore import RestoreReport
+from .status import StatusReport
+
+
+def size(n: int | float) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _durations(d: dict[str, float]) -> str:
+    return ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in d.items())
+
+
+def render_backup(r: BackupReport) -> str:
+    lines = [f"BACKUP {r.status.upper()} - {r.database}"]
+    if r.backup_id:
+        lines.append(f"  backup id     {r.backup_id}  (tiers: {', '.join(r.tiers)})")
+    if r.location:
+        lines.append(f"  location      {r.location}")
+    if r.snapshot:
+        lines.append(f"  snapshot      {r.snapshot.get('time')}  LSN {r.snapshot.get('lsn')}")
+    if r.tables:
+        lines.append(f"  contents      {r.tables} tables, {r.rows:,} rows, {size(r.size_bytes)} compressed")
+    if r.dr:
+        status = r.dr.get("status")
+        where = r.dr.get("location", "")
+        extra = f" ({r.dr.get('files')} files verified)" if status == "copied" else ""
+        lines.append(f"  DR copy       {status}{extra} {where}".rstrip())
+        if r.dr.get("problem"):
+            lines.append(f"                {r.dr['problem']}")
+    for backup_id in r.repaired_dr:
+        lines.append(f"  DR repaired   {backup_id}")
+    lines.append(f"  mirror        {r.mirror}")
+    if r.durations:
+        lines.append(f"  durations     {_durations(r.durations)}")
+    for warning in r.warnings:
+        lines.append(f"  WARNING       {warning}")
+    if r.error:
+        lines.append(f"  {'ERROR' if r.status == 'critical' else 'NOTE':<13} {r.error}")
+    return "\n".join(lines)
+
+
+def render_restore(r: RestoreReport) -> str:
+    verdict = "PASSED" if r.status == "ok" else "FAILED"
+    lines = [f"RESTORE TEST {verdict} - {r.database}"]
+    lines.append(f"  backup id     {r.backup_id}  (from {r.source}: {r.location})")
+    lines.append(f"  snapshot      {r.snapshot_time}")
+    lines.append(f"  target        {r.target}  database {r.scratch_database}{' (kept)' if r.kept else ''}")
+    lines.append(
+        f"  integrity     {r.integrity_pct:.2f} % ({r.tables_matching}/{r.tables_total} tables match)"
+    )
+    if r.durations:
+        lines.append(f"  durations     {_durations(r.durations)}")
+    if r.tables:
+        width = max(len(t.table) for t in r.tables)
+        lines.append("")
+        lines.append(f"  {'table':<{width}}  {'expected rows':>14}  {'actual rows':>14}  fingerprint")
+        for t in r.tables:
+            actual = "-" if t.actual_rows is None else f"{t.actual_rows:,}"
+            mark = "match" if t.fingerprint_match else "MISMATCH"
+            if t.error:
+                mark = f"ERROR {t.error}"
+            lines.append(f"  {t.table:<{width}}  {t.expected_rows:>14,}  {actual:>14}  {mark}")
+    for item in r.skipped:
+        lines.append(f"  SKIPPED       {item}")
+    for error in r.restore_errors:
+        lines.append(f"  RESTORE ERROR {error}")
+    for note in r.notes:
+        lines.append(f"  note          {note}")
+    if r.error:
+        lines.append(f"  ERROR         {r.error}")
+    return "\n".join(lines)
+
+
+def render_status(r: StatusReport) -> str:
+    lines = [f"CATALOG - {r.database}", f"  primary       {r.location}"]
+    lines.append(f"  DR            {r.dr_location or 'not configured'}")
+    if r.last_backup_age_hours is not None:
+        lines.append(f"  last backup   {r.last_backup_age_hours:.1f} h ago")
+    else:
+        lines.append("  last backup   none")
+    restorable = [b for b in r.backups if b.restorable]
+    incomplete = [b for b in r.backups if not b.restorable]
+    if restorable:
+        lines.append("")
+        lines.append(
+            f"  {'backup id':<28} {'tiers':<22} {'snapshot (UTC)':<20} {'size':>10} {'rows':>13}  DR"
+        )
+        for b in restorable:
+            dr = "-" if b.dr_copy is None else ("yes" if b.dr_copy else "MISSING")
+            when = (b.snapshot_time or "")[:19].replace("T", " ")
+            lines.append(
+                f"  {b.backup_id:<28} {','.join(b.tiers):<22} {when:<20} {size(b.size_bytes):>10} {b.rows:>13,}  {dr}"
+            )
+    if incomplete:
+        lines.append("")
+        lines.append("  not restorable:")
+        for b in incomplete:
+            lines.append(f"  {b.backup_id:<28} {b.problem}")
+    return "\n".join(lines)

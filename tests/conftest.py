@@ -1,0 +1,170 @@
+"""Shared fixtures: real embedded PostgreSQL servers (16 and 18) and moto S3 in two regions."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from pgrunbook.config import Settings
+from pgrunbook.dburl import ConnInfo
+from pgrunbook.embedded import EmbeddedServer, start
+from pgrunbook.pg import Database, quote_ident
+from pgrunbook.pgtools import find_tool
+from pgrunbook.storage import CLIENT_HOOKS
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PRIMARY = ("pgrunbook-test-primary", "us-east-1")
+DR = ("pgrunbook-test-dr", "eu-west-1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment() -> Iterator[None]:
+    """No real AWS account, profile or endpoint, and no PGRUNBOOK_* from the caller's shell."""
+    mp = pytest.MonkeyPatch()
+    for key in list(os.environ):
+        if key.startswith(("PGRUNBOOK_", "AWS_")) or key in ("PGPASSWORD", "PGSERVICE"):
+            mp.delenv(key)
+    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_client_hooks() -> Iterator[None]:
+    yield
+    CLIENT_HOOKS.clear()
+
+
+def _server(tmp_path_factory: pytest.TempPathFactory, version: int, name: str) -> Iterator[EmbeddedServer]:
+    server = start(tmp_path_factory.mktemp(name) / "data", version, cleanup="delete")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def pg18(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    yield from _server(tmp_path_factory, 18, "pg18")
+
+
+@pytest.fixture(scope="session")
+def pg16(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    yield from _server(tmp_path_factory, 16, "pg16")
+
+
+@pytest.fixture(scope="session")
+def pg18_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """A second PostgreSQL 18 server: a restore target that shares no roles with the source."""
+    yield from _server(tmp_path_factory, 18, "pg18target")
+
+
+def create_database(server: EmbeddedServer, sql_files: tuple[str, ...] = (), sql: str = "") -> ConnInfo:
+    name = f"t_{secrets.token_hex(4)}"
+    with Database.connect(server.conninfo) as admin:
+        admin.run(f"CREATE DATABASE {quote_ident(name)}")
+    info = server.conninfo.with_dbname(name)
+    with Database.connect(info) as db:
+        for file in sql_files:
+            db.run((FIXTURES / file).read_text())
+        if sql:
+            db.run(sql)
+    return info
+
+
+def drop_database(server: EmbeddedServer, name: str) -> None:
+    with Database.connect(server.conninfo) as admin:
+        admin.run(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
+
+
+@pytest.fixture
+def new_db(pg18: EmbeddedServer) -> Iterator:
+    """Factory: ``new_db(sql_files=..., sql=..., server=...)`` creates a fresh database."""
+    made: list[tuple[EmbeddedServer, str]] = []
+
+    def make(*sql_files: str, sql: str = "", server: EmbeddedServer | None = None) -> ConnInfo:
+        target = server or pg18
+        info = create_database(target, sql_files, sql)
+        made.append((target, info.dbname))
+        return info
+
+    yield make
+    for server, name in made:
+        drop_database(server, name)
+
+
+@dataclass
+class Buckets:
+    primary: str
+    primary_region: str
+    dr: str
+    dr_region: str
+
+    def client(self, which: str = "primary"):  # noqa: ANN201
+        region = self.primary_region if which == "primary" else self.dr_region
+        return boto3.client("s3", region_name=region)
+
+    def keys(self, which: str = "primary", prefix: str = "") -> list[str]:
+        bucket = self.primary if which == "primary" else self.dr
+        pages = self.client(which).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+@pytest.fixture
+def s3() -> Iterator[Buckets]:
+    with mock_aws():
+        boto3.client("s3", region_name=PRIMARY[1]).create_bucket(Bucket=PRIMARY[0])
+        boto3.client("s3", region_name=DR[1]).create_bucket(
+            Bucket=DR[0], CreateBucketConfiguration={"LocationConstraint": DR[1]}
+        )
+        yield Buckets(PRIMARY[0], PRIMARY[1], DR[0], DR[1])
+
+
+@pytest.fixture
+def make_settings(s3: Buckets, pg18: EmbeddedServer, tmp_path: Path):
+    """Settings for a database under test, with both buckets and the pg18 restore target."""
+
+    def make(info: ConnInfo, **overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "database_url": info.libpq_uri(),
+            "bucket": s3.primary,
+            "region": s3.primary_region,
+            "dr_bucket": s3.dr,
+            "dr_region": s3.dr_region,
+            "restore_target_url": pg18.conninfo.libpq_uri(),
+            "work_dir": str(tmp_path / "work"),
+            "home": str(tmp_path / "home"),
+            "created_by": "pytest",
+        }
+        values.update(overrides)
+        (tmp_path / "work").mkdir(exist_ok=True)
+        return Settings.load(env={}, **values)
+
+    return make
+
+
+def schema_dump(info: ConnInfo, server_major: int) -> str:
+    """``pg_dump --schema-only`` of a database, without the per-run random lines."""
+    tool = find_tool("pg_dump", server_major)
+    out = subprocess.run(
+        [str(tool.path), "--schema-only", f"--dbname={info.libpq_uri()}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **info.libpq_env()},
+    ).stdout
+    return "\n".join(line for line in out.splitlines() if not re.match(r"^\\(un)?restrict ", line))
+
+
+def scratch_databases(server: EmbeddedServer) -> list[str]:
+    with Database.connect(server.conninfo) as admin:
+        return [r[0] for r in admin.run("SELECT datname FROM pg_database WHERE datname LIKE 'pgrunbook_restore_%'")]
