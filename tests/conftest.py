@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +49,13 @@ def no_leftover_client_hooks() -> Iterator[None]:
 
 
 def _server(tmp_path_factory: pytest.TempPathFactory, version: int, name: str) -> Iterator[EmbeddedServer]:
-    server = start(tmp_path_factory.mktemp(name) / "data", version, cleanup="delete")
+    # Not under pytest's own temp root: every pytest session resets that to mode 0700, which
+    # would lock the server's system user out of a data directory another session is using.
+    parent = Path(tempfile.mkdtemp(prefix=f"pgrunbook-test-{name}-"))
+    server = start(parent / "data", version, cleanup="delete")
     yield server
     server.stop()
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -109,7 +115,7 @@ class Buckets:
     dr: str
     dr_region: str
 
-    def client(self, which: str = "primary"):  # noqa: ANN201
+    def client(self, which: str = "primary"):
         region = self.primary_region if which == "primary" else self.dr_region
         return boto3.client("s3", region_name=region)
 
@@ -167,4 +173,7 @@ def schema_dump(info: ConnInfo, server_major: int) -> str:
 
 def scratch_databases(server: EmbeddedServer) -> list[str]:
     with Database.connect(server.conninfo) as admin:
-        return [r[0] for r in admin.run("SELECT datname FROM pg_database WHERE datname LIKE 'pgrunbook_restore_%'")]
+        return [
+            r[0]
+            for r in admin.run("SELECT datname FROM pg_database WHERE datname LIKE 'pgrunbook_restore_%'")
+        ]

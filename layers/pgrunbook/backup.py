@@ -103,6 +103,7 @@ class BackupRun:
         self.clock = clock
         self.policy = policy or RetentionPolicy()
         self.tiers_text = tiers
+        parse_tiers(tiers, clock())  # bad --tier is bad input: refuse before touching anything
         self.transfer = transfer
         self.profile = get_profile(settings.profile)
         self.info: ConnInfo = settings.conninfo()
@@ -340,19 +341,22 @@ class BackupRun:
             )
             return manifest, manifest_bytes
         except BaseException as exc:
-            log.debug("backup %s failed", backup_id, exc_info=True)
             coordinator.close()
             if process is not None:
                 process.kill()
             uploader.abort()
             self._discard(uploader.started_keys)
-            message = redact(str(exc) if isinstance(exc, PgRunbookError) else f"{type(exc).__name__}: {exc}")
-            if isinstance(exc, KeyboardInterrupt | SystemExit):
+            if isinstance(exc, PgRunbookError):
+                message = redact(str(exc))
+            elif isinstance(exc, Exception):
+                log.error("backup %s failed unexpectedly", backup_id, exc_info=True)
+                message = redact(f"unexpected {type(exc).__name__}: {exc}")
+            else:
                 message = "interrupted"
             report.status, report.error = "critical", message
             if recorded:
                 mirror.record_end(backup_id, status="failed", completed_at=self.clock(), error=message[:2000])
-            if isinstance(exc, PgRunbookError) and not isinstance(exc, BackupFailed):
+            if isinstance(exc, Exception) and not isinstance(exc, BackupFailed):
                 raise BackupFailed(f"backup {backup_id} failed: {message}") from None
             raise
         finally:

@@ -55,6 +55,9 @@ def render_restore(r: RestoreReport) -> str:
     lines.append(f"  backup id     {r.backup_id}  (from {r.source}: {r.location})")
     lines.append(f"  snapshot      {r.snapshot_time}")
     lines.append(f"  target        {r.target}  database {r.scratch_database}{' (kept)' if r.kept else ''}")
+    if r.roles_created:
+        kept = " (kept with the database)" if r.kept else " (dropped after the test)"
+        lines.append(f"  roles created {', '.join(r.roles_created)}{kept}")
     lines.append(
         f"  integrity     {r.integrity_pct:.2f} % ({r.tables_matching}/{r.tables_total} tables match)"
     )

@@ -57,6 +57,7 @@ class RestoreReport:
     target: str | None = None
     scratch_database: str | None = None
     kept: bool = False
+    roles_created: list[str] = field(default_factory=list)  # dropped again unless kept
     integrity_pct: float = 0.0
     tables_total: int = 0
     tables_matching: int = 0
@@ -136,6 +137,7 @@ class RestoreTest:
             scratch = self._create_database(admin, manifest)
             report.scratch_database = scratch
             created_roles = self._create_roles(admin, manifest)
+            report.roles_created = list(created_roles)
             scratch_info = target.with_dbname(scratch)
             self._prerequisites(scratch_info, manifest)
             self._pg_restore(pg_restore, scratch_info, dump_dir, manifest, workdir)

@@ -1,0 +1,144 @@
+"""The ``pgrunbook`` console script, as a user runs it: separate processes, AWS reached
+through ``AWS_ENDPOINT_URL`` (a moto server), configuration from the environment."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from pgrunbook.pg import Database
+
+PASSWORD = "S3cret-Pa55word-xyzzy"
+PGRUNBOOK = str(Path(sys.executable).parent / "pgrunbook")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def cli_env(moto_endpoint, new_db, tmp_path):
+    suffix = os.urandom(3).hex()
+    primary, dr = f"cli-primary-{suffix}", f"cli-dr-{suffix}"
+    boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint).create_bucket(Bucket=primary)
+    boto3.client("s3", region_name="ap-southeast-2", endpoint_url=moto_endpoint).create_bucket(
+        Bucket=dr, CreateBucketConfiguration={"LocationConstraint": "ap-southeast-2"}
+    )
+    source = new_db(
+        sql="""
+        CREATE TABLE customers (id int PRIMARY KEY, name text);
+        INSERT INTO customers SELECT g, 'customer ' || g FROM generate_series(1, 2000) g;
+        """
+    )
+    url = source.libpq_uri().replace("postgres@", f"postgres:{PASSWORD}@", 1)
+    assert PASSWORD in url
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "PGRUNBOOK_DATABASE_URL": url,
+        "PGRUNBOOK_BUCKET": primary,
+        "PGRUNBOOK_REGION": "us-east-1",
+        "PGRUNBOOK_DR_BUCKET": dr,
+        "PGRUNBOOK_DR_REGION": "ap-southeast-2",
+        "PGRUNBOOK_WORK_DIR": str(tmp_path),
+        "PGRUNBOOK_HOME": str(tmp_path / "home"),
+    }
+    return env, source, (primary, dr), moto_endpoint
+
+
+def pgrunbook(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([PGRUNBOOK, *args], env=env, capture_output=True, text=True, timeout=240)
+
+
+def all_objects(endpoint: str, bucket: str, region: str) -> dict[str, bytes]:
+    client = boto3.client("s3", region_name=region, endpoint_url=endpoint)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return {k: client.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+
+
+def test_backup_status_restore_test_end_to_end(cli_env):
+    env, source, (primary, dr), endpoint = cli_env
+
+    backup = pgrunbook(env, "backup", "--json", "--tier", "manual")
+    assert backup.returncode == 0, backup.stderr
+    report = json.loads(backup.stdout)
+    assert report["status"] == "ok" and report["tiers"] == ["manual"] and report["dr"]["status"] == "copied"
+    assert "dumping" in backup.stderr  # progress, on stderr
+
+    status = pgrunbook(env, "status")
+    assert status.returncode == 0, status.stderr
+    [line] = [ln for ln in status.stdout.splitlines() if report["backup_id"] in ln]
+    assert "manual" in line and "2,000" in line and line.rstrip().endswith("yes")
+
+    restore = pgrunbook(env, "restore-test", "--from", "dr", "--json")
+    assert restore.returncode == 0, restore.stderr
+    result = json.loads(restore.stdout)
+    assert result["backup_id"] == report["backup_id"] and result["integrity_pct"] == 100.0
+    assert {t["table"]: t["actual_rows"] for t in result["tables"]}["public.customers"] == 2000
+    human = pgrunbook(env, "restore-test")
+    assert human.returncode == 0 and "RESTORE TEST PASSED" in human.stdout and "100.00 %" in human.stdout
+
+    # The password appears nowhere: not in any output, object, or the mirror.
+    for proc in (backup, status, restore, human):
+        assert PASSWORD not in proc.stdout + proc.stderr
+    objects = {**all_objects(endpoint, primary, "us-east-1"), **all_objects(endpoint, dr, "ap-southeast-2")}
+    assert any(k.endswith("manifest.json") for k in objects)
+    for key, body in objects.items():
+        text = gzip.decompress(body) if key.endswith(".gz") else body
+        assert PASSWORD.encode() not in text, key
+    with Database.connect(source) as db:
+        mirror = db.run("SELECT row_to_json(m)::text FROM pgrunbook.backup_metadata m")
+    assert mirror and all(PASSWORD not in row[0] for row in mirror)
+
+
+def test_failures_keep_the_password_out_of_messages(cli_env):
+    env, *_ = cli_env
+    env = {
+        **env,
+        "PGRUNBOOK_DATABASE_URL": f"postgresql://admin:{PASSWORD}@127.0.0.1:1/app?connect_timeout=2",
+    }
+    proc = pgrunbook(env, "backup")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "cannot connect" in proc.stderr
+    assert PASSWORD not in proc.stdout + proc.stderr
+
+
+def test_usage_errors_are_one_line_and_exit_2(cli_env):
+    env, *_ = cli_env
+    for args in (["backup", "--jobs", "many"], ["restore-test", "--from", "moon"], ["frobnicate"], []):
+        proc = pgrunbook(env, *args)
+        assert proc.returncode == 2, args
+        assert len(proc.stderr.strip().splitlines()) == 1, (args, proc.stderr)
+
+
+def test_a_failed_restore_test_exits_1(cli_env):
+    env, _, (primary, _), endpoint = cli_env
+    assert pgrunbook(env, "backup").returncode == 0
+    client = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+    [toc] = [
+        o["Key"] for o in client.list_objects_v2(Bucket=primary)["Contents"] if o["Key"].endswith("toc.dat")
+    ]
+    client.put_object(Bucket=primary, Key=toc, Body=b"not a toc")
+    proc = pgrunbook(env, "restore-test")
+    assert proc.returncode == 1
+    assert "RESTORE TEST FAILED" in proc.stdout and toc in proc.stdout
