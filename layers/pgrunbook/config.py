@@ -39,7 +39,8 @@ from .profiles import get_profile
 from .storage import ObjectStore, TransferSettings
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_LABEL = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
+_LABEL = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 
 
@@ -113,14 +114,17 @@ class Settings:
         if self.mirror not in MIRROR_MODES:
             raise ConfigError(f"mirror must be one of {', '.join(MIRROR_MODES)}, not {self.mirror!r}")
         for label, bucket in (("bucket", self.bucket), ("DR bucket", self.dr_bucket)):
-            if bucket is not None and not _BUCKET.match(bucket):
+            if bucket is not None and (
+                not _BUCKET.match(bucket) or ".." in bucket or _IP_ADDRESS.match(bucket)
+            ):
                 raise ConfigError(f"{label} {bucket!r} is not a valid S3 bucket name")
         for label, region in (("region", self.region), ("DR region", self.dr_region)):
             if region is not None and not _REGION.match(region):
                 raise ConfigError(f"{label} {region!r} is not an AWS region name")
         if self.database_name is not None and not _LABEL.match(self.database_name):
             raise ConfigError("database name may only use letters, digits, '.', '_' and '-'")
-        if not self.prefix.strip("/") or not _LABEL.match(self.prefix.strip("/").replace("/", "_")):
+        segments = self.prefix.strip("/").split("/")
+        if not self.prefix.strip("/") or not all(_LABEL.match(seg) for seg in segments):
             raise ConfigError(f"prefix {self.prefix!r} is not a valid key prefix")
         if self.database_url is not None:
             ConnInfo.parse(self.database_url, what="database URL")

@@ -17,8 +17,9 @@ from __future__ import annotations
 import getpass
 import ssl
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 from .errors import ConfigError
 from .redact import register_secret
@@ -68,11 +69,7 @@ class ConnInfo:
             raise ConfigError(f"{what} is malformed: {_clean(exc)}") from None
         if parts.fragment:
             raise ConfigError(f"{what} is malformed: unexpected '#' fragment")
-        query: dict[str, str] = {}
-        for key, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
-            if key not in SUPPORTED_PARAMS:
-                raise ConfigError(f"{what} has an unsupported parameter {key!r}")
-            query[key] = value
+        query = _parse_query(parts.query, what)
         hostname = parts.hostname
         netloc_host = parts.netloc.rsplit("@", 1)[-1]
         if "," in netloc_host:
@@ -80,9 +77,11 @@ class ConnInfo:
         if hostname is not None:
             hostname = unquote(hostname)
         host = query.pop("host", None) or hostname
+        if host is not None and "," in host:
+            raise ConfigError(f"{what} lists several hosts; pgrunbook needs exactly one")
         port_text = query.pop("port", None)
         try:
-            port = int(port_text) if port_text else (netloc_port or 5432)
+            port = int(port_text) if port_text else (5432 if netloc_port is None else netloc_port)
         except ValueError:
             raise ConfigError(f"{what} has a non-numeric port") from None
         if not 0 < port < 65536:
@@ -98,6 +97,9 @@ class ConnInfo:
         sslmode = query.get("sslmode")
         if sslmode is not None and sslmode not in SSLMODES:
             raise ConfigError(f"{what} has an unknown sslmode {sslmode!r}")
+        rootcert = query.get("sslrootcert")
+        if rootcert and rootcert != "system" and not Path(rootcert).is_file():
+            raise ConfigError(f"{what} names an sslrootcert file that does not exist")
         if "connect_timeout" in query:
             try:
                 int(query["connect_timeout"])
@@ -163,7 +165,8 @@ class ConnInfo:
         params = self.param
         params["sslmode"] = self.sslmode
         query.update(params)
-        return f"postgresql://{netloc}/{quote(self.dbname, safe='')}?{urlencode(query)}"
+        # quote, not quote_plus: libpq reads '+' in a URI literally, never as a space.
+        return f"postgresql://{netloc}/{quote(self.dbname, safe='')}?{urlencode(query, quote_via=quote)}"
 
     def libpq_env(self) -> dict[str, str]:
         """Environment for libpq subprocesses: the password, and nothing else secret."""
@@ -198,13 +201,26 @@ class ConnInfo:
             return False
         if mode in ("allow", "prefer"):
             return None  # pg8000: try TLS, fall back to clear text if the server refuses
-        context = ssl.create_default_context(cafile=self.param.get("sslrootcert"))
+        rootcert = self.param.get("sslrootcert")
+        context = ssl.create_default_context(cafile=None if rootcert in (None, "system") else rootcert)
         if mode == "require" and "sslrootcert" not in self.param:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
         elif mode in ("require", "verify-ca"):
             context.check_hostname = False
         return context
+
+
+def _parse_query(text: str, what: str) -> dict[str, str]:
+    """``a=1&b=2`` as libpq reads it: percent-decoded, and '+' is a plus sign, not a space."""
+    query: dict[str, str] = {}
+    for pair in filter(None, text.split("&")):
+        key, _, value = pair.partition("=")
+        key = unquote(key)
+        if key not in SUPPORTED_PARAMS:
+            raise ConfigError(f"{what} has an unsupported parameter {key!r}")
+        query[key] = unquote(value)
+    return query
 
 
 def _clean(exc: Exception) -> str:

@@ -123,6 +123,8 @@ class Manifest:
     def from_json(cls, raw: bytes, *, source: str = "manifest") -> Manifest:
         try:
             data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
             if data.get("format") != FORMAT:
                 raise ValueError(f"unknown format {data.get('format')!r}")
             return cls(

@@ -83,11 +83,18 @@ def new_backup_id(now: datetime) -> str:
 
 
 def is_backup_id(text: str) -> bool:
-    return bool(_BACKUP_ID.match(text))
+    try:
+        backup_time(text)
+    except ConfigError:
+        return False
+    return True
 
 
 def backup_time(backup_id: str) -> datetime:
-    match = _BACKUP_ID.match(backup_id)
-    if not match:
-        raise ConfigError(f"{backup_id!r} is not a pgrunbook backup id (like 20261121T020000.123Z-3fa9c1)")
-    return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    match = _BACKUP_ID.fullmatch(backup_id)
+    try:
+        if match:
+            return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        pass
+    raise ConfigError(f"{backup_id!r} is not a pgrunbook backup id (like 20261121T020000.123Z-3fa9c1)")

@@ -1,0 +1,589 @@
+"""pgrunbook's backup and restore test against the stock PostgreSQL tools, in one run.
+
+The targets (from the project's issue): ``pgrunbook backup`` (pg_dump in an exported
+snapshot, fingerprints of every table alongside, SHA-256 checksummed upload, manifest, DR
+copy) costs at most 1.3x a bare ``pg_dump -Fd -j2 -Z1`` to a local directory, and
+``pgrunbook restore-test`` (download, checksum check, pg_restore, fingerprint of every
+table) at most 1.3x a bare ``pg_restore -j2`` plus a ``count(*)`` of every table.  A
+single-stream ``pg_dump -Fc`` is measured as well: it is how single-file Lambda dumpers work.
+
+Everything is self-contained: an embedded PostgreSQL 18 in a temp dir, a deterministic
+dataset generated server-side, and S3 from moto.  moto runs in this process, so what an
+upload costs here is CPU (checksums, moto's own bookkeeping), never network.  The bare
+tools are the very binaries pgrunbook picks, run with the same connection string.
+
+Measurements are interleaved (bare, pgrunbook, bare, pgrunbook...) so that machine noise
+hits both sides alike, and each one is reported as the median of ``--repeat`` rounds,
+after ``--warmup`` untimed rounds.
+
+    make bench                                    # scale 1 (1,000,000 rows), 3 rounds
+    make bench BENCH_ARGS="--scale 5 --json bench.json"
+
+The exit status is 0 even when a target is missed (this is a measurement, not a test), and
+2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pgrunbook.backup import run_backup
+from pgrunbook.config import Settings
+from pgrunbook.dburl import ConnInfo
+from pgrunbook.embedded import start as start_embedded
+from pgrunbook.pg import Database, qualified, quote_ident
+from pgrunbook.pgtools import Tool, find_pg_dump, find_pg_restore
+from pgrunbook.progress import NullProgress
+from pgrunbook.restore import run_restore_test
+
+PG_VERSION = 18
+JOBS = 2
+COMPRESSION = 1
+TARGET_RATIO = 1.3
+SOURCE_DB = "bench"
+PRIMARY = ("pgrunbook-bench-primary", "us-east-1")
+DR = ("pgrunbook-bench-dr", "us-west-2")
+
+# Rows per table at scale 1: 1,000,000 in all, most of them in the orders-like table.
+BASE_ROWS = {"customers": 100_000, "products": 5_000, "orders": 700_000, "payments": 195_000}
+
+# -- the dataset --------------------------------------------------------------------------
+
+SCHEMA_SQL = """
+CREATE TABLE customers (
+    id             bigint PRIMARY KEY,
+    email          text NOT NULL,
+    full_name      text NOT NULL,
+    country        char(2) NOT NULL,
+    created_at     timestamptz NOT NULL,
+    lifetime_value numeric(12, 2) NOT NULL
+);
+CREATE TABLE products (
+    id         bigint PRIMARY KEY,
+    sku        text NOT NULL,
+    name       text NOT NULL,
+    price      numeric(10, 2) NOT NULL,
+    attributes jsonb NOT NULL
+);
+CREATE TABLE orders (
+    id          bigint PRIMARY KEY,
+    customer_id bigint NOT NULL,
+    product_id  bigint NOT NULL,
+    quantity    integer NOT NULL,
+    unit_price  numeric(10, 2) NOT NULL,
+    total       numeric(12, 2) NOT NULL,
+    status      text NOT NULL,
+    ordered_at  timestamptz NOT NULL,
+    shipped_at  timestamptz,
+    note        text,
+    details     jsonb NOT NULL
+);
+CREATE TABLE payments (
+    id           bigint PRIMARY KEY,
+    order_id     bigint NOT NULL,
+    amount       numeric(12, 2) NOT NULL,
+    method       text NOT NULL,
+    provider_ref uuid NOT NULL,
+    paid_at      timestamptz NOT NULL
+);
+"""
+
+# Each statement is formatted with the row counts; every value derives from the row number,
+# so the same scale always produces the same data.
+LOAD_SQL = (
+    """
+    INSERT INTO customers
+    SELECT i,
+           'customer' || i || '@example.com',
+           initcap(substr(md5('first' || i), 1, 7)) || ' ' || initcap(substr(md5('last' || i), 1, 10)),
+           (ARRAY['US', 'DE', 'FR', 'GB', 'JP', 'BR', 'IN', 'CA'])[1 + i % 8],
+           timestamptz '2020-01-01 00:00:00+00' + i * interval '17 minutes',
+           (i * 7919 % 5000000) / 100.0
+    FROM generate_series(1::bigint, {customers}) AS i
+    """,
+    """
+    INSERT INTO products
+    SELECT i,
+           'SKU-' || lpad(i::text, 7, '0'),
+           'Product ' || initcap(substr(md5('product' || i), 1, 12)),
+           1 + (i * 31 % 20000) / 100.0,
+           jsonb_build_object(
+               'color', (ARRAY['red', 'green', 'blue', 'black', 'white'])[1 + i % 5],
+               'weight_g', 50 + i % 5000,
+               'tags', jsonb_build_array('tag' || i % 7, 'tag' || i % 11))
+    FROM generate_series(1::bigint, {products}) AS i
+    """,
+    """
+    INSERT INTO orders
+    SELECT i,
+           1 + i * 7919 % {customers},
+           1 + i * 104729 % {products},
+           v.quantity,
+           v.unit_price,
+           v.quantity * v.unit_price,
+           (ARRAY['delivered', 'delivered', 'delivered', 'shipped', 'paid', 'pending', 'cancelled',
+                  'refunded'])[1 + i % 8],
+           v.ordered_at,
+           CASE WHEN i % 8 < 4 THEN v.ordered_at + (1 + i % 96) * interval '1 hour' END,
+           CASE WHEN i % 5 = 0 THEN 'gift wrap; leave at ' || substr(md5('note' || i), 1, 16) END,
+           jsonb_strip_nulls(jsonb_build_object(
+               'channel', (ARRAY['web', 'ios', 'android', 'store'])[1 + i % 4],
+               'coupon', CASE WHEN i % 10 = 0 THEN 'SPRING' || i % 100 END,
+               'shipping', jsonb_build_object('method', (ARRAY['standard', 'express'])[1 + i % 2],
+                                              'postcode', lpad((i * 37 % 99999)::text, 5, '0')),
+               'session', substr(md5('session' || i), 1, 20)))
+    FROM generate_series(1::bigint, {orders}) AS i,
+         LATERAL (SELECT 1 + i % 5 AS quantity,
+                         1 + (i * 31 % 20000) / 100.0 AS unit_price,
+                         timestamptz '2023-01-01 00:00:00+00' + i * interval '41 seconds' AS ordered_at) AS v
+    """,
+    """
+    INSERT INTO payments
+    SELECT i,
+           1 + (i - 1) * {orders} / {payments},
+           (i * 37 % 500000) / 100.0,
+           (ARRAY['card', 'card', 'card', 'paypal', 'bank_transfer', 'gift_card'])[1 + i % 6],
+           md5('payment' || i)::uuid,
+           timestamptz '2023-01-01 00:00:00+00' + i * interval '150 seconds'
+    FROM generate_series(1::bigint, {payments}) AS i
+    """,
+)
+
+# Constraints and indexes come after the load (faster), as a restore creates them too.
+CONSTRAINTS_SQL = """
+CREATE UNIQUE INDEX customers_email_key ON customers (email);
+CREATE UNIQUE INDEX products_sku_key ON products (sku);
+ALTER TABLE orders ADD FOREIGN KEY (customer_id) REFERENCES customers;
+ALTER TABLE orders ADD FOREIGN KEY (product_id) REFERENCES products;
+CREATE INDEX orders_customer_id_idx ON orders (customer_id);
+CREATE INDEX orders_ordered_at_idx ON orders (ordered_at);
+ALTER TABLE payments ADD FOREIGN KEY (order_id) REFERENCES orders;
+CREATE INDEX payments_order_id_idx ON payments (order_id);
+"""
+
+
+def rows_at(scale: float) -> dict[str, int]:
+    return {table: max(1, round(rows * scale)) for table, rows in BASE_ROWS.items()}
+
+
+def load_dataset(admin: Database, rows: dict[str, int]) -> None:
+    admin.run(f"CREATE DATABASE {quote_ident(SOURCE_DB)}")
+    with Database.connect(admin.info.with_dbname(SOURCE_DB), application_name="bench-load") as db:
+        db.run(SCHEMA_SQL)
+        for statement in LOAD_SQL:
+            db.run(statement.format(**rows))
+        db.run(CONSTRAINTS_SQL)
+        db.run("ANALYZE")
+        db.run("CHECKPOINT")
+
+
+# -- the stock tools ----------------------------------------------------------------------
+
+
+def run_bare(tool: Tool, args: Sequence[str], conninfo: ConnInfo) -> None:
+    """Run a pg tool the way a person would: same URI, password (if any) in the environment."""
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSWORD"}
+    env.update(conninfo.libpq_env())
+    result = subprocess.run(
+        [str(tool.path), *args, "--no-password"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{tool.name} exited {result.returncode}: {result.stderr.strip()[-2000:]}")
+
+
+def count_every_table(conninfo: ConnInfo) -> dict[str, int]:
+    with Database.connect(conninfo, application_name="bench-count") as db:
+        tables = db.run(
+            "SELECT schemaname, tablename FROM pg_catalog.pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+        )
+        return {
+            f"{schema}.{name}": int(db.scalar(f"SELECT count(*) FROM {qualified(schema, name)}"))
+            for schema, name in tables
+        }
+
+
+def size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# -- the run ------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    """Seconds per measurement, one sample per timed round, plus pgrunbook's own durations."""
+
+    samples: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    backup_durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    restore_durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.samples[name])
+
+
+def timed(action: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
+
+
+def record_durations(into: dict[str, list[float]], durations: dict[str, float], wall_s: float) -> None:
+    """A job report's own durations, plus the wall time its ``total_s`` leaves out."""
+    for key, value in durations.items():
+        into[key].append(value)
+    into["outside_total_s"].append(wall_s - durations.get("total_s", 0.0))
+
+
+@dataclass
+class Bench:
+    server_info: ConnInfo
+    source: ConnInfo
+    settings: Settings
+    pg_dump: Tool
+    pg_restore: Tool
+    workdir: Path
+    rows: dict[str, int]
+    results: Results = field(default_factory=Results)
+
+    def round(self, number: int, *, record: bool) -> None:
+        """One round of every measurement, bare and pgrunbook alternating."""
+        samples = self.results.samples if record else defaultdict(list)
+        dump_dir = self.workdir / f"bare-dir-{number}"
+        dump_file = self.workdir / f"bare-{number}.dump"
+        restored = f"bench_bare_restore_{number}"
+
+        seconds, _ = timed(lambda: self.bare_dump_dir(dump_dir))
+        samples["bare_dump_dir"].append(seconds)
+
+        backup_s, backup = timed(lambda: run_backup(self.settings, progress=NullProgress()))
+        if backup.status not in ("ok", "warning"):
+            raise RuntimeError(f"pgrunbook backup failed: {backup.error}")
+        samples["pgrunbook_backup"].append(backup_s)
+        samples["pgrunbook_backup_primary"].append(backup_s - backup.durations.get("dr_copy_s", 0.0))
+
+        seconds, _ = timed(lambda: self.bare_dump_custom(dump_file))
+        samples["bare_dump_custom"].append(seconds)
+
+        restore_s, _ = timed(lambda: self.bare_restore(dump_dir, restored))
+        count_s, counts = timed(lambda: count_every_table(self.server_info.with_dbname(restored)))
+        self.check_counts(counts)
+        samples["bare_restore"].append(restore_s)
+        samples["bare_count"].append(count_s)
+        samples["bare_restore_count"].append(restore_s + count_s)
+
+        restore_test_s, restore = timed(lambda: run_restore_test(self.settings, progress=NullProgress()))
+        if restore.status != "ok" or restore.integrity_pct < 100.0:
+            raise RuntimeError(f"pgrunbook restore-test failed: {restore.error or restore.restore_errors}")
+        samples["restore_test"].append(restore_test_s)
+
+        if record:
+            record_durations(self.results.backup_durations, backup.durations, backup_s)
+            record_durations(self.results.restore_durations, restore.durations, restore_test_s)
+            self.results.sizes.update(
+                bare_dump_dir=size_of(dump_dir),
+                bare_dump_custom=size_of(dump_file),
+                pgrunbook_backup=backup.size_bytes,
+            )
+        self.clean_up(dump_dir, dump_file, restored, backup.backup_id)
+
+    def bare_dump_dir(self, dump_dir: Path) -> None:
+        run_bare(
+            self.pg_dump,
+            [
+                "--format=directory",
+                f"--jobs={JOBS}",
+                f"--compress={COMPRESSION}",
+                f"--file={dump_dir}",
+                f"--dbname={self.source.libpq_uri()}",
+            ],
+            self.source,
+        )
+
+    def bare_dump_custom(self, dump_file: Path) -> None:
+        run_bare(
+            self.pg_dump,
+            [
+                "--format=custom",
+                f"--compress={COMPRESSION}",
+                f"--file={dump_file}",
+                f"--dbname={self.source.libpq_uri()}",
+            ],
+            self.source,
+        )
+
+    def bare_restore(self, dump_dir: Path, database: str) -> None:
+        """createdb + pg_restore -j2, as a person restoring by hand would do."""
+        with Database.connect(self.server_info, application_name="bench-createdb") as admin:
+            admin.run(f"CREATE DATABASE {quote_ident(database)} TEMPLATE template0")
+        target = self.server_info.with_dbname(database)
+        run_bare(self.pg_restore, [f"--jobs={JOBS}", f"--dbname={target.libpq_uri()}", str(dump_dir)], target)
+
+    def check_counts(self, counts: dict[str, int]) -> None:
+        for table, expected in self.rows.items():
+            if counts.get(f"public.{table}") != expected:
+                raise RuntimeError(f"bare restore has {counts.get(f'public.{table}')} rows in {table}")
+
+    def clean_up(self, dump_dir: Path, dump_file: Path, database: str, backup_id: str | None) -> None:
+        """Leave nothing behind, so that every round starts from the same state."""
+        shutil.rmtree(dump_dir, ignore_errors=True)
+        dump_file.unlink(missing_ok=True)
+        with Database.connect(self.server_info, application_name="bench-cleanup") as admin:
+            admin.run(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
+        if backup_id:
+            for store in (self.settings.primary_store(), self.settings.dr_store()):
+                keys = [o["Key"] for o in store.list_keys(store.backup_prefix(backup_id))]
+                store.delete_keys(keys)
+
+
+# -- the report ---------------------------------------------------------------------------
+
+LABELS = {
+    "bare_dump_dir": f"bare pg_dump -Fd -j{JOBS} -Z{COMPRESSION} to a local directory",
+    "bare_dump_custom": f"bare pg_dump -Fc -Z{COMPRESSION} to a local file (single stream)",
+    "pgrunbook_backup": "pgrunbook backup, whole job incl. DR copy (moto S3)",
+    "pgrunbook_backup_primary": "  of which: up to the primary manifest",
+    "bare_restore": f"bare createdb + pg_restore -j{JOBS} of the directory dump",
+    "bare_count": "bare SELECT count(*) of every table",
+    "bare_restore_count": "bare restore + count",
+    "restore_test": "pgrunbook restore-test (download, verify, restore, fingerprint)",
+}
+
+
+@dataclass(frozen=True)
+class Ratio:
+    label: str
+    numerator: str
+    denominator: str
+    target: float | None = None
+
+
+RATIOS = (
+    Ratio("pgrunbook backup / bare directory dump", "pgrunbook_backup", "bare_dump_dir", TARGET_RATIO),
+    Ratio("pgrunbook backup / bare single-stream dump", "pgrunbook_backup", "bare_dump_custom"),
+    Ratio("  up to the primary manifest / bare directory dump", "pgrunbook_backup_primary", "bare_dump_dir"),
+    Ratio(
+        "pgrunbook restore-test / bare restore + count", "restore_test", "bare_restore_count", TARGET_RATIO
+    ),
+)
+
+
+def summarize(bench: Bench, meta: dict[str, Any]) -> dict[str, Any]:
+    results = bench.results
+    ratios = []
+    for ratio in RATIOS:
+        numerators, denominators = results.samples[ratio.numerator], results.samples[ratio.denominator]
+        value = statistics.median(numerators) / statistics.median(denominators)
+        per_round = statistics.median(n / d for n, d in zip(numerators, denominators, strict=True))
+        verdict = None if ratio.target is None else ("PASS" if value <= ratio.target else "MISS")
+        ratios.append(
+            {
+                "ratio": ratio.label,
+                "numerator": ratio.numerator,
+                "denominator": ratio.denominator,
+                "value": round(value, 3),
+                "per_round_median": round(per_round, 3),
+                "target": ratio.target,
+                "verdict": verdict,
+            }
+        )
+
+    def medians(durations: dict[str, list[float]]) -> dict[str, float]:
+        return {key: round(statistics.median(values), 3) for key, values in durations.items()}
+
+    return {
+        **meta,
+        "dr_copy_included_in_backup": True,
+        "median_s": {name: round(results.median(name), 3) for name in LABELS},
+        "samples_s": {name: [round(s, 3) for s in results.samples[name]] for name in LABELS},
+        "ratios": ratios,
+        "pgrunbook_backup_durations_median_s": medians(results.backup_durations),
+        "pgrunbook_restore_durations_median_s": medians(results.restore_durations),
+        "sizes_bytes": results.sizes,
+    }
+
+
+def render(summary: dict[str, Any]) -> str:
+    mb = 1e6
+    sizes = summary["sizes_bytes"]
+    lines = [
+        "",
+        f"pgrunbook bench: {summary['rows']:,} rows in {len(summary['tables'])} tables (scale {summary['scale']:g}), "
+        f"PostgreSQL {summary['server_version']}, pg_dump/pg_restore {summary['pg_dump_version']}, "
+        f"{summary['cpus']} CPUs",
+        f"database {summary['database_bytes'] / mb:.1f} MB; dump {sizes['bare_dump_dir'] / mb:.1f} MB (directory), "
+        f"{sizes['bare_dump_custom'] / mb:.1f} MB (custom), {sizes['pgrunbook_backup'] / mb:.1f} MB (pgrunbook)",
+        f"{summary['repeat']} timed rounds after {summary['warmup']} warm-up; seconds of wall time; "
+        f"load average {summary['load_average'][0]:.1f} before, {summary['load_average'][1]:.1f} after",
+        "",
+        f"{'measurement':<66} {'median':>8} {'min':>8} {'max':>8}",
+    ]
+    for name, label in LABELS.items():
+        samples = summary["samples_s"][name]
+        lines.append(f"{label:<66} {summary['median_s'][name]:8.2f} {min(samples):8.2f} {max(samples):8.2f}")
+    lines += ["", f"{'ratio of the medians':<66} {'value':>8} {'rounds':>8} {'target':>8} {'verdict':>8}"]
+    for ratio in summary["ratios"]:
+        target = f"<={ratio['target']:.2f}x" if ratio["target"] else "-"
+        lines.append(
+            f"{ratio['ratio']:<66} {ratio['value']:7.3f}x {ratio['per_round_median']:7.3f}x "
+            f"{target:>8} {ratio['verdict'] or '-':>8}"
+        )
+    lines.append("(rounds: the median of the per-round ratios; each round runs both sides back to back)")
+    backup = summary["pgrunbook_backup_durations_median_s"]
+    restore = summary["pgrunbook_restore_durations_median_s"]
+    lines += [
+        "",
+        "pgrunbook's own durations (medians, s; fingerprint_s runs within dump_s; outside_total_s is",
+        "wall time the report's total_s leaves out, e.g. creating the S3 clients):",
+        "  backup:       " + ", ".join(f"{k} {v:.2f}" for k, v in backup.items()),
+        "  restore-test: " + ", ".join(f"{k} {v:.2f}" for k, v in restore.items()),
+        "The backup target is measured on the whole job, DR copy included; "
+        "S3 is moto, in process (upload costs CPU here, not network).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench_backup.py",
+        description="Measure pgrunbook backup and restore-test against bare pg_dump/pg_restore.",
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="row multiplier (1 = 1,000,000 rows)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed rounds; medians are reported")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    parser.add_argument("--json", metavar="PATH", type=Path, help="also write the figures as JSON here")
+    args = parser.parse_args(argv)
+    if not args.scale > 0:
+        parser.error("--scale must be positive")
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must not be negative")
+    return args
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from moto import mock_aws  # a test/demo dependency, like the demo's
+
+    workdir = Path(tempfile.mkdtemp(prefix="pgrunbook-bench-"))
+    saved_env = {k: os.environ.pop(k, None) for k in ("AWS_ENDPOINT_URL", "AWS_PROFILE")}
+    server = None
+    try:
+        log(f"starting the embedded PostgreSQL {PG_VERSION} in {workdir}")
+        server = start_embedded(workdir / f"pg{PG_VERSION}", PG_VERSION, cleanup="delete")
+        rows = rows_at(args.scale)
+        with Database.connect(server.conninfo, application_name="bench") as admin:
+            log(
+                f"generating {sum(rows.values()):,} rows: " + ", ".join(f"{t} {n:,}" for t, n in rows.items())
+            )
+            seconds, _ = timed(lambda: load_dataset(admin, rows))
+            log(f"loaded in {seconds:.1f}s")
+            server_version = admin.server_version
+            database_bytes = int(admin.scalar("SELECT pg_database_size(CAST(:name AS name))", name=SOURCE_DB))
+        source = server.conninfo.with_dbname(SOURCE_DB)
+        with mock_aws():
+            import boto3
+
+            for bucket, region in (PRIMARY, DR):
+                location = (
+                    {}
+                    if region == "us-east-1"
+                    else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+                )
+                boto3.client("s3", region_name=region).create_bucket(Bucket=bucket, **location)
+            settings = Settings.load(
+                env={},
+                database_url=source.libpq_uri(),
+                bucket=PRIMARY[0],
+                region=PRIMARY[1],
+                dr_bucket=DR[0],
+                dr_region=DR[1],
+                restore_target_url=server.conninfo.libpq_uri(),
+                jobs=JOBS,
+                compression=COMPRESSION,
+                work_dir=str(workdir),
+                home=str(workdir),
+                created_by="pgrunbook-bench",
+            )
+            bench = Bench(
+                server_info=server.conninfo,
+                source=source,
+                settings=settings,
+                pg_dump=find_pg_dump(PG_VERSION),
+                pg_restore=find_pg_restore(PG_VERSION, PG_VERSION),
+                workdir=workdir,
+                rows=rows,
+            )
+            load_before = os.getloadavg()[0]
+            for number in range(args.warmup):
+                log(f"warm-up round {number + 1}/{args.warmup}")
+                bench.round(number, record=False)
+            for number in range(args.repeat):
+                log(f"timed round {number + 1}/{args.repeat}")
+                bench.round(args.warmup + number, record=True)
+        summary = summarize(
+            bench,
+            {
+                "scale": args.scale,
+                "repeat": args.repeat,
+                "warmup": args.warmup,
+                "rows": sum(rows.values()),
+                "tables": rows,
+                "database_bytes": database_bytes,
+                "server_version": server_version,
+                "pg_dump_version": bench.pg_dump.version,
+                "pg_dump": str(bench.pg_dump.path),
+                "pg_restore": str(bench.pg_restore.path),
+                "jobs": JOBS,
+                "compression": COMPRESSION,
+                "cpus": os.cpu_count(),
+                "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+            },
+        )
+        print(render(summary))
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=2) + "\n")
+            log(f"wrote {args.json}")
+        return 0
+    finally:
+        for key, value in saved_env.items():
+            if value is not None:
+                os.environ[key] = value
+        if server is not None:
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

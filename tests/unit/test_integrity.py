@@ -1,0 +1,119 @@
+"""Comparing a restored database with its manifest, and the integrity score."""
+
+from __future__ import annotations
+
+from pgrunbook.integrity import compare, integrity_pct
+from pgrunbook.manifest import TableEntry
+
+EXPECTED = [
+    TableEntry("public", "tasks", 1000, "00000000000000a1", "record", (("id", "hash"),)),
+    TableEntry("public", "users", 20, "00000000000000b2", "record", (("id", "hash"),)),
+    TableEntry("audit", "events", 0, "0000000000000000", "record", (("id", "hash"),)),
+    TableEntry("public", "tags", 7, "00000000000000c3", "text", (("name", "text"),)),
+]
+ALL_MATCH = {
+    "public.tasks": (1000, "00000000000000a1"),
+    "public.users": (20, "00000000000000b2"),
+    "audit.events": (0, "0000000000000000"),
+    "public.tags": (7, "00000000000000c3"),
+}
+
+
+def by_table(checks):
+    return {c.table: c for c in checks}
+
+
+def test_everything_matches():
+    checks = compare(EXPECTED, ALL_MATCH)
+    assert [c.table for c in checks] == ["public.tasks", "public.users", "audit.events", "public.tags"]
+    assert all(c.match and c.error is None for c in checks)
+    assert integrity_pct(checks) == 100.0
+
+
+def test_one_row_count_mismatch():
+    actual = {**ALL_MATCH, "public.users": (19, "00000000000000b2")}
+    checks = by_table(compare(EXPECTED, actual))
+    users = checks["public.users"]
+    assert not users.match
+    assert not users.rows_match
+    assert users.fingerprint_match
+    assert (users.expected_rows, users.actual_rows) == (20, 19)
+    assert sum(c.match for c in checks.values()) == 3
+    assert integrity_pct(list(checks.values())) == 75.0
+
+
+def test_one_fingerprint_mismatch_with_equal_row_counts():
+    # Same number of rows, different content: only the fingerprint can tell.
+    actual = {**ALL_MATCH, "public.tasks": (1000, "ffffffffffffffa1")}
+    checks = by_table(compare(EXPECTED, actual))
+    tasks = checks["public.tasks"]
+    assert tasks.rows_match
+    assert not tasks.fingerprint_match
+    assert not tasks.match
+    assert tasks.error is None
+    assert integrity_pct(list(checks.values())) == 75.0
+
+
+def test_missing_table_is_reported_as_not_restored():
+    actual = {k: v for k, v in ALL_MATCH.items() if k != "audit.events"}
+    checks = by_table(compare(EXPECTED, actual))
+    events = checks["audit.events"]
+    assert not events.match
+    assert events.actual_rows is None
+    assert events.actual_fingerprint is None
+    assert events.error == "table not restored"
+    assert integrity_pct(list(checks.values())) == 75.0
+
+
+def test_missing_empty_table_still_fails_even_though_zero_rows_were_expected():
+    actual = {k: v for k, v in ALL_MATCH.items() if k != "audit.events"}
+    assert not by_table(compare(EXPECTED, actual))["audit.events"].match
+
+
+def test_per_table_error_fails_the_table_even_when_numbers_match():
+    errors = {"public.tags": 'ERROR: permission denied for table "tags"'}
+    checks = by_table(compare(EXPECTED, ALL_MATCH, errors))
+    tags = checks["public.tags"]
+    assert tags.rows_match and tags.fingerprint_match
+    assert not tags.match
+    assert tags.error == 'ERROR: permission denied for table "tags"'
+    assert integrity_pct(list(checks.values())) == 75.0
+
+
+def test_error_for_a_table_that_could_not_be_fingerprinted_is_kept():
+    actual = {k: v for k, v in ALL_MATCH.items() if k != "public.tags"}
+    errors = {"public.tags": 'ERROR: relation "public.tags" does not exist'}
+    tags = by_table(compare(EXPECTED, actual, errors))["public.tags"]
+    assert tags.error == 'ERROR: relation "public.tags" does not exist'
+
+
+def test_extra_restored_tables_do_not_count():
+    actual = {**ALL_MATCH, "public.surprise": (5, "0000000000000005")}
+    checks = compare(EXPECTED, actual)
+    assert len(checks) == len(EXPECTED)
+    assert integrity_pct(checks) == 100.0
+
+
+def test_empty_manifest_scores_100():
+    assert compare([], {}) == []
+    assert integrity_pct([]) == 100.0
+
+
+def test_score_is_rounded_to_two_decimals():
+    actual = {**ALL_MATCH, "public.tasks": (0, "0000000000000000")}
+    checks = compare(EXPECTED[:3], actual)
+    assert integrity_pct(checks) == 66.67
+
+
+def test_nothing_matches_scores_zero():
+    assert integrity_pct(compare(EXPECTED, {})) == 0.0
+
+
+def test_to_dict_carries_the_verdicts():
+    actual = {**ALL_MATCH, "public.users": (19, "00000000000000b2")}
+    data = by_table(compare(EXPECTED, actual))["public.users"].to_dict()
+    assert data["table"] == "public.users"
+    assert data["rows_match"] is False
+    assert data["fingerprint_match"] is True
+    assert data["match"] is False
+    assert data["actual_rows"] == 19
