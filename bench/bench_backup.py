@@ -1,7 +1,7 @@
 """pgrunbook's backup and restore test against the stock PostgreSQL tools, in one run.
 
 The targets (from the project's issue): ``pgrunbook backup`` (pg_dump in an exported
-snapshot, fingerprints of every table alongside, SHA-256 checksummed upload, manifest, DR
+snapshot, a fingerprint of every table, SHA-256 checksummed upload, manifest, DR
 copy) costs at most 1.3x a bare ``pg_dump -Fd -j2 -Z1`` to a local directory, and
 ``pgrunbook restore-test`` (download, checksum check, pg_restore, fingerprint of every
 table) at most 1.3x a bare ``pg_restore -j2`` plus a ``count(*)`` of every table.  A
@@ -10,7 +10,9 @@ single-stream ``pg_dump -Fc`` is measured as well: it is how single-file Lambda 
 Everything is self-contained: an embedded PostgreSQL 18 in a temp dir, a deterministic
 dataset generated server-side, and S3 from moto.  moto runs in this process, so what an
 upload costs here is CPU (checksums, moto's own bookkeeping), never network.  The bare
-tools are the very binaries pgrunbook picks, run with the same connection string.
+tools are the very binaries pgrunbook picks, run with the same connection string.  pgrunbook
+runs with its defaults (the ``backup_metadata`` mirror included, so the source database
+gains that small table, which the bare dumps then carry as well).
 
 Measurements are interleaved (bare, pgrunbook, bare, pgrunbook...) so that machine noise
 hits both sides alike, and each one is reported as the median of ``--repeat`` rounds,
@@ -39,6 +41,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import boto3
 
 from pgrunbook.backup import run_backup
 from pgrunbook.config import Settings
@@ -236,6 +240,7 @@ class Results:
     """Seconds per measurement, one sample per timed round, plus pgrunbook's own durations."""
 
     samples: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    cpu: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     backup_durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     restore_durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     sizes: dict[str, int] = field(default_factory=dict)
@@ -244,10 +249,26 @@ class Results:
         return statistics.median(self.samples[name])
 
 
-def timed(action: Callable[[], Any]) -> tuple[float, Any]:
+def machine_cpu_seconds() -> float:
+    """CPU time the whole machine has spent so far (Linux /proc/stat; 0 elsewhere).
+
+    The database server, pg_dump, pgrunbook and moto all run on this machine, so the
+    difference over a measurement is the total work it cost, whoever did it."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:8]]
+    except (OSError, ValueError):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(action: Callable[[], Any]) -> tuple[float, float, Any]:
+    """(wall seconds, machine CPU seconds, result) of ``action``."""
+    cpu = machine_cpu_seconds()
     started = time.perf_counter()
     result = action()
-    return time.perf_counter() - started, result
+    return time.perf_counter() - started, machine_cpu_seconds() - cpu, result
 
 
 def record_durations(into: dict[str, list[float]], durations: dict[str, float], wall_s: float) -> None:
@@ -269,35 +290,51 @@ class Bench:
     results: Results = field(default_factory=Results)
 
     def round(self, number: int, *, record: bool) -> None:
-        """One round of every measurement, bare and pgrunbook alternating."""
+        """One round of every measurement, bare and pgrunbook alternating.
+
+        The server is checkpointed before each measurement, so that none of them pays for
+        the dirty pages and WAL the previous one left behind (a restore writes a whole
+        database), and the bare restore's database is gone before the restore test starts.
+        """
         samples = self.results.samples if record else defaultdict(list)
+        cpu = self.results.cpu if record else defaultdict(list)
         dump_dir = self.workdir / f"bare-dir-{number}"
         dump_file = self.workdir / f"bare-{number}.dump"
         restored = f"bench_bare_restore_{number}"
 
-        seconds, _ = timed(lambda: self.bare_dump_dir(dump_dir))
-        samples["bare_dump_dir"].append(seconds)
+        def measure(name: str, action: Callable[[], Any]) -> tuple[float, float, Any]:
+            self.settle()
+            seconds, cpu_s, result = timed(action)
+            samples[name].append(seconds)
+            cpu[name].append(cpu_s)
+            return seconds, cpu_s, result
 
-        backup_s, backup = timed(lambda: run_backup(self.settings, progress=NullProgress()))
+        measure("bare_dump_dir", lambda: self.bare_dump_dir(dump_dir))
+        backup_s, backup_cpu, backup = measure(
+            "pgrunbook_backup", lambda: run_backup(self.settings, progress=NullProgress())
+        )
         if backup.status not in ("ok", "warning"):
             raise RuntimeError(f"pgrunbook backup failed: {backup.error}")
-        samples["pgrunbook_backup"].append(backup_s)
-        samples["pgrunbook_backup_primary"].append(backup_s - backup.durations.get("dr_copy_s", 0.0))
+        samples["pgrunbook_backup_primary"].append(
+            backup_s - backup.durations.get("dr_copy_after_manifest_s", 0.0)
+        )
+        cpu["pgrunbook_backup_primary"].append(backup_cpu)
+        measure("bare_dump_custom", lambda: self.bare_dump_custom(dump_file))
 
-        seconds, _ = timed(lambda: self.bare_dump_custom(dump_file))
-        samples["bare_dump_custom"].append(seconds)
-
-        restore_s, _ = timed(lambda: self.bare_restore(dump_dir, restored))
-        count_s, counts = timed(lambda: count_every_table(self.server_info.with_dbname(restored)))
+        restore_s, restore_cpu, _ = measure("bare_restore", lambda: self.bare_restore(dump_dir, restored))
+        count_s, count_cpu, counts = timed(lambda: count_every_table(self.server_info.with_dbname(restored)))
         self.check_counts(counts)
-        samples["bare_restore"].append(restore_s)
         samples["bare_count"].append(count_s)
+        cpu["bare_count"].append(count_cpu)
         samples["bare_restore_count"].append(restore_s + count_s)
+        cpu["bare_restore_count"].append(restore_cpu + count_cpu)
+        self.admin(f"DROP DATABASE {quote_ident(restored)} WITH (FORCE)")
 
-        restore_test_s, restore = timed(lambda: run_restore_test(self.settings, progress=NullProgress()))
+        restore_test_s, _, restore = measure(
+            "restore_test", lambda: run_restore_test(self.settings, progress=NullProgress())
+        )
         if restore.status != "ok" or restore.integrity_pct < 100.0:
             raise RuntimeError(f"pgrunbook restore-test failed: {restore.error or restore.restore_errors}")
-        samples["restore_test"].append(restore_test_s)
 
         if record:
             record_durations(self.results.backup_durations, backup.durations, backup_s)
@@ -307,7 +344,14 @@ class Bench:
                 bare_dump_custom=size_of(dump_file),
                 pgrunbook_backup=backup.size_bytes,
             )
-        self.clean_up(dump_dir, dump_file, restored, backup.backup_id)
+        self.clean_up(dump_dir, dump_file, backup.backup_id)
+
+    def admin(self, sql: str) -> None:
+        with Database.connect(self.server_info, application_name="bench-admin") as admin:
+            admin.run(sql)
+
+    def settle(self) -> None:
+        self.admin("CHECKPOINT")
 
     def bare_dump_dir(self, dump_dir: Path) -> None:
         run_bare(
@@ -336,8 +380,7 @@ class Bench:
 
     def bare_restore(self, dump_dir: Path, database: str) -> None:
         """createdb + pg_restore -j2, as a person restoring by hand would do."""
-        with Database.connect(self.server_info, application_name="bench-createdb") as admin:
-            admin.run(f"CREATE DATABASE {quote_ident(database)} TEMPLATE template0")
+        self.admin(f"CREATE DATABASE {quote_ident(database)} TEMPLATE template0")
         target = self.server_info.with_dbname(database)
         run_bare(self.pg_restore, [f"--jobs={JOBS}", f"--dbname={target.libpq_uri()}", str(dump_dir)], target)
 
@@ -346,12 +389,10 @@ class Bench:
             if counts.get(f"public.{table}") != expected:
                 raise RuntimeError(f"bare restore has {counts.get(f'public.{table}')} rows in {table}")
 
-    def clean_up(self, dump_dir: Path, dump_file: Path, database: str, backup_id: str | None) -> None:
+    def clean_up(self, dump_dir: Path, dump_file: Path, backup_id: str | None) -> None:
         """Leave nothing behind, so that every round starts from the same state."""
         shutil.rmtree(dump_dir, ignore_errors=True)
         dump_file.unlink(missing_ok=True)
-        with Database.connect(self.server_info, application_name="bench-cleanup") as admin:
-            admin.run(f"DROP DATABASE IF EXISTS {quote_ident(database)} WITH (FORCE)")
         if backup_id:
             for store in (self.settings.primary_store(), self.settings.dr_store()):
                 keys = [o["Key"] for o in store.list_keys(store.backup_prefix(backup_id))]
@@ -417,6 +458,7 @@ def summarize(bench: Bench, meta: dict[str, Any]) -> dict[str, Any]:
         **meta,
         "dr_copy_included_in_backup": True,
         "median_s": {name: round(results.median(name), 3) for name in LABELS},
+        "median_cpu_s": {name: round(statistics.median(results.cpu[name]), 3) for name in LABELS},
         "samples_s": {name: [round(s, 3) for s in results.samples[name]] for name in LABELS},
         "ratios": ratios,
         "pgrunbook_backup_durations_median_s": medians(results.backup_durations),
@@ -438,11 +480,14 @@ def render(summary: dict[str, Any]) -> str:
         f"{summary['repeat']} timed rounds after {summary['warmup']} warm-up; seconds of wall time; "
         f"load average {summary['load_average'][0]:.1f} before, {summary['load_average'][1]:.1f} after",
         "",
-        f"{'measurement':<66} {'median':>8} {'min':>8} {'max':>8}",
+        f"{'measurement':<66} {'median':>8} {'min':>8} {'max':>8} {'CPU-s':>8}",
     ]
     for name, label in LABELS.items():
         samples = summary["samples_s"][name]
-        lines.append(f"{label:<66} {summary['median_s'][name]:8.2f} {min(samples):8.2f} {max(samples):8.2f}")
+        lines.append(
+            f"{label:<66} {summary['median_s'][name]:8.2f} {min(samples):8.2f} {max(samples):8.2f} "
+            f"{summary['median_cpu_s'][name]:8.2f}"
+        )
     lines += ["", f"{'ratio of the medians':<66} {'value':>8} {'rounds':>8} {'target':>8} {'verdict':>8}"]
     for ratio in summary["ratios"]:
         target = f"<={ratio['target']:.2f}x" if ratio["target"] else "-"
@@ -451,11 +496,15 @@ def render(summary: dict[str, Any]) -> str:
             f"{target:>8} {ratio['verdict'] or '-':>8}"
         )
     lines.append("(rounds: the median of the per-round ratios; each round runs both sides back to back)")
+    lines.append(
+        "(CPU-s: CPU time of the whole machine during the measurement: database server, tools, "
+        "pgrunbook and moto)"
+    )
     backup = summary["pgrunbook_backup_durations_median_s"]
     restore = summary["pgrunbook_restore_durations_median_s"]
     lines += [
         "",
-        "pgrunbook's own durations (medians, s; fingerprint_s runs within dump_s; outside_total_s is",
+        "pgrunbook's own durations (medians, s; outside_total_s is",
         "wall time the report's total_s leaves out, e.g. creating the S3 clients):",
         "  backup:       " + ", ".join(f"{k} {v:.2f}" for k, v in backup.items()),
         "  restore-test: " + ", ".join(f"{k} {v:.2f}" for k, v in restore.items()),
@@ -488,6 +537,32 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def create_buckets() -> None:
+    for bucket, region in (PRIMARY, DR):
+        location = (
+            {"CreateBucketConfiguration": {"LocationConstraint": region}} if region != "us-east-1" else {}
+        )
+        boto3.client("s3", region_name=region).create_bucket(Bucket=bucket, **location)
+
+
+def bench_settings(source: ConnInfo, restore_target: ConnInfo, workdir: Path) -> Settings:
+    """What ``pgrunbook backup`` / ``restore-test`` would get from PGRUNBOOK_* variables."""
+    return Settings.load(
+        env={},
+        database_url=source.libpq_uri(),
+        bucket=PRIMARY[0],
+        region=PRIMARY[1],
+        dr_bucket=DR[0],
+        dr_region=DR[1],
+        restore_target_url=restore_target.libpq_uri(),
+        jobs=JOBS,
+        compression=COMPRESSION,
+        work_dir=str(workdir),
+        home=str(workdir),
+        created_by="pgrunbook-bench",
+    )
+
+
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -507,39 +582,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(
                 f"generating {sum(rows.values()):,} rows: " + ", ".join(f"{t} {n:,}" for t, n in rows.items())
             )
-            seconds, _ = timed(lambda: load_dataset(admin, rows))
+            seconds, _, _ = timed(lambda: load_dataset(admin, rows))
             log(f"loaded in {seconds:.1f}s")
             server_version = admin.server_version
             database_bytes = int(admin.scalar("SELECT pg_database_size(CAST(:name AS name))", name=SOURCE_DB))
         source = server.conninfo.with_dbname(SOURCE_DB)
         with mock_aws():
-            import boto3
-
-            for bucket, region in (PRIMARY, DR):
-                location = (
-                    {}
-                    if region == "us-east-1"
-                    else {"CreateBucketConfiguration": {"LocationConstraint": region}}
-                )
-                boto3.client("s3", region_name=region).create_bucket(Bucket=bucket, **location)
-            settings = Settings.load(
-                env={},
-                database_url=source.libpq_uri(),
-                bucket=PRIMARY[0],
-                region=PRIMARY[1],
-                dr_bucket=DR[0],
-                dr_region=DR[1],
-                restore_target_url=server.conninfo.libpq_uri(),
-                jobs=JOBS,
-                compression=COMPRESSION,
-                work_dir=str(workdir),
-                home=str(workdir),
-                created_by="pgrunbook-bench",
-            )
+            create_buckets()
             bench = Bench(
                 server_info=server.conninfo,
                 source=source,
-                settings=settings,
+                settings=bench_settings(source, server.conninfo, workdir),
                 pg_dump=find_pg_dump(PG_VERSION),
                 pg_restore=find_pg_restore(PG_VERSION, PG_VERSION),
                 workdir=workdir,

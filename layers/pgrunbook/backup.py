@@ -6,14 +6,19 @@
    its time and WAL position, takes ACCESS SHARE locks on the tables (as pg_dump does, so
    no DDL can change them under the dump) and reads, in that snapshot, the tables, the roles
    and the prerequisites the dump refers to.
-3. ``pg_dump --format=directory --jobs=N --snapshot=<id>`` dumps in that snapshot while the
-   coordinator computes each table's row count and fingerprint in the same snapshot.  Each
-   table file is uploaded as soon as pg_dump reports it finished.
-4. The snapshot is released as soon as the dump and fingerprints are done (an old snapshot
-   holds back vacuum), the remaining files are uploaded, and ``manifest.json`` is written
-   last.
-5. The backup is copied to the DR bucket and the copy verified against the manifest; older
-   backups whose DR copy is missing (a failed or interrupted earlier copy) are repaired.
+3. ``pg_dump --format=directory --jobs=N --snapshot=<id>`` dumps in that snapshot.  Each
+   table file is uploaded as soon as pg_dump reports it finished, and copied on to the DR
+   bucket as soon as its upload is done.
+4. Each table's row count and fingerprint are computed in the same snapshot, in page ranges
+   spread over N sessions.  Where depends on where the database runs: on another machine
+   (RDS, Supabase) they run alongside pg_dump, on the server's CPUs; on this machine they
+   run right after pg_dump, because pg_dump's compression and the fingerprints would
+   otherwise fight over the same CPUs.  (``PGRUNBOOK_FINGERPRINTS=alongside|after`` forces
+   one.)  The snapshot is released as soon as both are done: an old snapshot holds back
+   vacuum.
+5. ``manifest.json`` is written last.  Then the DR copies are verified against it and the DR
+   manifest written; older backups whose DR copy is missing (a failed or interrupted
+   earlier copy) are repaired.
 
 A failure before the manifest leaves no manifest: the uploaded files are deleted when S3
 allows it, the mirror row says ``failed``, and the catalog never lists the backup as
@@ -26,8 +31,10 @@ import logging
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -35,16 +42,16 @@ from .catalog import Catalog
 from .config import Settings
 from .dburl import ConnInfo
 from .errors import BackupFailed, PgRunbookError
-from .fingerprint import compute_all, discover_tables, method_for
+from .fingerprint import TableSpec, compute_all, discover_tables, method_for
 from .introspect import database_properties, prerequisites, referenced_roles
 from .manifest import FORMAT, Manifest, TableEntry
 from .mirror import Mirror
 from .pg import Database, qualified, quote_literal
-from .pgtools import ToolProcess, find_pg_dump
+from .pgtools import Tool, ToolProcess, find_pg_dump
 from .profiles import get_profile
 from .progress import Progress
 from .redact import redact
-from .replicate import replicate
+from .replicate import Replicator, replicate
 from .storage import ObjectStore, TransferSettings
 from .tiers import RetentionPolicy, new_backup_id, parse_tiers, primary_tier
 from .uploader import Uploader
@@ -95,33 +102,45 @@ class BackupRun:
         tiers: str | None = None,
         progress: Progress | None = None,
         transfer: TransferSettings | None = None,
-        clock=_now,
+        clock: Callable[[], datetime] = _now,
         policy: RetentionPolicy | None = None,
     ):
+        self._t0 = time.monotonic()
         self.settings = settings
         self.progress = progress or Progress()
         self.clock = clock
         self.policy = policy or RetentionPolicy()
         self.tiers_text = tiers
         parse_tiers(tiers, clock())  # bad --tier is bad input: refuse before touching anything
-        self.transfer = transfer
         self.profile = get_profile(settings.profile)
         self.info: ConnInfo = settings.conninfo()
         self.label = settings.database_label
         self.primary: ObjectStore = settings.primary_store(transfer)
         self.dr: ObjectStore | None = settings.dr_store(transfer) if settings.has_dr else None
         self.report = BackupReport(status="ok", database=self.label)
+        self.replicator: Replicator | None = None
+
+    @property
+    def fingerprints_alongside(self) -> bool:
+        mode = self.settings.fingerprints
+        return not self.info.is_local if mode == "auto" else mode == "alongside"
 
     # -- the run -------------------------------------------------------------------------
 
     def run(self) -> BackupReport:
-        started = time.monotonic()
+        try:
+            self._run()
+        finally:
+            self.report.durations["total_s"] = round(time.monotonic() - self._t0, 3)
+        return self.report
+
+    def _run(self) -> None:
         self.primary.check_bucket()
         if self.dr is not None:
             self.dr.check_bucket()
         else:
             self._warn("no DR bucket configured: this backup exists in one region only")
-        coordinator = Database.connect(self.info, application_name="pgrunbook-backup")
+        coordinator: Database | None = Database.connect(self.info, application_name="pgrunbook-backup")
         mirror: Mirror | None = None
         try:
             major = coordinator.server_version_num // 10000
@@ -134,16 +153,15 @@ class BackupRun:
                 self.report.status = "skipped"
                 self.report.error = f"another backup of {self.label} is running; nothing to do"
                 self.progress.step(self.report.error)
-                return self.report
+                return
             for stale in mirror.repair_interrupted():
                 self._warn(f"backup {stale} was interrupted by an earlier run; recorded as failed")
+            session, coordinator = coordinator, None  # _backup closes it once the snapshot is done
             try:
-                manifest, manifest_bytes = self._backup(coordinator, pg_dump, mirror)
+                manifest, manifest_bytes = self._backup(session, pg_dump, mirror)
             except BackupFailed:
-                return self.report  # status critical, error set, nothing restorable left behind
-            finally:
-                coordinator = None  # _backup closes it as soon as the snapshot is not needed
-            self._replicate(manifest, manifest_bytes)
+                return  # status critical, error set, nothing restorable left behind
+            self._finish_dr_copy(manifest, manifest_bytes)
             if self.dr is not None:
                 self._repair_dr(manifest.backup_id)
             mirror.record_end(
@@ -157,61 +175,32 @@ class BackupRun:
                 coordinator.close()
             if mirror is not None:
                 mirror.close()
-        self.report.durations["total_s"] = round(time.monotonic() - started, 3)
-        return self.report
 
-    def _backup(self, coordinator: Database, pg_dump, mirror: Mirror) -> tuple[Manifest, bytes]:
+    def _backup(self, coordinator: Database, pg_dump: Tool, mirror: Mirror) -> tuple[Manifest, bytes]:
         started_at = self.clock()
         backup_id = new_backup_id(started_at)
         tiers = parse_tiers(self.tiers_text, started_at)
         retention_until = self.policy.retention_until(started_at, tiers)
         workdir = self.settings.work_path / f"pgrunbook-{self.label}-{backup_id}"
-        dump_dir = workdir / "dump"
         report = self.report
         report.backup_id, report.tiers = backup_id, tiers
         report.location = self.primary.uri(self.primary.backup_prefix(backup_id))
         report.started_at = started_at.isoformat()
-        uploader = Uploader(self.primary, backup_id, self.progress, self.primary.transfer.concurrency)
+        if self.dr is not None:
+            self.replicator = Replicator(self.primary, self.dr, backup_id, self.progress)
+        uploader = Uploader(
+            self.primary,
+            backup_id,
+            self.progress,
+            self.primary.transfer.concurrency,
+            on_uploaded=self.replicator.submit if self.replicator is not None else None,
+        )
         process: ToolProcess | None = None
         recorded = False
         try:
             workdir.mkdir(parents=True, exist_ok=False)
-            # 1. snapshot, locks and introspection -----------------------------------------
             t0 = time.monotonic()
-            coordinator.set_deterministic_output()
-            coordinator.run(f"SET lock_timeout TO {quote_literal(LOCK_TIMEOUT)}")
-            coordinator.run("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            snap = coordinator.rows(
-                "SELECT pg_catalog.pg_export_snapshot() AS id, statement_timestamp() AS time, "
-                "pg_catalog.pg_is_in_recovery() AS in_recovery, "
-                "CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() "
-                "ELSE pg_catalog.pg_current_wal_lsn() END::text AS lsn"
-            )[0]
-            snapshot = {
-                "id": snap["id"],
-                "time": snap["time"].astimezone(UTC).isoformat(),
-                "lsn": snap["lsn"],
-                "in_recovery": bool(snap["in_recovery"]),
-            }
-            report.snapshot = snapshot
-            specs = discover_tables(coordinator, self.profile.exclude_schemas)
-            for start in range(0, len(specs), 500):
-                chunk = ", ".join(qualified(s.schema, s.name) for s in specs[start : start + 500])
-                coordinator.run(f"LOCK TABLE {chunk} IN ACCESS SHARE MODE")
-            roles = referenced_roles(coordinator, self.profile.exclude_schemas)
-            prereqs = prerequisites(
-                coordinator, self.profile.exclude_schemas, self.profile.exclude_extensions
-            )
-            server = {
-                "version": coordinator.server_version,
-                "version_num": coordinator.server_version_num,
-                **database_properties(coordinator),
-            }
-            method = method_for(server["version_num"])
-            self.progress.step(
-                f"snapshot {snapshot['id']} at {snapshot['time']} (LSN {snapshot['lsn']}): "
-                f"{len(specs)} tables, {len(roles)} roles"
-            )
+            snapshot, specs, roles, prereqs, server = self._snapshot(coordinator)
             mirror.record_start(
                 backup_id=backup_id,
                 backup_type=primary_tier(tiers),
@@ -223,75 +212,33 @@ class BackupRun:
                 created_by=self.settings.creator,
             )
             recorded = True
-
-            # 2. pg_dump in the snapshot, fingerprints alongside, uploads as files finish ---
-            suffix = ".dat.gz" if self.settings.compression > 0 else ".dat"
-
-            def on_line(line: str) -> None:
-                match = _FINISHED_DATA.search(line)
-                if match:
-                    path = dump_dir / f"{match.group(1)}{suffix}"
-                    if path.is_file():
-                        uploader.submit(path)
-                elif ": error:" in line:
-                    self.progress.step(line)
-
-            args = [
-                "--format=directory",
-                f"--jobs={self.settings.jobs}",
-                f"--compress={self.settings.compression}",
-                f"--snapshot={snapshot['id']}",
-                f"--file={dump_dir}",
-                f"--lock-wait-timeout={LOCK_TIMEOUT}",
-                "--no-password",
-                "--verbose",
-                *self.profile.pg_dump_args(),
-                f"--dbname={self.info.libpq_uri()}",
-            ]
-            self.progress.step(
-                f"dumping with {pg_dump.path.name} {pg_dump.version}, {self.settings.jobs} jobs, "
-                f"gzip level {self.settings.compression}"
-            )
-            process = ToolProcess(pg_dump, args, self.info, on_line=on_line)
-
-            def snapshot_session() -> Database:
-                db = Database.connect(self.info, application_name="pgrunbook-fingerprint")
-                db.set_deterministic_output()
-                db.run("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                db.run(f"SET TRANSACTION SNAPSHOT {quote_literal(snapshot['id'])}")
-                return db
-
-            done = [0]
-
-            def on_table(name: str, rows: int) -> None:
-                done[0] += 1
-                self.progress.detail(f"fingerprinted {done[0]}/{len(specs)} tables ({name}: {rows} rows)")
-
-            fingerprints = compute_all(
-                snapshot_session,
-                specs,
-                method,
-                workers=max(1, self.settings.jobs // 2),
-                on_table=on_table,
-                first_session=coordinator,
-            )
-            t_fp = time.monotonic()
-            result = process.wait()
+            dump_dir = workdir / "dump"
+            process = self._start_pg_dump(pg_dump, snapshot["id"], dump_dir, uploader)
+            fingerprint = self._fingerprinter(coordinator, snapshot["id"], specs, server["version_num"])
+            if self.fingerprints_alongside:
+                fingerprints = fingerprint()
+                result = process.wait()
+                t_dump = time.monotonic()
+            else:
+                result = process.wait()
+                t_dump = time.monotonic()
+                if result.returncode == 0:
+                    self._upload_all(dump_dir, uploader)  # uploads run while fingerprints do
+                    fingerprints = fingerprint()
             process = None
-            t_dump = time.monotonic()
+            t_fp = time.monotonic()
             coordinator.close()  # releases the snapshot: vacuum may proceed
             if result.returncode != 0:
                 raise BackupFailed(f"pg_dump failed (exit {result.returncode}): {result.tail(4)}")
             report.durations["dump_s"] = round(t_dump - t0, 3)
-            report.durations["fingerprint_s"] = round(t_fp - t0, 3)
+            report.durations["fingerprint_s"] = round(
+                t_fp - (t0 if self.fingerprints_alongside else t_dump), 3
+            )
 
-            # 3. remaining files, then the manifest, last -------------------------------------
-            for path in sorted(dump_dir.iterdir()):
-                if path.is_file():
-                    uploader.submit(path)
+            self._upload_all(dump_dir, uploader)
             files = uploader.wait()
-            t_upload = time.monotonic()
-            report.durations["upload_after_dump_s"] = round(t_upload - t_dump, 3)
+            report.durations["upload_after_dump_s"] = round(time.monotonic() - max(t_dump, t_fp), 3)
+            method = method_for(server["version_num"])
             tables = [
                 TableEntry(
                     schema=s.schema,
@@ -345,7 +292,10 @@ class BackupRun:
             if process is not None:
                 process.kill()
             uploader.abort()
-            self._discard(uploader.started_keys)
+            self._discard(self.primary, uploader.started_keys)
+            if self.replicator is not None and self.dr is not None:
+                self.replicator.abort()
+                self._discard(self.dr, self.replicator.started_keys)
             if isinstance(exc, PgRunbookError):
                 message = redact(str(exc))
             elif isinstance(exc, Exception):
@@ -362,29 +312,134 @@ class BackupRun:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    def _discard(self, keys: list[str]) -> None:
+    # -- steps ---------------------------------------------------------------------------
+
+    def _snapshot(self, coordinator: Database) -> tuple[dict, list[TableSpec], list, Any, dict]:
+        """Export the snapshot, lock the tables and read what the manifest needs, all in it."""
+        coordinator.prepare_for_scans()
+        coordinator.run(f"SET lock_timeout TO {quote_literal(LOCK_TIMEOUT)}")
+        coordinator.run("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snap = coordinator.rows(
+            "SELECT pg_catalog.pg_export_snapshot() AS id, statement_timestamp() AS time, "
+            "pg_catalog.pg_is_in_recovery() AS in_recovery, "
+            "CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_last_wal_replay_lsn() "
+            "ELSE pg_catalog.pg_current_wal_lsn() END::text AS lsn"
+        )[0]
+        snapshot = {
+            "id": snap["id"],
+            "time": snap["time"].astimezone(UTC).isoformat(),
+            "lsn": snap["lsn"],
+            "in_recovery": bool(snap["in_recovery"]),
+        }
+        self.report.snapshot = snapshot
+        specs = discover_tables(coordinator, self.profile.exclude_schemas)
+        for start in range(0, len(specs), 500):
+            chunk = ", ".join(qualified(s.schema, s.name) for s in specs[start : start + 500])
+            coordinator.run(f"LOCK TABLE {chunk} IN ACCESS SHARE MODE")
+        roles = referenced_roles(coordinator, self.profile.exclude_schemas)
+        prereqs = prerequisites(coordinator, self.profile.exclude_schemas, self.profile.exclude_extensions)
+        server = {
+            "version": coordinator.server_version,
+            "version_num": coordinator.server_version_num,
+            **database_properties(coordinator),
+        }
+        self.progress.step(
+            f"snapshot {snapshot['id']} at {snapshot['time']} (LSN {snapshot['lsn']}): "
+            f"{len(specs)} tables, {len(roles)} roles"
+        )
+        return snapshot, specs, roles, prereqs, server
+
+    def _start_pg_dump(
+        self, pg_dump: Tool, snapshot_id: str, dump_dir: Path, uploader: Uploader
+    ) -> ToolProcess:
+        suffix = ".dat.gz" if self.settings.compression > 0 else ".dat"
+
+        def on_line(line: str) -> None:
+            match = _FINISHED_DATA.search(line)
+            if match:
+                path = dump_dir / f"{match.group(1)}{suffix}"
+                if path.is_file():
+                    uploader.submit(path)
+            elif ": error:" in line:
+                self.progress.step(line)
+
+        args = [
+            "--format=directory",
+            f"--jobs={self.settings.jobs}",
+            f"--compress={self.settings.compression}",
+            f"--snapshot={snapshot_id}",
+            f"--file={dump_dir}",
+            f"--lock-wait-timeout={LOCK_TIMEOUT}",
+            "--no-password",
+            "--verbose",
+            *self.profile.pg_dump_args(),
+            f"--dbname={self.info.libpq_uri()}",
+        ]
+        where = "alongside pg_dump" if self.fingerprints_alongside else "after pg_dump"
+        self.progress.step(
+            f"dumping with {pg_dump.name} {pg_dump.version}, {self.settings.jobs} jobs, gzip level "
+            f"{self.settings.compression}; fingerprints {where}"
+        )
+        return ToolProcess(pg_dump, args, self.info, on_line=on_line)
+
+    def _fingerprinter(
+        self, coordinator: Database, snapshot_id: str, specs: list[TableSpec], version_num: int
+    ) -> Callable[[], dict[str, tuple[int, str]]]:
+        def snapshot_session() -> Database:
+            db = Database.connect(self.info, application_name="pgrunbook-fingerprint")
+            db.prepare_for_scans()
+            db.run("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            db.run(f"SET TRANSACTION SNAPSHOT {quote_literal(snapshot_id)}")
+            return db
+
+        done = [0]
+
+        def on_table(name: str, rows: int) -> None:
+            done[0] += 1
+            self.progress.detail(f"fingerprinted {done[0]}/{len(specs)} tables ({name}: {rows} rows)")
+
+        def fingerprint() -> dict[str, tuple[int, str]]:
+            return compute_all(
+                snapshot_session,
+                specs,
+                method_for(version_num),
+                workers=self.settings.jobs,
+                ranges=version_num >= 140000,
+                on_table=on_table,
+                first_session=coordinator,
+            )
+
+        return fingerprint
+
+    @staticmethod
+    def _upload_all(dump_dir: Path, uploader: Uploader) -> None:
+        for path in sorted(dump_dir.iterdir()):
+            if path.is_file():
+                uploader.submit(path)
+
+    def _discard(self, store: ObjectStore, keys: list[str]) -> None:
         """Best effort: remove what a failed run uploaded (retention removes any leftovers)."""
         if not keys:
             return
         try:
-            self.primary.delete_keys(keys)
+            store.delete_keys(keys)
         except Exception as exc:
-            log.warning("could not remove the partial upload: %s", redact(str(exc)))
+            log.warning("could not remove the partial upload in %s: %s", store.bucket, redact(str(exc)))
 
-    def _replicate(self, manifest: Manifest, manifest_bytes: bytes) -> None:
-        if self.dr is None:
+    def _finish_dr_copy(self, manifest: Manifest, manifest_bytes: bytes) -> None:
+        if self.dr is None or self.replicator is None:
             self.report.dr = {"status": "not_configured"}
             return
         t0 = time.monotonic()
         try:
-            result = replicate(manifest, manifest_bytes, self.primary, self.dr, self.progress)
+            result = self.replicator.finish(manifest, manifest_bytes)
         except PgRunbookError as exc:
             self.report.status = "critical"
             self.report.dr = {"status": "failed", "location": self.dr.describe(), "problem": str(exc)}
             self.report.error = f"DR copy failed: {exc}"
             self.progress.step(self.report.error)
             return
-        self.report.durations["dr_copy_s"] = round(time.monotonic() - t0, 3)
+        self.report.durations["dr_copy_after_manifest_s"] = round(time.monotonic() - t0, 3)
         self.report.dr = {"status": "copied", "location": result.location, "files": result.files}
         self.progress.step(f"DR copy verified: {result.files} files in {self.dr.describe()}")
 

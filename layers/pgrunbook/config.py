@@ -15,6 +15,7 @@ PGRUNBOOK_MIRROR               backup_metadata mirror: ``auto`` (default), ``on`
 PGRUNBOOK_WORK_DIR             local scratch space for dump files (default: the temp dir)
 PGRUNBOOK_HOME                 where embedded servers keep their data (default ~/.pgrunbook)
 PGRUNBOOK_PG_BIN               directory of pg_dump/pg_restore to use (default: searched)
+PGRUNBOOK_FINGERPRINTS         ``auto`` (default), ``alongside`` or ``after`` pg_dump
 =============================  ==============================================================
 
 AWS credentials and endpoints come from boto3's standard chain (``AWS_PROFILE``,
@@ -60,6 +61,7 @@ ENV_VARS = {
     "work_dir": "PGRUNBOOK_WORK_DIR",
     "home": "PGRUNBOOK_HOME",
     "created_by": "PGRUNBOOK_CREATED_BY",
+    "fingerprints": "PGRUNBOOK_FINGERPRINTS",
 }
 
 
@@ -80,6 +82,7 @@ class Settings:
     work_dir: str | None = None
     home: str | None = None
     created_by: str | None = None
+    fingerprints: str = "auto"  # auto | alongside | after (see pgrunbook.backup)
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -111,6 +114,8 @@ class Settings:
         if not 0 <= self.compression <= 9:
             raise ConfigError(f"compression must be a gzip level between 0 and 9, not {self.compression}")
         get_profile(self.profile)
+        if self.fingerprints not in ("auto", "alongside", "after"):
+            raise ConfigError(f"fingerprints must be auto, alongside or after, not {self.fingerprints!r}")
         if self.mirror not in MIRROR_MODES:
             raise ConfigError(f"mirror must be one of {', '.join(MIRROR_MODES)}, not {self.mirror!r}")
         for label, bucket in (("bucket", self.bucket), ("DR bucket", self.dr_bucket)):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -114,16 +114,25 @@ def column_expression(column: str, mode: str) -> str:
     raise ValueError(f"unknown column mode {mode!r}")
 
 
-def fingerprint_sql(spec: TableSpec | TableEntry, method: str) -> str:
-    """The query returning (rows, sum of row hashes) for one table."""
+def fingerprint_sql(
+    spec: TableSpec | TableEntry, method: str, start_block: int | None = None, end_block: int | None = None
+) -> str:
+    """The query returning (rows, sum of row hashes) for one table, or for the pages
+    ``[start_block, end_block)`` of it (a TID range scan, PostgreSQL 14+)."""
     table = qualified(spec.schema, spec.name)
+    where = []
+    if start_block is not None:
+        where.append(f"ctid >= '({int(start_block)},0)'::tid")
+    if end_block is not None:
+        where.append(f"ctid < '({int(end_block)},0)'::tid")
+    condition = f" WHERE {' AND '.join(where)}" if where else ""
     if not spec.columns:
-        return f"SELECT count(*), 0 FROM ONLY {table}"
+        return f"SELECT count(*), 0 FROM ONLY {table}{condition}"
     row = "ROW(" + ", ".join(column_expression(c, m) for c, m in spec.columns) + ")"
     if method == "record":
-        return f"SELECT count(*), sum(hash_record_extended({row}, 0)) FROM ONLY {table}"
+        return f"SELECT count(*), sum(hash_record_extended({row}, 0)) FROM ONLY {table}{condition}"
     if method == "text":
-        return f"SELECT count(*), sum(hashtextextended(({row})::text, 0)) FROM ONLY {table}"
+        return f"SELECT count(*), sum(hashtextextended(({row})::text, 0)) FROM ONLY {table}{condition}"
     raise ValueError(f"unknown fingerprint method {method!r}")
 
 
@@ -137,7 +146,7 @@ def format_fingerprint(total: object) -> str:
 
 _TABLES_SQL = """
 SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name,
-       c.relpages::bigint * current_setting('block_size')::bigint AS approx_bytes
+       pg_catalog.pg_relation_size(c.oid) AS approx_bytes
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r'
@@ -191,28 +200,96 @@ def compute_one(db: Database, spec: TableSpec | TableEntry, method: str) -> tupl
     return int(rows), format_fingerprint(total)
 
 
+# Tables bigger than two of these are fingerprinted in page ranges of this size, so that
+# several sessions share one big table instead of one session scanning it alone.  Small
+# ranges balance the sessions well; MAX_RANGES caps the number of queries per table.
+CHUNK_BYTES = 8 * 1024 * 1024
+MAX_RANGES = 1024
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    spec: TableSpec | TableEntry
+    start_block: int | None = None
+    end_block: int | None = None
+    size: int = 0
+
+    @property
+    def table(self) -> str:
+        return f"{self.spec.schema}.{self.spec.name}"
+
+
+def plan(
+    specs: Sequence[TableSpec | TableEntry],
+    sizes: Mapping[str, int],
+    *,
+    block_size: int = 8192,
+    chunk_bytes: int = CHUNK_BYTES,
+    ranges: bool = True,
+) -> list[WorkItem]:
+    """Work items, biggest first; with ``ranges``, big tables split into page ranges.  The
+    last range of a table is open-ended, so pages added after the sizes were read (invisible
+    to the snapshot anyway) are still covered."""
+    items: list[WorkItem] = []
+    for spec in specs:
+        size = sizes.get(f"{spec.schema}.{spec.name}", 0)
+        blocks = size // block_size
+        chunk_blocks = max(1, chunk_bytes // block_size, -(-blocks // MAX_RANGES))
+        if not ranges or blocks < 2 * chunk_blocks:
+            items.append(WorkItem(spec, size=size))
+            continue
+        starts = list(range(0, blocks, chunk_blocks))
+        for index, start in enumerate(starts):
+            end = starts[index + 1] if index + 1 < len(starts) else None
+            items.append(
+                WorkItem(spec, start or None, end, min(chunk_blocks * block_size, size - start * block_size))
+            )
+    return sorted(items, key=lambda item: item.size, reverse=True)
+
+
+_SIZES_SQL = """
+SELECT n.nspname || '.' || c.relname AS name, pg_catalog.pg_relation_size(c.oid) AS bytes
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname !~ '^(pg_catalog|information_schema|pg_toast.*)$'
+"""
+
+
+def table_sizes(db: Database) -> dict[str, int]:
+    return {row[0]: int(row[1]) for row in db.run(_SIZES_SQL)}
+
+
 def compute_all(
     open_session: Callable[[], Database],
     specs: Sequence[TableSpec | TableEntry],
     method: str,
     *,
     workers: int = 1,
+    sizes: Mapping[str, int] | None = None,
+    ranges: bool = False,
+    block_size: int = 8192,
+    chunk_bytes: int = CHUNK_BYTES,
     on_table: Callable[[str, int], None] | None = None,
     first_session: Database | None = None,
     errors: dict[str, str] | None = None,
 ) -> dict[str, tuple[int, str]]:
-    """Fingerprint ``specs`` over ``workers`` sessions, biggest tables first.
+    """Fingerprint ``specs`` over ``workers`` sessions, biggest work first.
 
     ``open_session`` returns a connection already positioned where the fingerprints must
     be taken (in the backup's snapshot, or on the restored database).  ``first_session``,
-    when given, is used as one of the workers and left open.  When ``errors`` is given, a
-    table whose query fails (missing after a restore, say) is recorded there instead of
-    stopping the run.
+    when given, is used as one of the workers and left open.  With ``ranges`` (PostgreSQL
+    14+), tables bigger than :data:`CHUNK_BYTES` are split into page ranges whose counts
+    and hash sums add up.  When ``errors`` is given, a table whose query fails (missing
+    after a restore, say) is recorded there instead of stopping the run.
     """
-    order = sorted(specs, key=lambda s: getattr(s, "approx_bytes", 0), reverse=True)
-    results: dict[str, tuple[int, str]] = {}
+    if sizes is None:
+        sizes = {f"{s.schema}.{s.name}": getattr(s, "approx_bytes", 0) for s in specs}
+    queue = plan(specs, sizes, block_size=block_size, chunk_bytes=chunk_bytes, ranges=ranges)
+    pending = {f"{s.schema}.{s.name}": 0 for s in specs}
+    for item in queue:
+        pending[item.table] += 1
+    totals: dict[str, list[int]] = {table: [0, 0] for table in pending}
+    failed: dict[str, str] = {}
     lock = threading.Lock()
-    queue = list(order)
 
     def worker(session: Database | None) -> None:
         own = session is None
@@ -222,29 +299,41 @@ def compute_all(
                 with lock:
                     if not queue:
                         return
-                    spec = queue.pop(0)
+                    item = queue.pop(0)
+                    if item.table in failed:
+                        continue
+                sql = fingerprint_sql(item.spec, method, item.start_block, item.end_block)
                 try:
-                    rows, fp = compute_one(db, spec, method)
+                    rows, total = db.run(sql)[0]
                 except SqlError as exc:
                     if errors is None:
                         raise
                     with lock:
-                        errors[f"{spec.schema}.{spec.name}"] = str(exc)
+                        failed[item.table] = str(exc)
                     continue
                 with lock:
-                    results[f"{spec.schema}.{spec.name}"] = (rows, fp)
-                if on_table is not None:
-                    on_table(f"{spec.schema}.{spec.name}", rows)
+                    totals[item.table][0] += int(rows)
+                    totals[item.table][1] += int(total or 0)
+                    pending[item.table] -= 1
+                    finished = pending[item.table] == 0
+                if finished and on_table is not None:
+                    on_table(item.table, totals[item.table][0])
         finally:
             if own:
                 db.close()
 
-    workers = max(1, min(workers, len(order) or 1))
-    sessions: list[Database | None] = [first_session] + [None] * (workers - 1)
+    workers = max(1, min(workers, len(queue) or 1))
     if workers == 1:
         worker(first_session)
-        return results
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fingerprint") as pool:
-        for future in [pool.submit(worker, s) for s in sessions]:
-            future.result()
-    return results
+    else:
+        sessions: list[Database | None] = [first_session] + [None] * (workers - 1)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fingerprint") as pool:
+            for future in [pool.submit(worker, s) for s in sessions]:
+                future.result()
+    if errors is not None:
+        errors.update(failed)
+    return {
+        table: (rows, format_fingerprint(total))
+        for table, (rows, total) in totals.items()
+        if table not in failed
+    }

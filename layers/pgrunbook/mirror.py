@@ -42,15 +42,19 @@ class Mirror:
         if mode == "off":
             return mirror
         try:
-            if not db.scalar("SELECT pg_is_in_recovery()"):
-                db.run(sql_file("catalog/backup_metadata.sql"))
-                mirror.available = True
-            elif mode == "on":
-                raise ConfigError("the backup_metadata mirror cannot be written on a read-only standby")
+            if db.scalar("SELECT pg_is_in_recovery()"):
+                reason = "the database is a read-only standby"
+            else:
+                if not db.scalar("SELECT to_regclass('pgrunbook.backup_metadata') IS NOT NULL"):
+                    db.run(sql_file("catalog/backup_metadata.sql"))  # once: DDL takes strong locks
+                mirror.available, reason = True, ""
         except SqlError as exc:
+            reason = f"cannot create the pgrunbook.backup_metadata mirror: {exc}"
+        if not mirror.available:
             if mode == "on":
-                raise ConfigError(f"cannot create the pgrunbook.backup_metadata mirror: {exc}") from None
-            log.warning("backup_metadata mirror unavailable: %s", exc)
+                db.close()
+                raise ConfigError(reason)
+            log.warning("backup_metadata mirror unavailable: %s", reason)
         return mirror
 
     def try_lock(self) -> bool:

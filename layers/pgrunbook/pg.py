@@ -118,6 +118,13 @@ class Database:
         for name, value in DETERMINISTIC_OUTPUT:
             self.run(f"SET {name} TO {quote_literal(value)}")
 
+    def prepare_for_scans(self) -> None:
+        """A session that fingerprints: deterministic text forms, and no parallel query
+        (pgrunbook spreads page ranges over its own sessions; parallel workers on top would
+        only compete with them and with pg_dump for the same CPUs)."""
+        self.set_deterministic_output()
+        self.run("SET max_parallel_workers_per_gather TO 0")
+
     @property
     def server_version_num(self) -> int:
         return int(

@@ -34,7 +34,7 @@ from .dburl import ConnInfo
 from .embedded import default_data_dir, pick_version
 from .embedded import start as start_embedded
 from .errors import BackupIncomplete, ChecksumMismatch, PgRunbookError, RestoreFailed
-from .fingerprint import compute_all
+from .fingerprint import compute_all, table_sizes
 from .integrity import TableCheck, compare, integrity_pct
 from .manifest import Manifest
 from .pg import Database, SqlError, quote_ident, quote_literal
@@ -299,15 +299,28 @@ class RestoreTest:
     def _verify(self, scratch: ConnInfo, manifest: Manifest) -> list[TableCheck]:
         def session() -> Database:
             db = Database.connect(scratch, application_name="pgrunbook-verify")
-            db.set_deterministic_output()
+            db.prepare_for_scans()
             return db
 
         errors: dict[str, str] = {}
+        with Database.connect(scratch, application_name="pgrunbook-verify") as db:
+            sizes = table_sizes(db)
+            ranges = db.server_version_num >= 140000
         methods = {t.method for t in manifest.tables} or {"record"}
         results: dict[str, tuple[int, str]] = {}
         for method in sorted(methods):
             tables = [t for t in manifest.tables if t.method == method]
-            results.update(compute_all(session, tables, method, workers=self.settings.jobs, errors=errors))
+            results.update(
+                compute_all(
+                    session,
+                    tables,
+                    method,
+                    workers=self.settings.jobs,
+                    sizes=sizes,
+                    ranges=ranges,
+                    errors=errors,
+                )
+            )
         checks = compare(manifest.tables, results, errors)
         matching = sum(1 for c in checks if c.match)
         self.progress.step(f"verified {len(checks)} tables: {matching} match the manifest")

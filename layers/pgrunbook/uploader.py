@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -12,8 +13,16 @@ from .storage import ObjectStore
 
 
 class Uploader:
-    def __init__(self, store: ObjectStore, backup_id: str, progress: Progress, concurrency: int):
+    def __init__(
+        self,
+        store: ObjectStore,
+        backup_id: str,
+        progress: Progress,
+        concurrency: int,
+        on_uploaded: Callable[[FileEntry], None] | None = None,
+    ):
         self.store = store
+        self.on_uploaded = on_uploaded
         self.backup_id = backup_id
         self.progress = progress
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="upload")
@@ -39,6 +48,8 @@ class Uploader:
         if future.cancelled() or future.exception() is not None:
             return
         entry = future.result()
+        if self.on_uploaded is not None:
+            self.on_uploaded(entry)
         with self._lock:
             self._done_files += 1
             self._done_bytes += entry.size
