@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
@@ -225,7 +224,3 @@ def run_tool(
     except BaseException:
         process.kill()
         raise
-
-
-def which_psql() -> str | None:
-    return shutil.which("psql")

@@ -33,7 +33,7 @@ from .config import Settings
 from .dburl import ConnInfo
 from .embedded import default_data_dir, pick_version
 from .embedded import start as start_embedded
-from .errors import BackupIncomplete, ChecksumMismatch, PgRunbookError, RestoreFailed
+from .errors import BackupIncomplete, ConfigError, PgRunbookError, RestoreFailed
 from .fingerprint import compute_all, table_sizes
 from .integrity import TableCheck, compare, integrity_pct
 from .manifest import Manifest
@@ -146,7 +146,10 @@ class RestoreTest:
             t2 = time.monotonic()
             report.tables = self._verify(scratch_info, manifest)
             report.durations["verify_s"] = round(time.monotonic() - t2, 3)
-        except (ChecksumMismatch, BackupIncomplete, RestoreFailed) as exc:
+        except ConfigError:
+            raise  # bad configuration (pg_restore too old, ...): exit 2, nothing was restored
+        except PgRunbookError as exc:
+            # corrupt or missing files, S3 or database failures mid-run: a problem found
             report.status, report.error = "critical", str(exc)
             self.progress.step(f"restore test stopped: {exc}")
         finally:

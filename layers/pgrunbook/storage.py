@@ -22,6 +22,7 @@ import base64
 import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,15 @@ def _shared_session() -> boto3.session.Session:
     if _session is None:
         _session = boto3.session.Session()
     return _session
+
+
+@contextmanager
+def s3_errors(what: str) -> Iterator[None]:
+    """Any S3 failure (an error response, a dropped connection) as a named pgrunbook error."""
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise TransientStorageError(f"{what} failed: {_describe(exc)}") from None
 
 
 def make_client(region: str, concurrency: int = 8) -> Any:
@@ -293,9 +303,10 @@ class ObjectStore:
         return deleted
 
     def _delete_batch(self, keys: list[str]) -> int:
-        response = self.client.delete_objects(
-            Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
-        )
+        with s3_errors(f"S3 delete in {self.uri()}"):
+            response = self.client.delete_objects(
+                Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
+            )
         return len(keys) - len(response.get("Errors", []))
 
     # -- reading -------------------------------------------------------------------------
@@ -316,6 +327,8 @@ class ObjectStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
                 return None
+            raise TransientStorageError(f"S3 head of {self.uri(key)} failed: {_describe(exc)}") from None
+        except BotoCoreError as exc:
             raise TransientStorageError(f"S3 head of {self.uri(key)} failed: {_describe(exc)}") from None
 
     def verify_object(self, key: str, entry: FileEntry) -> str | None:
@@ -341,6 +354,8 @@ class ObjectStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise BackupIncomplete(f"{self.uri(key)} is missing: the backup is incomplete") from None
+            raise TransientStorageError(f"S3 download of {self.uri(key)} failed: {_describe(exc)}") from None
+        except BotoCoreError as exc:
             raise TransientStorageError(f"S3 download of {self.uri(key)} failed: {_describe(exc)}") from None
         try:
             with dest.open("wb") as handle:
@@ -370,9 +385,12 @@ class ObjectStore:
             if code in ("NoSuchBucket", "404"):
                 raise BucketUnavailable(f"bucket {self.bucket} in {self.region}: does not exist") from None
             raise TransientStorageError(f"S3 listing of {self.describe()} failed: {_describe(exc)}") from None
+        except BotoCoreError as exc:
+            raise TransientStorageError(f"S3 listing of {self.describe()} failed: {_describe(exc)}") from None
         return sorted(ids)
 
     def list_keys(self, prefix: str) -> Iterator[dict[str, Any]]:
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            yield from page.get("Contents", [])
+        with s3_errors(f"S3 listing of {self.uri(prefix)}"):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                yield from page.get("Contents", [])

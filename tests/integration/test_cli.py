@@ -142,3 +142,63 @@ def test_a_failed_restore_test_exits_1(cli_env):
     proc = pgrunbook(env, "restore-test")
     assert proc.returncode == 1
     assert "RESTORE TEST FAILED" in proc.stdout and toc in proc.stdout
+
+
+BIG = """
+CREATE TABLE events (id bigint PRIMARY KEY, payload text, at timestamptz);
+INSERT INTO events SELECT g, repeat(md5(g::text), 8), timestamptz '2025-01-01 00:00:00+00' + g * interval '1 second'
+FROM generate_series(1, 400000) g;
+"""
+
+
+def start_backup(env: dict) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [PGRUNBOOK, "backup"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # wait until pg_dump is running
+        if "dumping with" in line:
+            return proc
+    raise AssertionError(f"backup ended before dumping: {proc.wait()}")
+
+
+def mirror(source) -> list[tuple[str, str, str | None]]:
+    with Database.connect(source) as db:
+        return [
+            tuple(r) for r in db.run("SELECT backup_id, status, error_message FROM pgrunbook.backup_metadata")
+        ]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_killed_backup_leaves_nothing_restorable_and_the_next_run_repairs(signal_name, cli_env, new_db):
+    import signal
+
+    env, _, (primary, _), endpoint = cli_env
+    source = new_db(sql=BIG)
+    env = {**env, "PGRUNBOOK_DATABASE_URL": source.libpq_uri()}
+
+    proc = start_backup(env)
+    proc.send_signal(getattr(signal, signal_name))
+    code = proc.wait(timeout=60)
+    assert code == (143 if signal_name == "SIGTERM" else -9)
+
+    keys = list(all_objects(endpoint, primary, "us-east-1"))
+    assert not [k for k in keys if k.endswith("manifest.json")]
+    status = pgrunbook(env, "status", "--json")
+    assert not [b for b in json.loads(status.stdout)["backups"] if b["restorable"]]
+    [(killed_id, state, error)] = mirror(source)
+    if signal_name == "SIGTERM":  # a clean stop: recorded at once, files removed
+        assert state == "failed" and error == "interrupted"
+        assert keys == []
+    else:  # no chance to clean up: the row is still in progress ...
+        assert state == "in_progress"
+
+    again = pgrunbook(env, "backup", "--json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    rows = {backup_id: state for backup_id, state, _ in mirror(source)}
+    assert rows == {killed_id: "failed", report["backup_id"]: "completed"}  # ... until the next run
+    if signal_name == "SIGKILL":
+        assert any(killed_id in w for w in report["warnings"])
+    restore = pgrunbook(env, "restore-test", "--json")
+    assert restore.returncode == 0 and json.loads(restore.stdout)["backup_id"] == report["backup_id"]

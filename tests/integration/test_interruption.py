@@ -130,3 +130,25 @@ def test_a_concurrent_backup_of_the_same_database_is_skipped(new_db, make_settin
     assert report.status == "skipped" and report.exit_code == 0
     assert "another backup" in report.error
     assert mirror_rows(source) == []
+
+
+def test_s3_failure_during_a_restore_test_download_is_a_problem_not_a_crash(new_db, make_settings, s3, pg18):
+    from ..conftest import scratch_databases
+
+    source = new_db(sql=SQL)
+    settings = make_settings(source)
+    assert run_backup(settings).status == "ok"
+
+    def hook(client) -> None:
+        def before(params, **kwargs):
+            if params.get("Key", "").endswith(".dat.gz"):
+                raise ConnectionClosedError(endpoint_url="https://injected-fault/GetObject")
+
+        client.meta.events.register("provide-client-params.s3.GetObject", before)
+
+    CLIENT_HOOKS.append(hook)
+    before = scratch_databases(pg18)
+    report = run_restore_test(settings)
+    assert report.status == "critical" and report.exit_code == 1
+    assert "injected-fault" in report.error and ".dat.gz" in report.error
+    assert report.scratch_database is None and scratch_databases(pg18) == before
