@@ -104,12 +104,14 @@ class BackupRun:
         transfer: TransferSettings | None = None,
         clock: Callable[[], datetime] = _now,
         policy: RetentionPolicy | None = None,
+        on_started: Callable[[str], None] | None = None,
     ):
         self._t0 = time.monotonic()
+        self.on_started = on_started
         self.settings = settings
         self.progress = progress or Progress()
         self.clock = clock
-        self.policy = policy or RetentionPolicy()
+        self.policy = policy or settings.retention_policy
         self.tiers_text = tiers
         parse_tiers(tiers, clock())  # bad --tier is bad input: refuse before touching anything
         self.profile = get_profile(settings.profile)
@@ -186,6 +188,8 @@ class BackupRun:
         report.backup_id, report.tiers = backup_id, tiers
         report.location = self.primary.uri(self.primary.backup_prefix(backup_id))
         report.started_at = started_at.isoformat()
+        if self.on_started is not None:
+            self.on_started(backup_id)  # every check has passed: the run is really starting
         if self.dr is not None:
             self.replicator = Replicator(self.primary, self.dr, backup_id, self.progress)
         uploader = Uploader(

@@ -16,6 +16,15 @@ PGRUNBOOK_WORK_DIR             local scratch space for dump files (default: the 
 PGRUNBOOK_HOME                 where embedded servers keep their data (default ~/.pgrunbook)
 PGRUNBOOK_PG_BIN               directory of pg_dump/pg_restore to use (default: searched)
 PGRUNBOOK_FINGERPRINTS         ``auto`` (default), ``alongside`` or ``after`` pg_dump
+PGRUNBOOK_DATABASE_SECRET_ARN  the database as a Secrets Manager secret (RDS JSON shape);
+                               ``..._RESTORE_TARGET_SECRET_ARN``, ``..._DR_RESTORE_TARGET_...``
+                               likewise for the restore-test and DR-drill targets
+PGRUNBOOK_DR_RESTORE_TARGET_URL  the server DR drills restore into (default: embedded)
+PGRUNBOOK_SNS_TOPIC_ARN        where reports that are not ok are published
+PGRUNBOOK_CHECKS_DIR           a folder of your own data-quality checks (``*.sql``)
+PGRUNBOOK_EXPOSED_SCHEMAS      schemas an API exposes, which RLS must guard (default public)
+PGRUNBOOK_THRESHOLDS           JSON ``{"backup_age_hours": [26, 48], ...}`` (see thresholds.py)
+PGRUNBOOK_RETENTION_DAYS       JSON ``{"daily": 90, "weekly": 365, ...}``
 =============================  ==============================================================
 
 AWS credentials and endpoints come from boto3's standard chain (``AWS_PROFILE``,
@@ -25,6 +34,7 @@ AWS credentials and endpoints come from boto3's standard chain (``AWS_PROFILE``,
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import socket
@@ -37,7 +47,10 @@ from .dburl import ConnInfo
 from .errors import ConfigError
 from .mirror import MODES as MIRROR_MODES
 from .profiles import get_profile
+from .secrets import conninfo_from_arn
 from .storage import ObjectStore, TransferSettings
+from .thresholds import Thresholds
+from .tiers import DEFAULT_RETENTION_DAYS, RetentionPolicy
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
@@ -62,6 +75,15 @@ ENV_VARS = {
     "home": "PGRUNBOOK_HOME",
     "created_by": "PGRUNBOOK_CREATED_BY",
     "fingerprints": "PGRUNBOOK_FINGERPRINTS",
+    "database_secret_arn": "PGRUNBOOK_DATABASE_SECRET_ARN",
+    "restore_target_secret_arn": "PGRUNBOOK_RESTORE_TARGET_SECRET_ARN",
+    "dr_restore_target_url": "PGRUNBOOK_DR_RESTORE_TARGET_URL",
+    "dr_restore_target_secret_arn": "PGRUNBOOK_DR_RESTORE_TARGET_SECRET_ARN",
+    "sns_topic_arn": "PGRUNBOOK_SNS_TOPIC_ARN",
+    "checks_dir": "PGRUNBOOK_CHECKS_DIR",
+    "exposed_schemas": "PGRUNBOOK_EXPOSED_SCHEMAS",
+    "thresholds_json": "PGRUNBOOK_THRESHOLDS",
+    "retention_json": "PGRUNBOOK_RETENTION_DAYS",
 }
 
 
@@ -83,6 +105,15 @@ class Settings:
     home: str | None = None
     created_by: str | None = None
     fingerprints: str = "auto"  # auto | alongside | after (see pgrunbook.backup)
+    database_secret_arn: str | None = None
+    restore_target_secret_arn: str | None = None
+    dr_restore_target_url: str | None = None
+    dr_restore_target_secret_arn: str | None = None
+    sns_topic_arn: str | None = None
+    checks_dir: str | None = None
+    exposed_schemas: str | None = None  # comma separated; default: public
+    thresholds_json: str | None = None
+    retention_json: str | None = None
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -133,33 +164,83 @@ class Settings:
             raise ConfigError(f"prefix {self.prefix!r} is not a valid key prefix")
         if self.database_url is not None:
             ConnInfo.parse(self.database_url, what="database URL")
-        if self.restore_target_url is not None:
-            ConnInfo.parse(self.restore_target_url, what="restore target URL")
+        for url, what in (
+            (self.restore_target_url, "restore target URL"),
+            (self.dr_restore_target_url, "DR restore target URL"),
+        ):
+            if url is not None:
+                ConnInfo.parse(url, what=what)
+        self.thresholds  # noqa: B018 - validates PGRUNBOOK_THRESHOLDS
+        self.retention_policy  # noqa: B018 - validates PGRUNBOOK_RETENTION_DAYS
 
     # -- derived -------------------------------------------------------------------------
 
     def conninfo(self) -> ConnInfo:
-        if not self.database_url:
-            raise ConfigError("no database: set PGRUNBOOK_DATABASE_URL or pass --database-url")
-        return ConnInfo.parse(self.database_url, what="database URL")
+        """The database: its URL, or else its Secrets Manager secret (RDS shape)."""
+        if self.database_url:
+            return ConnInfo.parse(self.database_url, what="database URL")
+        if self.database_secret_arn:
+            return conninfo_from_arn(self.database_secret_arn)
+        raise ConfigError(
+            "no database: set PGRUNBOOK_DATABASE_URL or PGRUNBOOK_DATABASE_SECRET_ARN, or pass --database-url"
+        )
 
     def restore_target(self) -> ConnInfo | None:
-        if not self.restore_target_url:
-            return None
-        return ConnInfo.parse(self.restore_target_url, what="restore target URL")
+        """Where restore tests create scratch databases (None: the embedded server)."""
+        if self.restore_target_url:
+            return ConnInfo.parse(self.restore_target_url, what="restore target URL")
+        if self.restore_target_secret_arn:
+            return conninfo_from_arn(self.restore_target_secret_arn, what="restore target secret")
+        return None
+
+    def dr_restore_target(self) -> ConnInfo | None:
+        """Where DR drills restore (the DR region's server; None: the embedded server)."""
+        if self.dr_restore_target_url:
+            return ConnInfo.parse(self.dr_restore_target_url, what="DR restore target URL")
+        if self.dr_restore_target_secret_arn:
+            return conninfo_from_arn(self.dr_restore_target_secret_arn, what="DR restore target secret")
+        return None
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds.from_json(self.thresholds_json)
+
+    @property
+    def retention_policy(self) -> RetentionPolicy:
+        if not self.retention_json:
+            return RetentionPolicy()
+        try:
+            days = json.loads(self.retention_json)
+            if not isinstance(days, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            raise ConfigError(f"PGRUNBOOK_RETENTION_DAYS is not valid JSON: {exc}") from None
+        for tier, value in days.items():
+            if tier not in DEFAULT_RETENTION_DAYS or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"PGRUNBOOK_RETENTION_DAYS: {tier!r} must be a tier with a number of days")
+        return RetentionPolicy(days={**DEFAULT_RETENTION_DAYS, **days})
+
+    @property
+    def exposed_schema_list(self) -> list[str]:
+        """Schemas an API exposes to clients (PostgREST on Supabase): RLS must guard them."""
+        if self.exposed_schemas is None:
+            return ["public"]
+        return [s.strip() for s in self.exposed_schemas.split(",") if s.strip()]
 
     @property
     def database_label(self) -> str:
         if self.database_name:
             return self.database_name
-        if self.database_url:
+        if self.database_url or self.database_secret_arn:
             name = self.conninfo().dbname
             if _LABEL.match(name):
                 return name
             raise ConfigError(
                 f"database name {name!r} cannot name a catalog folder; set PGRUNBOOK_DATABASE_NAME"
             )
-        raise ConfigError("no database: set PGRUNBOOK_DATABASE_URL or PGRUNBOOK_DATABASE_NAME")
+        raise ConfigError(
+            "no database: set PGRUNBOOK_DATABASE_URL, PGRUNBOOK_DATABASE_SECRET_ARN or PGRUNBOOK_DATABASE_NAME"
+        )
 
     @property
     def has_dr(self) -> bool:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,9 +34,10 @@ from .config import Settings
 from .dburl import ConnInfo
 from .embedded import default_data_dir, pick_version
 from .embedded import start as start_embedded
-from .errors import BackupIncomplete, ConfigError, PgRunbookError, RestoreFailed
+from .errors import BackupIncomplete, BackupNotFound, ConfigError, PgRunbookError, RestoreFailed
 from .fingerprint import compute_all, table_sizes
 from .integrity import TableCheck, compare, integrity_pct
+from .leases import Lease
 from .manifest import Manifest
 from .pg import Database, SqlError, quote_ident, quote_literal
 from .pgtools import find_pg_restore, run_tool
@@ -88,6 +90,11 @@ class RestoreTest:
         keep: bool = False,
         progress: Progress | None = None,
         transfer: TransferSettings | None = None,
+        target: ConnInfo | None = None,
+        prefer_tier: str | None = None,
+        inspect: Callable[[ConnInfo], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        holder: str = "restore-test",
     ):
         self.settings = settings
         self.backup_id = backup_id
@@ -95,14 +102,41 @@ class RestoreTest:
         self.keep = keep
         self.progress = progress or Progress()
         self.store: ObjectStore = settings.store(source, transfer)
+        self.explicit_target = target
+        self.prefer_tier = prefer_tier
+        self.inspect = inspect
+        self.clock = clock
+        self.holder = holder
         self.report = RestoreReport(status="ok", database=settings.database_label, source=source)
 
     def run(self) -> RestoreReport:
-        report = self.report
         t_start = time.monotonic()
         self.store.check_bucket()
         catalog = Catalog(self.store)
-        manifest = catalog.manifest(self.backup_id) if self.backup_id else catalog.latest()
+        manifest = self._choose(catalog)
+        lease = Lease(self.store, manifest.backup_id, self.holder, self.clock())
+        with lease:
+            # Retention may have removed the backup between choosing it and leasing it.
+            if not catalog.has_manifest(manifest.backup_id):
+                raise BackupIncomplete(
+                    f"backup {manifest.backup_id} was removed before the restore test began"
+                )
+            return self._run(manifest, t_start)
+
+    def _choose(self, catalog: Catalog) -> Manifest:
+        if self.backup_id:
+            return catalog.manifest(self.backup_id)
+        if self.prefer_tier:
+            try:
+                return catalog.latest(self.prefer_tier)
+            except BackupNotFound:
+                self.report.notes.append(
+                    f"no {self.prefer_tier} backup yet: tested the newest backup instead"
+                )
+        return catalog.latest()
+
+    def _run(self, manifest: Manifest, t_start: float) -> RestoreReport:
+        report = self.report
         report.backup_id = manifest.backup_id
         report.location = self.store.uri(self.store.backup_prefix(manifest.backup_id))
         report.snapshot_time = manifest.snapshot["time"]
@@ -146,6 +180,8 @@ class RestoreTest:
             t2 = time.monotonic()
             report.tables = self._verify(scratch_info, manifest)
             report.durations["verify_s"] = round(time.monotonic() - t2, 3)
+            if self.inspect is not None:
+                self.inspect(scratch_info)
         except ConfigError:
             raise  # bad configuration (pg_restore too old, ...): exit 2, nothing was restored
         except PgRunbookError as exc:
@@ -168,7 +204,7 @@ class RestoreTest:
     # -- steps ---------------------------------------------------------------------------
 
     def _target(self, manifest: Manifest) -> ConnInfo:
-        explicit = self.settings.restore_target()
+        explicit = self.explicit_target or self.settings.restore_target()
         if explicit is not None:
             return explicit
         version = pick_version(int(manifest.server["version_num"]) // 10000)

@@ -389,8 +389,9 @@ class ObjectStore:
             raise TransientStorageError(f"S3 listing of {self.describe()} failed: {_describe(exc)}") from None
         return sorted(ids)
 
-    def list_keys(self, prefix: str) -> Iterator[dict[str, Any]]:
+    def list_keys(self, prefix: str, *, start_after: str | None = None) -> Iterator[dict[str, Any]]:
         paginator = self.client.get_paginator("list_objects_v2")
+        extra = {"StartAfter": start_after} if start_after else {}
         with s3_errors(f"S3 listing of {self.uri(prefix)}"):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, **extra):
                 yield from page.get("Contents", [])

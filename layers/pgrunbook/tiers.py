@@ -75,11 +75,15 @@ def primary_tier(tiers: Iterable[str]) -> str:
     return min(tiers, key=TIERS.index)
 
 
+def time_stamp(when: datetime) -> str:
+    """``20261121T020000.123Z``: the sortable time part of backup and report ids."""
+    when = when.astimezone(UTC)
+    return when.strftime("%Y%m%dT%H%M%S") + f".{when.microsecond // 1000:03d}Z"
+
+
 def new_backup_id(now: datetime) -> str:
     """A backup id that sorts by start time: ``20261121T020000.123Z-3fa9c1``."""
-    now = now.astimezone(UTC)
-    stamp = now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"
-    return f"{stamp}-{secrets.token_hex(3)}"
+    return f"{time_stamp(now)}-{secrets.token_hex(3)}"
 
 
 def is_backup_id(text: str) -> bool:

@@ -1,0 +1,117 @@
+"""One code path for every job: the CLI, the Lambda handlers and the Step Functions tasks
+all call :func:`run_job`.
+
+A job function takes a :class:`JobContext` and options and returns a
+:class:`~pgrunbook.reports.JobReport`.  :func:`run_job` then stores the report in S3 (the
+durable record of every check ever run) and, when it is not ok, publishes it to SNS.  Bad
+input or configuration raises :class:`~pgrunbook.errors.ConfigError` before anything is
+written, as everywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .config import Settings
+from .errors import ConfigError, PgRunbookError
+from .notify import NullNotifier, SnsNotifier, TransientNotifyError
+from .progress import Progress
+from .reports import JobReport, ReportStore, utcnow
+from .storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+JobFunction = Callable[..., JobReport]
+_REGISTRY: dict[str, JobFunction] = {}
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    clock: Callable[[], datetime] = utcnow
+    progress: Progress = field(default_factory=Progress)
+    notifier: Any = None  # a pgrunbook.notify.Notifier; SNS when a topic is configured
+    store_reports: bool = True
+
+    def __post_init__(self) -> None:
+        if self.notifier is None:
+            topic = self.settings.sns_topic_arn
+            self.notifier = SnsNotifier(topic) if topic else NullNotifier()
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def report_stores(self, job: str) -> list[ObjectStore]:
+        """Where a job's reports go: the primary bucket; a DR drill's go to the DR bucket
+        first (it assumes the primary region is gone) and to the primary when it is there."""
+        stores: list[ObjectStore] = []
+        if job == "dr-drill" and self.settings.has_dr:
+            stores.append(self.settings.dr_store())
+        if self.settings.bucket and self.settings.region:
+            stores.append(self.settings.primary_store())
+        return stores
+
+    def reports(self, job: str = "") -> ReportStore:
+        """The report history this job reads (the first of :meth:`report_stores`)."""
+        stores = self.report_stores(job)
+        if not stores:
+            raise ConfigError("no bucket: set PGRUNBOOK_BUCKET (and PGRUNBOOK_REGION)")
+        return ReportStore(stores[0])
+
+
+def job(name: str) -> Callable[[JobFunction], JobFunction]:
+    def register(function: JobFunction) -> JobFunction:
+        _REGISTRY[name] = function
+        return function
+
+    return register
+
+
+def job_names() -> list[str]:
+    _load_jobs()
+    return sorted(_REGISTRY)
+
+
+def _load_jobs() -> None:
+    # Importing the job modules registers them; done lazily so ``import pgrunbook.jobs``
+    # stays light for the Lambda cold start of a handler that needs one job only.
+    from . import job_backup, job_restore  # noqa: F401
+
+    for optional in ("verify", "drill", "retention", "health"):
+        try:
+            __import__(f"{__package__}.{optional}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{optional}":
+                raise
+
+
+def run_job(name: str, ctx: JobContext, **options: Any) -> JobReport:
+    _load_jobs()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown job {name!r}; choose from {', '.join(sorted(_REGISTRY))}")
+    report = _REGISTRY[name](ctx, **options)
+    report.finished_at = ctx.now().isoformat()
+    if ctx.store_reports:
+        store_report(ctx, report)
+    try:
+        message_id = ctx.notifier.publish(report)
+    except TransientNotifyError as exc:
+        report.add("notification", "critical", str(exc))
+        raise
+    if message_id:
+        report.detail["notification"] = {"message_id": message_id}
+    return report
+
+
+def store_report(ctx: JobContext, report: JobReport) -> None:
+    locations = []
+    for store in ctx.report_stores(report.job):
+        try:
+            locations.append(ReportStore(store).put(report))
+        except PgRunbookError as exc:
+            report.add("report_storage", "warning", f"could not store the report in {store.bucket}: {exc}")
+    report.location = locations[0] if locations else None
