@@ -451,9 +451,12 @@ class BackupRun:
         """Copy recent primary backups whose DR copy is missing (an earlier copy failed)."""
         assert self.dr is not None
         primary, dr = Catalog(self.primary), Catalog(self.dr)
+        now = self.clock()
         for entry in primary.entries(limit=DR_REPAIR_WINDOW):
             if entry.backup_id == current or entry.manifest is None or dr.has_manifest(entry.backup_id):
                 continue
+            if self.policy.retention_until(entry.manifest.started_at, entry.manifest.tiers) < now:
+                continue  # past its retention: DR retention may have removed it on purpose
             raw = self.primary.get_bytes(self.primary.manifest_key(entry.backup_id))
             try:
                 replicate(

@@ -141,11 +141,11 @@ def run_check(db: Database, check: SqlCheck) -> CheckResult:
     db.run("COMMIT")
     sample = [{k: jsonable(v) for k, v in row.items()} for row in rows[:ROW_SAMPLE]]
     if not count:
-        return CheckResult(check.name, "ok", check.description or "no violations")
+        message = f"no violations: {check.description}" if check.description else "no violations"
+        return CheckResult(check.name, "ok", message)
     what = check.description or check.name
-    return CheckResult(
-        check.name, check.severity, f"{count} rows violate {check.name}: {what}", sample, count
-    )
+    rows_word = "row violates" if count == 1 else "rows violate"
+    return CheckResult(check.name, check.severity, f"{count} {rows_word} {check.name}: {what}", sample, count)
 
 
 def run_checks(db: Database, checks: list[SqlCheck]) -> list[CheckResult]:

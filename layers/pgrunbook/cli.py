@@ -67,8 +67,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="source", choices=("primary", "dr"), default="primary")
     p.add_argument("--keep", action="store_true", help="keep the scratch database")
     p.add_argument("--jobs", type=int, help="parallel pg_restore jobs (PGRUNBOOK_JOBS, default 2)")
+    p.add_argument("--prefer-tier", help="test the newest backup of this tier (e.g. weekly), else the newest")
+    p.add_argument(
+        "--no-checks", action="store_true", help="skip the data-quality checks on the restored copy"
+    )
 
-    p = sub.add_parser("status", help="list the catalog: backups, tiers, sizes, rows, DR copies")
+    p = sub.add_parser(
+        "verify", help="daily verification: freshness, checksums in both regions, database checks"
+    )
+    _common(p)
+    p.add_argument("--recent-days", type=int, default=7, help="verify every file of backups this recent")
+    p.add_argument("--no-database", action="store_true", help="check only the backups, not the live database")
+
+    p = sub.add_parser(
+        "dr-drill", help="monthly DR drill: restore from the DR region only; measure RTO and RPO"
+    )
+    _common(p)
+    p.add_argument("--scenario", default="complete_data_loss", help="complete_data_loss")
+    p.add_argument("--attempts", type=int, default=3, help="older DR backups to fall back to")
+    p.add_argument(
+        "--dr-restore-target-url", help="the DR region's restore server (PGRUNBOOK_DR_RESTORE_TARGET_URL)"
+    )
+
+    p = sub.add_parser("retention", help="delete backups past their tier's retention, in both regions")
+    _common(p)
+    p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+
+    p = sub.add_parser("health", help="weekly health: slow queries, unused indexes, bloat, locks, statistics")
+    _common(p)
+
+    p = sub.add_parser("status", help="the morning check: tiers, last runs, drill trend, and the catalog")
     _common(p)
     p.add_argument("--limit", type=int, help="show only the newest N backups")
 
@@ -94,7 +122,7 @@ def _settings(args: argparse.Namespace):
         "prefix": args.prefix,
         "work_dir": args.work_dir,
     }
-    for name in ("jobs", "compression", "profile", "mirror"):
+    for name in ("jobs", "compression", "profile", "mirror", "dr_restore_target_url"):
         if hasattr(args, name):
             overrides[name] = getattr(args, name)
     return Settings.load(**overrides)
@@ -122,24 +150,67 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     from . import report as render
 
-    if args.command == "backup":
-        from .backup import run_backup
-
-        return _emit(args, run_backup(settings, tiers=args.tier, progress=progress), render.render_backup)
-    if args.command == "restore-test":
-        from .restore import run_restore_test
-
-        report = run_restore_test(
-            settings, backup_id=args.backup_id, source=args.source, keep=args.keep, progress=progress
-        )
-        return _emit(args, report, render.render_restore)
     if args.command == "status":
         from .status import build_status
 
         if args.limit is not None and args.limit < 1:
             raise ConfigError("--limit must be at least 1")
         return _emit(args, build_status(settings, limit=args.limit), render.render_status)
-    raise ConfigError(f"unknown command {args.command}")
+
+    from .jobs import JobContext, run_job
+
+    ctx = JobContext(settings, progress=progress)
+    if args.command == "backup":
+        report = run_job("backup", ctx, tiers=args.tier)
+        return _emit_raw(args, report, render.render_backup)
+    if args.command == "restore-test":
+        report = run_job(
+            "restore-test",
+            ctx,
+            backup_id=args.backup_id,
+            source=args.source,
+            keep=args.keep,
+            prefer_tier=args.prefer_tier,
+            run_user_checks=not args.no_checks,
+        )
+        return _emit_raw(args, report, render.render_restore)
+    if args.command == "verify":
+        if args.recent_days < 1:
+            raise ConfigError("--recent-days must be at least 1")
+        report = run_job("verify", ctx, recent_days=args.recent_days, check_database=not args.no_database)
+    elif args.command == "dr-drill":
+        if args.attempts < 1:
+            raise ConfigError("--attempts must be at least 1")
+        report = run_job("dr-drill", ctx, scenario=args.scenario, attempts=args.attempts)
+    elif args.command == "retention":
+        report = run_job("retention", ctx, dry_run=args.dry_run)
+    elif args.command == "health":
+        report = run_job("health", ctx)
+    else:
+        raise ConfigError(f"unknown command {args.command}")
+    return _emit(args, report, render.render_job)
+
+
+def _emit_raw(args: argparse.Namespace, report: Any, render: Any) -> int:
+    """Backup and restore-test print their engine's own report (richer than the job
+    report), with the job report's findings and location added."""
+    from .report import render_job
+
+    raw = report.raw
+    if args.json:
+        data = {**raw.to_dict(), "report": report.to_dict()}
+        sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
+    else:
+        text = render(raw)
+        extra = [f for f in report.findings if ":" in f.check]  # e.g. checks on the restored copy
+        if extra:
+            report.findings = extra
+            text += "\n\n" + "\n".join(render_job(report).splitlines()[1:])
+        elif report.location:
+            text += f"\n  report        {report.location}"
+        sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    return max(raw.exit_code, report.exit_code)
 
 
 def _terminate(signum: int, frame: object) -> NoReturn:

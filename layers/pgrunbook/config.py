@@ -170,8 +170,8 @@ class Settings:
         ):
             if url is not None:
                 ConnInfo.parse(url, what=what)
-        self.thresholds  # noqa: B018 - validates PGRUNBOOK_THRESHOLDS
-        self.retention_policy  # noqa: B018 - validates PGRUNBOOK_RETENTION_DAYS
+        _ = self.thresholds  # validates PGRUNBOOK_THRESHOLDS
+        _ = self.retention_policy  # validates PGRUNBOOK_RETENTION_DAYS
 
     # -- derived -------------------------------------------------------------------------
 

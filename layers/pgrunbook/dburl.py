@@ -184,7 +184,7 @@ class ConnInfo:
             "application_name": self.param.get("application_name", "pgrunbook"),
         }
         if self.is_socket:
-            directory = self.host or "/tmp"  # noqa: S108 - libpq's compiled-in default socket dir
+            directory = self.host or "/tmp"  # noqa: S108 - libpq's compiled-in default socket directory
             kwargs["unix_sock"] = f"{directory}/.s.PGSQL.{self.port}"
             kwargs["host"] = None
         else:

@@ -16,14 +16,13 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from .backup import run_backup
 from .config import Settings
 from .embedded import start as start_embedded
+from .jobs import JobContext, run_job
 from .paths import sql_file
 from .pg import Database, quote_ident
 from .progress import StreamProgress
-from .report import render_backup, render_restore, render_status
-from .restore import run_restore_test
+from .report import render_backup, render_job, render_restore, render_status
 from .status import build_status
 
 PRIMARY = ("pgrunbook-demo-primary", "us-east-1")
@@ -39,6 +38,7 @@ def load_demo_dataset(admin: Database, dbname: str, *, projects: int = 2000, avg
         db.run(f"SET pgrunbook.demo_projects TO '{int(projects)}'")
         db.run(f"SET pgrunbook.demo_avg_tasks TO '{int(avg_tasks)}'")
         db.run(sql_file("demo/project_management.sql"))
+        db.run("ANALYZE")
 
 
 def run_demo(
@@ -86,10 +86,14 @@ def run_demo(
                 home=str(workdir),
                 created_by="pgrunbook-demo",
             )
+            ctx = JobContext(settings, progress=progress)
             progress.step("backup: snapshot, pg_dump, fingerprints, upload, DR copy")
-            backup = run_backup(settings, progress=progress)
-            progress.step("restore test from the DR region")
-            restore = run_restore_test(settings, source="dr", keep=keep, progress=progress)
+            backup = run_job("backup", ctx).raw
+            progress.step("restore test from the DR region, with the data-quality checks on the copy")
+            restore_job = run_job("restore-test", ctx, source="dr", keep=keep, prefer_tier=None)
+            restore = restore_job.raw
+            progress.step("daily verification: freshness, checksums in both regions, database checks")
+            verify = run_job("verify", ctx)
             status = build_status(settings)
         elapsed = time.monotonic() - started
         if json_out:
@@ -100,6 +104,7 @@ def run_demo(
                     {
                         "backup": backup.to_dict(),
                         "restore_test": restore.to_dict(),
+                        "verify": verify.to_dict(),
                         "status": status.to_dict(),
                         "elapsed_s": round(elapsed, 2),
                     },
@@ -111,12 +116,23 @@ def run_demo(
         else:
             out.write(
                 "\n".join(
-                    ["", render_backup(backup), "", render_restore(restore), "", render_status(status), ""]
+                    [
+                        "",
+                        render_backup(backup),
+                        "",
+                        render_restore(restore),
+                        "",
+                        render_job(verify),
+                        "",
+                        render_status(status),
+                        "",
+                    ]
                 )
             )
-            verdict = "PASSED" if backup.exit_code == 0 and restore.exit_code == 0 else "FAILED"
+            worst = max(backup.exit_code, restore_job.exit_code, verify.exit_code)
+            verdict = "PASSED" if worst == 0 else "FAILED"
             out.write(f"\ndemo {verdict} in {elapsed:.1f}s\n")
-        return max(backup.exit_code, restore.exit_code)
+        return max(backup.exit_code, restore_job.exit_code, verify.exit_code)
     finally:
         for key, value in saved.items():
             if value is not None:

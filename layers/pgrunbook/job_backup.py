@@ -33,7 +33,21 @@ def backup_job(ctx: JobContext, *, tiers: str | None = None, **run_options: Any)
         on_started=mark_running,
         **run_options,
     )
-    result = run.run()
+    try:
+        result = run.run()
+    except BaseException:
+        if report.detail.get("state") == "running" and ctx.store_reports:
+            # stopped (SIGTERM, Ctrl-C): record the run as failed now rather than leave it
+            # for verification to find still "running" hours later
+            report.detail["state"] = "interrupted"
+            report.add("backup", "critical", f"backup {report.detail.get('backup_id')} was interrupted")
+            report.finished_at = ctx.now().isoformat()
+            for store in ctx.report_stores("backup"):
+                try:
+                    ReportStore(store).put(report)
+                except Exception:  # noqa: S112 - already failing; the interruption is what matters
+                    continue
+        raise
     report.raw = result
     report.detail = {"state": "finished", "backup": result.to_dict()}
     report.figures = {

@@ -10,6 +10,7 @@ written, as everywhere else.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,28 +72,26 @@ def job(name: str) -> Callable[[JobFunction], JobFunction]:
     return register
 
 
+# The module that registers each job.  Only the module of the job being run is imported:
+# a Lambda handler's cold start loads one job, and one job's bug cannot break the others.
+JOB_MODULES = {
+    "backup": "job_backup",
+    "restore-test": "job_restore",
+    "verify": "verify",
+    "dr-drill": "drill",
+    "retention": "retention",
+    "health": "health",
+}
+
+
 def job_names() -> list[str]:
-    _load_jobs()
-    return sorted(_REGISTRY)
-
-
-def _load_jobs() -> None:
-    # Importing the job modules registers them; done lazily so ``import pgrunbook.jobs``
-    # stays light for the Lambda cold start of a handler that needs one job only.
-    from . import job_backup, job_restore  # noqa: F401
-
-    for optional in ("verify", "drill", "retention", "health"):
-        try:
-            __import__(f"{__package__}.{optional}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{optional}":
-                raise
+    return sorted(JOB_MODULES)
 
 
 def run_job(name: str, ctx: JobContext, **options: Any) -> JobReport:
-    _load_jobs()
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown job {name!r}; choose from {', '.join(sorted(_REGISTRY))}")
+    if name not in JOB_MODULES:
+        raise ConfigError(f"unknown job {name!r}; choose from {', '.join(job_names())}")
+    importlib.import_module(f"{__package__}.{JOB_MODULES[name]}")
     report = _REGISTRY[name](ctx, **options)
     report.finished_at = ctx.now().isoformat()
     if ctx.store_reports:

@@ -64,14 +64,23 @@ class Lease:
             log.warning("could not release lease %s: %s", self.key, error)
 
 
-def held_backups(store: ObjectStore, now: datetime) -> set[str]:
-    """Backups with a live lease in ``store``."""
-    held = set()
+def _leases(store: ObjectStore) -> list[tuple[str, str, datetime]]:
+    """(key, backup id, expiry) of every lease object in ``store``."""
+    found = []
     for obj in store.list_keys(leases_prefix(store)):
         match = _LEASE_KEY.search(obj["Key"])
-        if not match:
-            continue
-        expires = datetime.strptime(match.group("expires"), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
-        if expires > now:
-            held.add(match.group("backup"))
-    return held
+        if match:
+            expires = datetime.strptime(match.group("expires"), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+            found.append((obj["Key"], match.group("backup"), expires))
+    return found
+
+
+def held_backups(store: ObjectStore, now: datetime) -> set[str]:
+    """Backups with a live lease in ``store``."""
+    return {backup for _, backup, expires in _leases(store) if expires > now}
+
+
+def sweep_expired_leases(store: ObjectStore, now: datetime) -> int:
+    """Delete lease objects left behind by runs that were killed; they protect nothing."""
+    expired = [key for key, _, expires in _leases(store) if expires <= now]
+    return store.delete_keys(expired) if expired else 0

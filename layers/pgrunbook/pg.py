@@ -138,7 +138,7 @@ class Database:
     def close(self) -> None:
         try:
             self._conn.close()
-        except Exception:  # noqa: S110 - closing a broken connection is best effort
+        except Exception:  # noqa: S110 - best effort; the original outcome is what matters
             pass
 
     def __enter__(self) -> Database:

@@ -191,7 +191,7 @@ class ToolProcess:
             if self._on_line is not None:
                 try:
                     self._on_line(line)
-                except Exception:  # noqa: S110 - a progress callback must not kill the reader
+                except Exception:  # noqa: S110 - best effort; the original outcome is what matters
                     pass
 
     def wait(self, timeout: float | None = None) -> ToolResult:

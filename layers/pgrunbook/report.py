@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 from .backup import BackupReport
+from .reports import JobReport
 from .restore import RestoreReport
 from .status import StatusReport
 
@@ -84,13 +87,71 @@ def render_restore(r: RestoreReport) -> str:
     return "\n".join(lines)
 
 
+def _when(iso: str | None) -> str:
+    return (iso or "")[:16].replace("T", " ")
+
+
+def _run_line(name: str, run: dict | None, describe) -> str:
+    if run is None:
+        return f"  {name:<17} never"
+    return f"  {name:<17} {_when(run['started_at'])}  {run['status'].upper():<8} {describe(run['figures'])}"
+
+
 def render_status(r: StatusReport) -> str:
-    lines = [f"CATALOG - {r.database}", f"  primary       {r.location}"]
-    lines.append(f"  DR            {r.dr_location or 'not configured'}")
+    lines = [f"MORNING CHECK - {r.database}  ({_when(r.generated_at)} UTC)"]
+    lines.append(f"  primary           {r.location}")
+    lines.append(f"  DR                {r.dr_location or 'not configured'}")
     if r.last_backup_age_hours is not None:
-        lines.append(f"  last backup   {r.last_backup_age_hours:.1f} h ago")
+        lines.append(f"  last backup       {r.last_backup_age_hours:.1f} h ago")
     else:
-        lines.append("  last backup   none")
+        lines.append("  last backup       none")
+    if r.tiers:
+        parts = []
+        for tier, info in r.tiers.items():
+            if info["count"]:
+                parts.append(f"{tier} {info['age_hours']:.1f} h ago ({info['status']}, {info['count']} kept)")
+            else:
+                parts.append(f"{tier} none")
+        lines.append("  tiers             " + "; ".join(parts))
+    runs = r.last_runs or {}
+    if runs:
+        lines.append(
+            _run_line("last backup run", runs.get("backup"), lambda f: f"{size(f.get('size_bytes') or 0)}")
+        )
+        lines.append(
+            _run_line(
+                "last verification",
+                runs.get("verify"),
+                lambda f: (
+                    f"backup age {f.get('backup_age_hours', '?')} h, "
+                    f"{f.get('verified_primary', 0)} backups verified, DR {f.get('verified_dr', 0)}"
+                ),
+            )
+        )
+        lines.append(
+            _run_line(
+                "last restore test",
+                runs.get("restore-test"),
+                lambda f: (
+                    f"integrity {f.get('integrity_pct', 0):.2f} % in {f.get('duration_s') or 0:.0f}s "
+                    f"({f.get('backup_id')})"
+                ),
+            )
+        )
+        lines.append(
+            _run_line(
+                "last DR drill",
+                runs.get("dr-drill"),
+                lambda f: f"RTO {f.get('rto_hours')} h, RPO {f.get('rpo_hours')} h",
+            )
+        )
+        for run in runs.values():
+            for problem in (run or {}).get("problems", []):
+                lines.append(f"                    {problem}")
+    if r.drill_trend:
+        rto = " ".join("-" if d["rto_hours"] is None else f"{d['rto_hours']:.2f}" for d in r.drill_trend)
+        rpo = " ".join("-" if d["rpo_hours"] is None else f"{d['rpo_hours']:.1f}" for d in r.drill_trend)
+        lines.append(f"  drill trend       RTO h: {rto}  |  RPO h: {rpo}")
     restorable = [b for b in r.backups if b.restorable]
     incomplete = [b for b in r.backups if not b.restorable]
     if restorable:
@@ -109,4 +170,30 @@ def render_status(r: StatusReport) -> str:
         lines.append("  not restorable:")
         for b in incomplete:
             lines.append(f"  {b.backup_id:<28} {b.problem}")
+    return "\n".join(lines)
+
+
+def render_job(r: JobReport) -> str:
+    """Any job report: findings worst first, then the figures."""
+    order = {"critical": 0, "warning": 1, "ok": 2, "info": 3}
+    head = f"{r.title.upper()} {r.status.upper()} - {r.database}"
+    lines = [head]
+    if r.skipped:
+        lines.append(f"  skipped: {r.skipped}")
+    width = max((len(f.check) for f in r.findings), default=10)
+    for finding in sorted(r.findings, key=lambda f: order.get(f.severity, 9)):
+        lines.append(f"  {finding.severity.upper():<8} {finding.check:<{width}}  {finding.message}")
+        rows = finding.details.get("rows") if isinstance(finding.details, dict) else None
+        for row in (rows or [])[:5]:
+            lines.append(f"  {'':<8} {'':<{width}}    {json.dumps(row, default=str)[:160]}")
+    if r.figures:
+        lines.append(
+            "  figures   "
+            + ", ".join(f"{k}={v}" for k, v in r.figures.items() if not isinstance(v, dict | list))
+        )
+    resolved = r.detail.get("resolved_notice") if isinstance(r.detail, dict) else None
+    if resolved:
+        lines += ["", f"  {resolved['subject']}", *("  " + line for line in resolved["message"].splitlines())]
+    if r.location:
+        lines.append(f"  report    {r.location}")
     return "\n".join(lines)

@@ -3,8 +3,9 @@
 Layout: ``s3://<bucket>/<prefix>/<database>/backups/<backup-id>/<file>``, with
 ``manifest.json`` written last in the same folder.
 
-Integrity: every upload carries its SHA-256 (``ChecksumSHA256``) so that S3 itself rejects a
-corrupted transfer, and S3 keeps it as the object's stored checksum.  Files up to
+Integrity: every upload carries its SHA-256 (``ChecksumAlgorithm=SHA256`` with the value in
+``ChecksumSHA256``) so that S3 itself rejects a corrupted transfer, and S3 keeps it as the
+object's stored checksum.  Files up to
 ``single_put_max`` go up in one PUT (stored checksum = SHA-256 of the whole file); bigger
 ones in parts of ``part_size`` (stored checksum = the composite "SHA-256 of the part
 SHA-256s", suffixed ``-N``), computed locally in the same single read of the file.  The
@@ -180,7 +181,13 @@ class ObjectStore:
             if size <= self.transfer.single_put_max:
                 data = path.read_bytes()
                 digest = hashlib.sha256(data).digest()
-                self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ChecksumSHA256=b64(digest))
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=data,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=b64(digest),
+                )
                 return FileEntry(path.name, size, digest.hex(), b64(digest), 1)
             return self._upload_multipart(path, key, size)
         except (ClientError, BotoCoreError) as exc:
@@ -208,6 +215,7 @@ class ObjectStore:
                         UploadId=upload_id,
                         PartNumber=number,
                         Body=chunk,
+                        ChecksumAlgorithm="SHA256",
                         ChecksumSHA256=b64(digest),
                     )
                     parts.append(
@@ -219,7 +227,7 @@ class ObjectStore:
         except BaseException:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except Exception:  # noqa: S110 - the original failure is what matters
+            except Exception:  # noqa: S110 - best effort; the original outcome is what matters
                 pass
             raise
         return FileEntry(
@@ -232,6 +240,7 @@ class ObjectStore:
                 Bucket=self.bucket,
                 Key=key,
                 Body=data,
+                ChecksumAlgorithm="SHA256",
                 ChecksumSHA256=b64(hashlib.sha256(data).digest()),
                 ContentType=content_type,
             )
@@ -286,7 +295,7 @@ class ObjectStore:
         except BaseException:
             try:
                 self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except Exception:  # noqa: S110
+            except Exception:  # noqa: S110 - best effort; the original outcome is what matters
                 pass
             raise
 

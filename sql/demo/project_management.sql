@@ -6,7 +6,7 @@
 -- Every value derives from generate_series and md5, so two runs produce identical data.
 
 CREATE TABLE IF NOT EXISTS schema_version (
-    current_version text        NOT NULL,
+    current_version text        PRIMARY KEY,
     applied_at      timestamptz NOT NULL DEFAULT now()
 );
 
@@ -79,10 +79,11 @@ END $$;
 GRANT SELECT, INSERT, UPDATE, DELETE ON clients, projects TO pm_app_user;
 ALTER TABLE projects ENABLE ROW LEVEL SECURITY;
 ALTER TABLE clients ENABLE ROW LEVEL SECURITY;
+ALTER TABLE schema_version ENABLE ROW LEVEL SECURITY;
 CREATE POLICY projects_owner ON projects TO pm_app_user
     USING (user_id = nullif(current_setting('app.user_id', true), '')::uuid);
 CREATE POLICY clients_owner ON clients TO pm_app_user
     USING (user_id = nullif(current_setting('app.user_id', true), '')::uuid);
 
-ANALYZE clients;
-ANALYZE projects;
+-- (The loader runs ANALYZE in a statement of its own: statistics counters of this script's
+-- inserts are flushed when it ends, after any ANALYZE it would run itself.)

@@ -180,18 +180,23 @@ def test_a_killed_backup_leaves_nothing_restorable_and_the_next_run_repairs(sign
     proc = start_backup(env)
     proc.send_signal(getattr(signal, signal_name))
     code = proc.wait(timeout=60)
-    assert code == (143 if signal_name == "SIGTERM" else -9)
+    assert code == (143 if signal_name == "SIGTERM" else -9), proc.stderr.read()
 
-    keys = list(all_objects(endpoint, primary, "us-east-1"))
+    objects = all_objects(endpoint, primary, "us-east-1")
+    keys = [k for k in objects if "/backups/" in k]
     assert not [k for k in keys if k.endswith("manifest.json")]
     status = pgrunbook(env, "status", "--json")
     assert not [b for b in json.loads(status.stdout)["backups"] if b["restorable"]]
     [(killed_id, state, error)] = mirror(source)
+    [run_report] = [json.loads(v) for k, v in objects.items() if "/reports/backup/" in k]
     if signal_name == "SIGTERM":  # a clean stop: recorded at once, files removed
         assert state == "failed" and error == "interrupted"
         assert keys == []
-    else:  # no chance to clean up: the row is still in progress ...
+        assert run_report["status"] == "critical", (run_report, proc.stderr.read())
+        assert run_report["detail"]["state"] == "interrupted"
+    else:  # no chance to clean up: the row and the run's report still say it is running ...
         assert state == "in_progress"
+        assert run_report["detail"]["state"] == "running"
 
     again = pgrunbook(env, "backup", "--json")
     assert again.returncode == 0, again.stderr

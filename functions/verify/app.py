@@ -1,0 +1,16 @@
+"""Lambda handler: Daily verification (04:00).
+
+Thin by design: the job itself is ``pgrunbook.jobs.run_job("verify", ...)``, the same code the
+``pgrunbook verify`` command runs.  See pgrunbook.handler for the event it accepts.
+"""
+
+from pgrunbook.handler import handle, observability
+
+logger, tracer, metrics = observability()
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event, context):
+    return handle("verify", event, context, logger=logger, metrics=metrics)

@@ -1,0 +1,117 @@
+"""What every Lambda handler in ``functions/`` shares: parse the event, run one job, emit
+metrics, return the report.
+
+Handlers stay thin (DESIGN.md): ``functions/<job>/app.py`` decorates a two-line function with
+powertools' Logger (JSON, with the database and the job as keys), Tracer and Metrics
+(namespace ``pgrunbook``, dimension ``Database``, embedded metric format) and calls
+:func:`handle`.  Configuration comes from the function's environment (``PGRUNBOOK_*``, set by
+the CDK app), the database credentials from the Secrets Manager secret it names.
+
+The library logs through the standard ``logging`` module under ``pgrunbook``; those records go
+through the same JSON handler as the handler's own, and every record passes the redacting
+filter, so a password cannot reach CloudWatch even by accident.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import Settings
+from .jobs import JobContext, run_job
+from .progress import Progress
+from .redact import RedactingFilter, redact
+
+SERVICE = "pgrunbook"
+NAMESPACE = "pgrunbook"
+
+# What each job accepts from its event (EventBridge passes a constant input per schedule).
+OPTIONS: dict[str, dict[str, type]] = {
+    "backup": {"tier": str},
+    "verify": {"recent_days": int, "check_database": bool},
+    "restore-test": {"backup_id": str, "source": str, "prefer_tier": str, "run_user_checks": bool},
+    "dr-drill": {"scenario": str, "attempts": int},
+    "retention": {"dry_run": bool},
+    "health": {},
+}
+# Event keys mapped to the job function's keyword arguments where the names differ.
+RENAMES = {"backup": {"tier": "tiers"}}
+DEFAULTS = {"restore-test": {"prefer_tier": "weekly"}}
+
+
+class BadEvent(ValueError):
+    """The invocation's event does not describe a run of this job."""
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    job: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, job: str, event: Any) -> JobEvent:
+        if job not in OPTIONS:
+            raise BadEvent(f"unknown job {job!r}")
+        if event is None:
+            event = {}
+        if not isinstance(event, dict):
+            raise BadEvent("the event must be a JSON object")
+        if "detail-type" in event and "source" in event:  # an EventBridge event: options in detail
+            event = event.get("detail") or {}
+        allowed = OPTIONS[job]
+        options: dict[str, Any] = dict(DEFAULTS.get(job, {}))
+        for key, value in event.items():
+            if key not in allowed:
+                raise BadEvent(f"{job} does not take {key!r} (it takes {', '.join(allowed) or 'nothing'})")
+            expected = allowed[key]
+            if value is not None and not (
+                isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+            ):
+                raise BadEvent(f"{job}: {key} must be of type {expected.__name__}")
+            options[RENAMES.get(job, {}).get(key, key)] = value
+        return cls(job, options)
+
+
+class LoggerProgress(Progress):
+    """Progress of long steps as INFO log lines."""
+
+    def __init__(self, logger: Any):
+        self.logger = logger
+
+    def step(self, message: str) -> None:
+        self.logger.info(redact(message))
+
+    def detail(self, message: str) -> None:
+        self.logger.debug(redact(message))
+
+
+def observability() -> tuple[Any, Any, Any]:
+    """The powertools Logger, Tracer and Metrics every handler uses."""
+    from aws_lambda_powertools import Logger, Metrics, Tracer
+    from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+
+    logger = Logger(service=SERVICE)
+    logger.addFilter(RedactingFilter())
+    copy_config_to_registered_loggers(source_logger=logger, include={"pgrunbook"})
+    for handler in logging.getLogger("pgrunbook").handlers:
+        handler.addFilter(RedactingFilter())
+    return logger, Tracer(service=SERVICE), Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+def handle(job: str, event: Any, context: Any, *, logger: Any, metrics: Any) -> dict[str, Any]:
+    """Run ``job`` for one invocation and return its report."""
+    request = JobEvent.parse(job, event)
+    settings = Settings.load()
+    database = settings.database_label
+    logger.append_keys(job=job, database=database)
+    ctx = JobContext(settings, progress=LoggerProgress(logger))
+    report = run_job(job, ctx, **request.options)
+    metrics.add_dimension(name="Database", value=database)
+    for name, (unit, value) in report.metrics.items():
+        metrics.add_metric(name=name, unit=unit, value=float(value))
+    logger.info(
+        f"{job} finished: {report.status}",
+        extra={"status": report.status, "problems": len(report.problems()), "report": report.location},
+    )
+    return report.to_dict()
