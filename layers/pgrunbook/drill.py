@@ -66,6 +66,7 @@ def dr_drill_job(ctx: JobContext, *, scenario: str = "complete_data_loss", attem
             target=target,
             clock=ctx.clock,
             holder=f"dr-drill {report.report_id}",
+            use_configured_target=False,  # the DR target or the embedded server, never the primary's
         ).run()
         tried.append({"backup_id": manifest.backup_id, "status": result.status, "error": result.error})
         if result.status == "ok":

@@ -95,6 +95,7 @@ class RestoreTest:
         inspect: Callable[[ConnInfo], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         holder: str = "restore-test",
+        use_configured_target: bool = True,
     ):
         self.settings = settings
         self.backup_id = backup_id
@@ -107,6 +108,9 @@ class RestoreTest:
         self.inspect = inspect
         self.clock = clock
         self.holder = holder
+        # False for a DR drill: without an explicit (DR) target it must not fall back to the
+        # primary region's restore target, only to the embedded server.
+        self.use_configured_target = use_configured_target
         self.report = RestoreReport(status="ok", database=settings.database_label, source=source)
 
     def run(self) -> RestoreReport:
@@ -204,7 +208,9 @@ class RestoreTest:
     # -- steps ---------------------------------------------------------------------------
 
     def _target(self, manifest: Manifest) -> ConnInfo:
-        explicit = self.explicit_target or self.settings.restore_target()
+        explicit = self.explicit_target
+        if explicit is None and self.use_configured_target:
+            explicit = self.settings.restore_target()
         if explicit is not None:
             return explicit
         version = pick_version(int(manifest.server["version_num"]) // 10000)

@@ -352,3 +352,12 @@ def test_retention_and_health_handlers(env, s3, capfd):
     assert any("DatabaseSizeBytes" in m for m in emf(out))
     stored = [k for k in s3.keys("primary") if "/reports/" in k]
     assert {k.split("/reports/")[1].split("/")[0] for k in stored} >= {"backup", "retention", "health"}
+
+
+def test_the_drill_never_uses_the_primary_regions_restore_target(env, monkeypatch):
+    invoke("backup")
+    monkeypatch.delenv("PGRUNBOOK_DR_RESTORE_TARGET_URL")
+    monkeypatch.setenv("PGRUNBOOK_RESTORE_TARGET_URL", "postgresql://nobody@127.0.0.1:1/primary-region-only")
+    report = invoke("dr-drill")
+    assert report["figures"]["recovered"] is True  # restored into the embedded server instead
+    assert "127.0.0.1" not in json.dumps(report["detail"])
