@@ -1,16 +1,8 @@
-"""Lambda handler: Backup (daily 02:00; weekly and monthly tiers on Sundays).
+"""Lambda handler: Backup (daily 02:00; weekly and monthly tiers on Sundays): ``pgrunbook backup``, the same job the command runs.
 
-Thin by design: the job itself is ``pgrunbook.jobs.run_job("backup", ...)``, the same code the
-``pgrunbook backup`` command runs.  See pgrunbook.handler for the event it accepts.
+The event and the environment it reads are described in pgrunbook.handler.
 """
 
-from pgrunbook.handler import handle, observability
+from pgrunbook.handler import make_handler
 
-logger, tracer, metrics = observability()
-
-
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def handler(event, context):
-    return handle("backup", event, context, logger=logger, metrics=metrics)
+handler = make_handler("backup")

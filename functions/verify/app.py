@@ -1,16 +1,8 @@
-"""Lambda handler: Daily verification (04:00).
+"""Lambda handler: Daily verification (04:00): ``pgrunbook verify``, the same job the command runs.
 
-Thin by design: the job itself is ``pgrunbook.jobs.run_job("verify", ...)``, the same code the
-``pgrunbook verify`` command runs.  See pgrunbook.handler for the event it accepts.
+The event and the environment it reads are described in pgrunbook.handler.
 """
 
-from pgrunbook.handler import handle, observability
+from pgrunbook.handler import make_handler
 
-logger, tracer, metrics = observability()
-
-
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
-def handler(event, context):
-    return handle("verify", event, context, logger=logger, metrics=metrics)
+handler = make_handler("verify")

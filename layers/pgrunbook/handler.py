@@ -1,10 +1,10 @@
 """What every Lambda handler in ``functions/`` shares: parse the event, run one job, emit
 metrics, return the report.
 
-Handlers stay thin (DESIGN.md): ``functions/<job>/app.py`` decorates a two-line function with
-powertools' Logger (JSON, with the database and the job as keys), Tracer and Metrics
-(namespace ``pgrunbook``, dimension ``Database``, embedded metric format) and calls
-:func:`handle`.  Configuration comes from the function's environment (``PGRUNBOOK_*``, set by
+Handlers stay thin (DESIGN.md): ``functions/<job>/app.py`` is ``handler = make_handler(job)``,
+a function wrapped in powertools' Logger (JSON, with the database and the job as keys), Tracer
+and Metrics (namespace ``pgrunbook``, dimension ``Database``, embedded metric format) that
+calls :func:`handle`.  Configuration comes from the function's environment (``PGRUNBOOK_*``, set by
 the CDK app), the database credentials from the Secrets Manager secret it names.
 
 The library logs through the standard ``logging`` module under ``pgrunbook``; those records go
@@ -115,3 +115,18 @@ def handle(job: str, event: Any, context: Any, *, logger: Any, metrics: Any) -> 
         extra={"status": report.status, "problems": len(report.problems()), "report": report.location},
     )
     return report.to_dict()
+
+
+def make_handler(job: str) -> Any:
+    """The Lambda entry point of ``job``, observed by powertools."""
+    if job not in OPTIONS:
+        raise ValueError(f"unknown job {job!r}")
+    logger, tracer, metrics = observability()
+
+    @logger.inject_lambda_context(log_event=False)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        return handle(job, event, context, logger=logger, metrics=metrics)
+
+    return handler
