@@ -78,6 +78,7 @@ class BackupReport:
     durations: dict[str, float] = field(default_factory=dict)
     dr: dict[str, Any] = field(default_factory=dict)
     repaired_dr: list[str] = field(default_factory=list)
+    object_lock: dict[str, str] = field(default_factory=dict)  # bucket role -> lock mode applied
     mirror: str = "off"
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
@@ -163,6 +164,7 @@ class BackupRun:
                 manifest, manifest_bytes = self._backup(session, pg_dump, mirror)
             except BackupFailed:
                 return  # status critical, error set, nothing restorable left behind
+            self._lock(self.primary, manifest, "primary")
             self._finish_dr_copy(manifest, manifest_bytes)
             if self.dr is not None:
                 self._repair_dr(manifest.backup_id)
@@ -445,7 +447,30 @@ class BackupRun:
             return
         self.report.durations["dr_copy_after_manifest_s"] = round(time.monotonic() - t0, 3)
         self.report.dr = {"status": "copied", "location": result.location, "files": result.files}
+        self._lock(self.dr, manifest, "dr")
         self.progress.step(f"DR copy verified: {result.files} files in {self.dr.describe()}")
+
+    def _lock(self, store: ObjectStore, manifest: Manifest, where: str) -> None:
+        """Lock every object of a complete backup until its retention date (S3 Object Lock),
+        so that no one, not even the retention job, can destroy it early.  Only complete
+        backups are locked: a partial upload stays deletable."""
+        mode = store.lock_mode(self.settings.object_lock)
+        if mode is None:
+            return
+        keys = [store.key(manifest.backup_id, f.name) for f in manifest.files]
+        keys.append(store.manifest_key(manifest.backup_id))
+        problems = store.lock(keys, mode, manifest.retention_until)
+        if problems:
+            self._warn(
+                f"{len(problems)} objects of {manifest.backup_id} in the {where} bucket could not be locked: "
+                f"{problems[0]}"
+            )
+            return
+        self.report.object_lock[where] = mode.lower()
+        self.progress.detail(
+            f"locked {len(keys)} objects in the {where} bucket ({mode.lower()}) until "
+            f"{manifest.retention_until:%Y-%m-%d}"
+        )
 
     def _repair_dr(self, current: str) -> None:
         """Copy recent primary backups whose DR copy is missing (an earlier copy failed)."""
@@ -462,6 +487,7 @@ class BackupRun:
                 replicate(
                     entry.manifest, raw or entry.manifest.to_json(), self.primary, self.dr, self.progress
                 )
+                self._lock(self.dr, entry.manifest, "dr")
                 self.report.repaired_dr.append(entry.backup_id)
                 self.progress.step(f"repaired the missing DR copy of {entry.backup_id}")
             except PgRunbookError as exc:

@@ -25,6 +25,8 @@ PGRUNBOOK_CHECKS_DIR           a folder of your own data-quality checks (``*.sql
 PGRUNBOOK_EXPOSED_SCHEMAS      schemas an API exposes, which RLS must guard (default public)
 PGRUNBOOK_THRESHOLDS           JSON ``{"backup_age_hours": [26, 48], ...}`` (see thresholds.py)
 PGRUNBOOK_RETENTION_DAYS       JSON ``{"daily": 90, "weekly": 365, ...}``
+PGRUNBOOK_OBJECT_LOCK          ``auto`` (default: governance where the bucket has Object Lock),
+                               ``governance``, ``compliance`` or ``off``
 =============================  ==============================================================
 
 AWS credentials and endpoints come from boto3's standard chain (``AWS_PROFILE``,
@@ -84,6 +86,7 @@ ENV_VARS = {
     "exposed_schemas": "PGRUNBOOK_EXPOSED_SCHEMAS",
     "thresholds_json": "PGRUNBOOK_THRESHOLDS",
     "retention_json": "PGRUNBOOK_RETENTION_DAYS",
+    "object_lock": "PGRUNBOOK_OBJECT_LOCK",
 }
 
 
@@ -114,6 +117,7 @@ class Settings:
     exposed_schemas: str | None = None  # comma separated; default: public
     thresholds_json: str | None = None
     retention_json: str | None = None
+    object_lock: str = "auto"  # auto | governance | compliance | off
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -147,6 +151,10 @@ class Settings:
         get_profile(self.profile)
         if self.fingerprints not in ("auto", "alongside", "after"):
             raise ConfigError(f"fingerprints must be auto, alongside or after, not {self.fingerprints!r}")
+        if self.object_lock not in ("auto", "governance", "compliance", "off"):
+            raise ConfigError(
+                f"object lock must be auto, governance, compliance or off, not {self.object_lock!r}"
+            )
         if self.mirror not in MIRROR_MODES:
             raise ConfigError(f"mirror must be one of {', '.join(MIRROR_MODES)}, not {self.mirror!r}")
         for label, bucket in (("bucket", self.bucket), ("DR bucket", self.dr_bucket)):

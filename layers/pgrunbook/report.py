@@ -42,6 +42,9 @@ def render_backup(r: BackupReport) -> str:
             lines.append(f"                {r.dr['problem']}")
     for backup_id in r.repaired_dr:
         lines.append(f"  DR repaired   {backup_id}")
+    if r.object_lock:
+        locks = ", ".join(f"{where} {mode}" for where, mode in r.object_lock.items())
+        lines.append(f"  object lock   {locks} (until the retention date)")
     lines.append(f"  mirror        {r.mirror}")
     if r.durations:
         lines.append(f"  durations     {_durations(r.durations)}")
