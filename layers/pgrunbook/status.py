@@ -126,10 +126,10 @@ def build_status(
             "count": sum(1 for m in manifests if tier in m.tiers),
         }
     reports = ReportStore(primary)
-    last_runs = {
-        job: _summary(reports.latest(job)) for job in ("backup", "verify", "restore-test", "dr-drill")
-    }
-    drills = reports.history("dr-drill", limit=12)
+    last_runs = {job: _summary(reports.latest(job)) for job in ("backup", "verify", "restore-test")}
+    # the drill runs in the DR region and keeps its history there first
+    drill_reports = ReportStore(dr) if dr is not None else reports
+    drills = drill_reports.history("dr-drill", limit=12) or reports.history("dr-drill", limit=12)
     trend = [
         {
             "started_at": r.started_at,
@@ -139,6 +139,7 @@ def build_status(
         }
         for r in drills
     ]
+    last_runs["dr-drill"] = _summary(drills[-1]) if drills else None
     return StatusReport(
         database=settings.database_label,
         location=primary.describe(),

@@ -74,6 +74,8 @@ def verify_job(ctx: JobContext, *, recent_days: int = RECENT_DAYS, check_databas
         "BackupFailureRatePct": ("Percent", report.figures.get("backup_failure_rate_pct", 0.0)),
         "VerifyProblems": ("Count", len(report.problems())),
     }
+    if "storage_growth_pct" in report.figures:
+        report.metrics["StorageGrowthPct"] = ("Percent", report.figures["storage_growth_pct"])
     return report
 
 

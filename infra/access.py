@@ -1,0 +1,140 @@
+"""Least-privilege grants on a backup location: named actions on named key prefixes.
+
+Each job gets exactly what its code calls, on the paths it touches under
+``<prefix>/<database>/``: ``backups/`` (the backups), ``reports/<job>/`` (its own reports),
+``leases/`` (restores announcing what they read).  The bucket's KMS key is granted by ARN
+in the same stack; the other region's key, which this stack cannot reference, by its alias
+(``kms:ResourceAliases``), so that the two regional stacks need no cross-region references.
+
+Object keys are named at run time (by backup id), so object grants end in ``*`` under the
+database's prefix.  cdk-nag flags every such wildcard, and each one is acknowledged
+individually with its reason: ARNs are built from templates so that both the
+CloudFormation value and the form cdk-nag reports (``arn:<AWS::Partition>:...``) are known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aws_cdk import Aws
+from aws_cdk import aws_iam as iam
+
+_PSEUDO = ("partition", "account", "region")
+
+
+def cfn(template: str) -> str:
+    """``{partition}``/``{account}``/``{region}`` as CloudFormation pseudo parameters."""
+    return template.format(partition=Aws.PARTITION, account=Aws.ACCOUNT_ID, region=Aws.REGION)
+
+
+def nag(template: str) -> str:
+    """The same ARN as cdk-nag renders it in a finding id."""
+    return template.format(partition="<AWS::Partition>", account="<AWS::AccountId>", region="<AWS::Region>")
+
+
+@dataclass
+class BackupLocation:
+    """One backup bucket as the jobs see it."""
+
+    bucket_template: str  # e.g. "pgrunbook-app-backups-{account}-us-east-1"
+    root: str  # "<prefix>/<database>": everything pgrunbook writes is under it
+    key_arn: str | None = None  # the bucket's key, when it is in this stack
+    key_alias: str | None = None  # else its alias ...
+    key_region: str | None = None  # ... and region
+
+    @property
+    def bucket_name(self) -> str:
+        return cfn(self.bucket_template)
+
+    @property
+    def bucket_arn_template(self) -> str:
+        return "arn:{partition}:s3:::" + self.bucket_template
+
+    def objects_template(self, path: str) -> str:
+        return f"{self.bucket_arn_template}/{self.root}/{path}"
+
+
+@dataclass
+class Grants:
+    """Collects the statements of one function's role, and the wildcards they need."""
+
+    statements: list[iam.PolicyStatement] = field(default_factory=list)
+    wildcards: dict[str, str] = field(default_factory=dict)  # nag form -> why
+
+    def add(
+        self,
+        sid: str,
+        actions: list[str],
+        templates: list[str],
+        conditions: dict | None = None,
+        *,
+        why: str = "",
+    ) -> Grants:
+        for template in templates:
+            if template.endswith("*"):
+                self.wildcards[nag(template)] = why or "objects are named at run time under this prefix"
+        self.statements.append(
+            iam.PolicyStatement(
+                sid=sid, actions=sorted(actions), resources=[cfn(t) for t in templates], conditions=conditions
+            )
+        )
+        return self
+
+    def bucket(self, sid: str, location: BackupLocation, *, lock: bool = False) -> Grants:
+        """List the bucket (pgrunbook's catalog is a listing) and, for locking jobs, read its
+        Object Lock setting."""
+        actions = ["s3:ListBucket"]
+        if lock:
+            actions.append("s3:GetBucketObjectLockConfiguration")
+        return self.add(sid, actions, [location.bucket_arn_template])
+
+    def objects(
+        self,
+        sid: str,
+        location: BackupLocation,
+        paths: list[str],
+        *,
+        read: bool = False,
+        write: bool = False,
+        delete: bool = False,
+        lock: bool = False,
+    ) -> Grants:
+        actions = []
+        if read:
+            actions.append("s3:GetObject")
+        if write:
+            actions += ["s3:PutObject", "s3:AbortMultipartUpload"]
+        if delete:
+            actions.append("s3:DeleteObject")
+        if lock:
+            actions.append("s3:PutObjectRetention")
+        return self.add(
+            sid,
+            actions,
+            [location.objects_template(p) for p in paths],
+            why="backups, reports and leases are named by time stamp at run time under the database's prefix",
+        )
+
+    def key(
+        self, sid: str, location: BackupLocation, *, encrypt: bool = False, decrypt: bool = False
+    ) -> Grants:
+        """Use the location's KMS key: encrypt (uploads, copies in) and/or decrypt (reads,
+        copies out, multipart completion)."""
+        actions = []
+        if encrypt:
+            actions.append("kms:GenerateDataKey")
+        if decrypt:
+            actions.append("kms:Decrypt")
+        if location.key_arn is not None:
+            self.statements.append(
+                iam.PolicyStatement(sid=sid, actions=actions, resources=[location.key_arn])
+            )
+            return self
+        return self.add(
+            sid,
+            actions,
+            [f"arn:{{partition}}:kms:{location.key_region}:{{account}}:key/*"],
+            {"ForAnyValue:StringEquals": {"kms:ResourceAliases": location.key_alias}},
+            why="the other region's key, which this stack cannot reference, is granted by its alias "
+            "(kms:ResourceAliases condition), not by a wildcard",
+        )

@@ -1,0 +1,56 @@
+"""The CDK app (``cdk.json``: ``.venv/bin/python infra/app.py``).
+
+Two stacks from one configuration (``cdk.json``'s ``pgrunbook`` context, see infra/config.py):
+``<prefix>-<database>-dr`` in the DR region, then ``<prefix>-<database>-primary`` in the
+primary region.  Every synthesis runs the cdk-nag AwsSolutions checks: a finding that is
+not acknowledged, with its reason, in the construct it concerns fails the synthesis.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `infra` importable as a script
+
+import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks
+
+from infra.config import DeploymentConfig
+from infra.stacks import DrStack, PrimaryStack
+
+
+def build(app: cdk.App) -> tuple[PrimaryStack, DrStack]:
+    config = DeploymentConfig.from_context(app.node.try_get_context("pgrunbook"))
+    account = config.account or os.environ.get("CDK_DEFAULT_ACCOUNT")
+    dr = DrStack(
+        app,
+        f"{config.name}-dr",
+        config=config,
+        env=cdk.Environment(account=account, region=config.dr_region),
+        description=f"pgrunbook {config.database_name}: DR bucket and monthly DR drill ({config.dr_region})",
+    )
+    primary = PrimaryStack(
+        app,
+        f"{config.name}-primary",
+        config=config,
+        env=cdk.Environment(account=account, region=config.primary_region),
+        description=f"pgrunbook {config.database_name}: backups, scheduled runbook jobs, alarms",
+    )
+    primary.add_dependency(dr)  # the backup job copies into the DR bucket
+    cdk.Tags.of(app).add("application", "pgrunbook")
+    cdk.Tags.of(app).add("database", config.database_name)
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+    return primary, dr
+
+
+def main() -> None:
+    app = cdk.App()
+    build(app)
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

