@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
 import shutil
+import ssl
+import struct
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import pytest
+import trustme
 from moto import mock_aws
 
 from pgrunbook.config import Settings
@@ -177,3 +182,80 @@ def scratch_databases(server: EmbeddedServer) -> list[str]:
             r[0]
             for r in admin.run("SELECT datname FROM pg_database WHERE datname LIKE 'pgrunbook_restore_%'")
         ]
+
+
+# -- PostgreSQL behind TLS ----------------------------------------------------------------
+
+SSL_REQUEST, GSSENC_REQUEST = 80877103, 80877104
+
+
+class TlsServer:
+    """What Supabase or RDS look like to pgrunbook: PostgreSQL behind TLS on a TCP port.
+
+    Answers SSLRequest with 'S', completes TLS with a certificate for ``localhost`` from a
+    test CA, and relays the decrypted protocol to the embedded server's unix socket.  A
+    StartupMessage sent in clear is refused and counted; with ``offer_tls=False`` it answers
+    'N', like a server without TLS."""
+
+    def __init__(self, upstream: Path, context: ssl.SSLContext, *, offer_tls: bool = True):
+        self.upstream, self.context, self.offer_tls = upstream, context, offer_tls
+        self.tls_sessions = 0
+        self.cleartext_startups = 0
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.server = self.loop.run_until_complete(asyncio.start_server(self.handle, "127.0.0.1", 0))
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+            self.loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(10)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                _length, code = struct.unpack("!ii", await reader.readexactly(8))
+                if code == GSSENC_REQUEST:
+                    writer.write(b"N")
+                    continue
+                if code == SSL_REQUEST and self.offer_tls:
+                    writer.write(b"S")
+                    await writer.drain()
+                    await writer.start_tls(self.context)
+                    self.tls_sessions += 1
+                    break
+                if code == SSL_REQUEST:
+                    writer.write(b"N")
+                    continue
+                self.cleartext_startups += 1
+                writer.close()
+                return
+            up_reader, up_writer = await asyncio.open_unix_connection(str(self.upstream))
+
+            async def pipe(r, w):
+                while data := await r.read(65536):
+                    w.write(data)
+                    await w.drain()
+                w.close()
+
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            writer.close()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory):
+    """A test CA's root certificate file, and a server context with a certificate for localhost."""
+    ca = trustme.CA()
+    directory = tmp_path_factory.mktemp("tls")
+    ca_file = directory / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(context)
+    return ca_file, context

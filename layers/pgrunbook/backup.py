@@ -379,7 +379,6 @@ class BackupRun:
             "--no-password",
             "--verbose",
             *self.profile.pg_dump_args(),
-            f"--dbname={self.info.libpq_uri()}",
         ]
         where = "alongside pg_dump" if self.fingerprints_alongside else "after pg_dump"
         self.progress.step(

@@ -29,6 +29,7 @@ from pathlib import Path
 from .dburl import ConnInfo
 from .errors import ToolVersionError
 from .redact import redact
+from .tlsproxy import TlsForwarder, needs_forwarder
 
 LAYER_ROOT = Path("/opt/pgtools")
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
@@ -152,7 +153,13 @@ class ToolResult:
 
 
 class ToolProcess:
-    """A running pg tool.  stderr is read line by line and handed to ``on_line``."""
+    """A running pg tool connected to ``conninfo`` (``--dbname`` is added here).
+
+    The password travels in ``PGPASSWORD``, never on the command line.  When the database
+    is reached over a network and the tool's libpq has no TLS (the Lambda layer's build), the
+    connection goes through a :class:`~pgrunbook.tlsproxy.TlsForwarder`.  stderr is read
+    line by line and handed to ``on_line``.
+    """
 
     def __init__(
         self,
@@ -165,8 +172,16 @@ class ToolProcess:
     ):
         env = dict(os.environ)
         env.pop("PGPASSWORD", None)
+        env["PGGSSENCMODE"] = "disable"  # no GSSAPI negotiation: TLS or nothing, as the URI says
+        self.forwarder: TlsForwarder | None = None
+        connect: list[str] = []
         if conninfo is not None:
             env.update(conninfo.libpq_env())
+            target = conninfo
+            if needs_forwarder(conninfo, tool.path.parent):
+                self.forwarder = TlsForwarder(conninfo)
+                target = self.forwarder.local
+            connect = [f"--dbname={target.libpq_uri()}"]
         env.setdefault("PGAPPNAME", "pgrunbook")
         if extra_env:
             env.update(extra_env)
@@ -174,7 +189,7 @@ class ToolProcess:
         self._lines: list[str] = []
         self._on_line = on_line
         self._proc = subprocess.Popen(
-            [str(tool.path), *args],
+            [str(tool.path), *connect, *args],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -199,7 +214,11 @@ class ToolProcess:
     def wait(self, timeout: float | None = None) -> ToolResult:
         code = self._proc.wait(timeout=timeout)
         self._reader.join()
-        return ToolResult(code, list(self._lines))
+        lines = list(self._lines)
+        if self.forwarder is not None:
+            lines += [f"pgrunbook: {failure}" for failure in self.forwarder.failures]
+            self.forwarder.close()
+        return ToolResult(code, lines)
 
     def kill(self) -> None:
         if self._proc.poll() is None:
@@ -210,6 +229,8 @@ class ToolProcess:
                 self._proc.kill()
                 self._proc.wait()
         self._reader.join(timeout=5)
+        if self.forwarder is not None:
+            self.forwarder.close()
 
 
 def run_tool(

