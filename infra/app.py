@@ -39,7 +39,7 @@ def build(app: cdk.App) -> tuple[PrimaryStack, DrStack]:
         env=cdk.Environment(account=account, region=config.primary_region),
         description=f"pgrunbook {config.database_name}: backups, scheduled runbook jobs, alarms",
     )
-    primary.add_dependency(dr)  # the backup job copies into the DR bucket
+    primary.add_stack_dependency(dr)  # the backup job copies into the DR bucket
     cdk.Tags.of(app).add("application", "pgrunbook")
     cdk.Tags.of(app).add("database", config.database_name)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))

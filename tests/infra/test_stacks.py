@@ -495,3 +495,25 @@ def test_one_encrypted_topic_with_the_alert_email_and_a_dashboard(synthesized):
 def test_bad_configuration_is_refused_with_a_reason(changes, message):
     with pytest.raises(ConfigurationError, match=message):
         DeploymentConfig.from_context(context(**changes))
+
+
+def test_functions_can_run_in_the_databases_vpc(tmp_path):
+    """RDS in private subnets: every function gets the VPC placement; nag stays clean."""
+    vpc = {
+        "vpc_id": "vpc-0abc1234",
+        "availability_zones": ["us-east-1a", "us-east-1b"],
+        "subnet_ids": ["subnet-0aaa1111", "subnet-0bbb2222"],
+        "security_group_ids": ["sg-0ccc3333"],
+    }
+    app = cdk.App(
+        outdir=str(tmp_path),
+        context={**CDK_CONTEXT, "pgrunbook": context(vpc=vpc), "aws:cdk:bundling-stacks": []},
+    )
+    primary, _ = build(app)
+    app.synth()  # cdk-nag: the VPC access policy is acknowledged with its reason
+    template = Template.from_stack(primary)
+    for job in ("backup", "verify", "restore-test", "retention", "health"):
+        assert function(template, job)["VpcConfig"] == {
+            "SubnetIds": ["subnet-0aaa1111", "subnet-0bbb2222"],
+            "SecurityGroupIds": ["sg-0ccc3333"],
+        }
