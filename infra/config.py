@@ -36,6 +36,17 @@ THRESHOLD_DEFAULTS = {
     "rto_target_hours": 4,
     "rpo_target_hours": 1,
 }
+PITR_DEFAULTS: dict[str, Any] = {
+    "provider": "logical",  # logical | supabase | rds
+    "approval_timeout_minutes": 60,
+    "deadline_minutes": 240,  # the RTO target
+    "poll_seconds": 60,
+    "critical_tables": [],
+    "supabase_project_ref": None,
+    "supabase_token_secret_arn": None,
+    "rds_instance": None,
+    "rds_cluster": None,
+}
 RETENTION_DEFAULTS = {"daily": 90, "weekly": 365, "monthly": 1095, "hourly": 2, "manual": 365}
 _ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
@@ -76,6 +87,7 @@ class DeploymentConfig:
     log_retention_days: int = 90
     noncurrent_version_days: int = 30
     vpc: VpcPlacement | None = None
+    pitr: dict[str, Any] = field(default_factory=lambda: dict(PITR_DEFAULTS))
 
     @classmethod
     def from_context(cls, raw: Any) -> DeploymentConfig:
@@ -95,6 +107,7 @@ class DeploymentConfig:
             ("schedules", SCHEDULE_DEFAULTS),
             ("thresholds", THRESHOLD_DEFAULTS),
             ("retention_days", RETENTION_DEFAULTS),
+            ("pitr", PITR_DEFAULTS),
         ):
             given = values.get(name) or {}
             extra = sorted(set(given) - set(defaults))
@@ -141,8 +154,63 @@ class DeploymentConfig:
                     raise ConfigurationError(
                         f"threshold {name} must be [warning, critical] with warning <= critical"
                     )
+        self._validate_pitr()
         if self.account is not None and not re.fullmatch(r"\d{12}", str(self.account)):
             raise ConfigurationError("pgrunbook.account must be a 12-digit AWS account id (or null)")
+
+    def _validate_pitr(self) -> None:
+        pitr = self.pitr
+        if pitr["provider"] not in ("logical", "supabase", "rds"):
+            raise ConfigurationError("pgrunbook.pitr.provider must be logical, supabase or rds")
+        for name, low, high in (
+            ("approval_timeout_minutes", 1, 7 * 24 * 60),
+            ("deadline_minutes", 5, 7 * 24 * 60),
+            ("poll_seconds", 5, 3600),
+        ):
+            value = pitr[name]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ConfigurationError(f"pgrunbook.pitr.{name} must be a whole number from {low} to {high}")
+        if not isinstance(pitr["critical_tables"], list) or not all(
+            isinstance(t, str) and t for t in pitr["critical_tables"]
+        ):
+            raise ConfigurationError(
+                'pgrunbook.pitr.critical_tables must be a list of table names ("public.tasks")'
+            )
+        if pitr["provider"] == "supabase":
+            if not re.fullmatch(r"[a-z0-9]{8,40}", str(pitr["supabase_project_ref"] or "")):
+                raise ConfigurationError(
+                    "pgrunbook.pitr.supabase_project_ref must be the project's reference"
+                )
+            if not _ARN.match(str(pitr["supabase_token_secret_arn"] or "")):
+                raise ConfigurationError(
+                    "pgrunbook.pitr.supabase_token_secret_arn must be the ARN of the secret holding the "
+                    "Management API token"
+                )
+        if pitr["provider"] == "rds" and bool(pitr["rds_instance"]) == bool(pitr["rds_cluster"]):
+            raise ConfigurationError("pgrunbook.pitr needs exactly one of rds_instance and rds_cluster")
+        for name in ("rds_instance", "rds_cluster"):
+            if pitr[name] and not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,62}", pitr[name]):
+                raise ConfigurationError(f"pgrunbook.pitr.{name} is not an RDS identifier")
+
+    @property
+    def maintenance_parameter(self) -> str:
+        return f"/{self.key_prefix}/{self.database_name}/maintenance"
+
+    def pitr_environment(self) -> dict[str, str]:
+        pitr = self.pitr
+        env = {
+            "PGRUNBOOK_PITR_PROVIDER": pitr["provider"],
+            "PGRUNBOOK_MAINTENANCE_PARAMETER": self.maintenance_parameter,
+            "PGRUNBOOK_PITR_APPROVAL_TIMEOUT": str(pitr["approval_timeout_minutes"] * 60),
+            "PGRUNBOOK_PITR_DEADLINE": str(pitr["deadline_minutes"] * 60),
+            "PGRUNBOOK_PITR_POLL_SECONDS": str(pitr["poll_seconds"]),
+            "PGRUNBOOK_CRITICAL_TABLES": ",".join(pitr["critical_tables"]),
+            "PGRUNBOOK_SUPABASE_PROJECT_REF": pitr["supabase_project_ref"] or "",
+            "PGRUNBOOK_SUPABASE_TOKEN_SECRET_ARN": pitr["supabase_token_secret_arn"] or "",
+            "PGRUNBOOK_RDS_INSTANCE": pitr["rds_instance"] or "",
+            "PGRUNBOOK_RDS_CLUSTER": pitr["rds_cluster"] or "",
+        }
+        return {k: v for k, v in env.items() if v}
 
     # -- derived names -------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ DrillRtoSeconds        dr-drill (DR region)      > 6 h    > 12 h    ignored
 DrillRpoSeconds        dr-drill (DR region)      > 2 h    > 4 h     ignored
 =====================  ========================  =======  ========  ======================
 
-plus, for every function, Errors and Throttles, and messages in the schedules' dead-letter
-queue.  Alarm thresholds come from ``cdk.json`` like the jobs' own.
+plus, for every function, Errors and Throttles; for the recovery workflow, executions that
+timed out or were stopped by hand; and messages in the schedules' dead-letter queue.  Alarm thresholds come from ``cdk.json`` like the jobs' own.
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ class Monitoring(Construct):
         functions: dict[str, object],
         dr_region: str | None = None,
         metrics: tuple[str, ...] = (),
+        workflows: dict[str, object] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
@@ -181,6 +182,27 @@ class Monitoring(Construct):
                 )
                 alarm.add_alarm_action(self.action)
                 self.alarms[f"{job}-{name}"] = alarm
+        for name, machine in (workflows or {}).items():
+            # Failures inside the workflow send their own CRITICAL notice; an execution that
+            # timed out or was stopped by hand did not, and may have left maintenance mode on.
+            for metric_name, what in (
+                ("ExecutionsTimedOut", "timed out"),
+                ("ExecutionsAborted", "was stopped"),
+            ):
+                alarm = cw.Alarm(
+                    self,
+                    f"{name}-{metric_name}",
+                    alarm_name=f"{config.name}-{name}-{metric_name.lower()}",
+                    alarm_description=f"CRITICAL: a {name} execution {what} without finishing: maintenance mode "
+                    f"may still be on (pgrunbook pitr status)",
+                    metric=machine.metric(metric_name, period=Duration.minutes(5), statistic="Sum"),  # type: ignore[attr-defined]
+                    threshold=0,
+                    evaluation_periods=1,
+                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                )
+                alarm.add_alarm_action(self.action)
+                self.alarms[f"{name}-{metric_name}"] = alarm
         dead = cw.Alarm(
             self,
             "DeadLetters",

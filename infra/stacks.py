@@ -11,15 +11,16 @@ Deploy the DR stack first (the backup job in the primary region copies into its 
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Stack
+from aws_cdk import Aws, CfnOutput, Duration, Stack
 from constructs import Construct
 
 from .access import BackupLocation, Grants
 from .config import DeploymentConfig
 from .layers import pgrunbook_layer, pgtools_layer
 from .monitoring import Alerts, Monitoring
-from .scheduled_job import RUNTIME, JobSpec, Schedule, ScheduledJob
+from .scheduled_job import RUNTIME, JobSpec, Schedule, ScheduledJob, _retention
 from .storage import BackupStorage
+from .workflows import PitrWorkflow
 
 
 def primary_jobs(config: DeploymentConfig) -> list[JobSpec]:
@@ -220,6 +221,19 @@ class PrimaryStack(_PgRunbookStack):
             reports(health, "health"),
             {"PGRUNBOOK_BUCKET": primary.bucket_name, "PGRUNBOOK_REGION": config.primary_region, **database},
         )
+        self.pitr = self.add_pitr(primary, dr, buckets, database, backup)
+        CfnOutput(
+            self,
+            "PitrStateMachineArn",
+            value=self.pitr.state_machine.state_machine_arn,
+            description="PGRUNBOOK_PITR_STATE_MACHINE_ARN for pgrunbook pitr start|status|approve|reject",
+        )
+        CfnOutput(
+            self,
+            "MaintenanceParameter",
+            value=self.config.maintenance_parameter,
+            description="the SSM parameter the application reads for maintenance mode",
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -228,7 +242,112 @@ class PrimaryStack(_PgRunbookStack):
             functions={job: j.function for job, j in self.jobs.items()},
             dr_region=config.dr_region,
             metrics=("backup",),
+            workflows={"pitr": self.pitr.state_machine},
         )
+
+    def add_pitr(
+        self,
+        primary: BackupLocation,
+        dr: BackupLocation,
+        buckets: dict[str, str],
+        database: dict[str, str],
+        backup: Grants,
+    ) -> PitrWorkflow:
+        """The recovery workflow and its function, with the grants of the configured provider."""
+        config = self.config
+        pitr = config.pitr
+        grants = (
+            Grants()
+            .add(
+                "MaintenanceMode",
+                ["ssm:GetParameter", "ssm:PutParameter"],
+                ["arn:{partition}:ssm:{region}:{account}:parameter" + config.maintenance_parameter],
+            )
+            .objects("OwnReports", primary, ["reports/pitr/*"], write=True)
+            .key("PrimaryKey", primary, encrypt=True, decrypt=True)
+        )
+        secret = [config.database_secret_arn]
+        if pitr["provider"] == "supabase":  # recovers in place: the secret is only read
+            grants.add("DatabaseSecret", ["secretsmanager:GetSecretValue"], secret)
+            grants.add("ApiToken", ["secretsmanager:GetSecretValue"], [pitr["supabase_token_secret_arn"]])
+        else:  # cutover points the database secret at the recovered database
+            grants.add(
+                "DatabaseSecret", ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"], secret
+            )
+        if pitr["provider"] == "logical":
+            # the safety point is a backup (both regions), the recovery a restore on the live server
+            grants.statements += [
+                s for s in backup.statements if s.sid not in ("DatabaseSecret", "PrimaryKey", "OwnReports")
+            ]
+            grants.wildcards.update(backup.wildcards)
+            grants.objects("BackupReports", primary, ["reports/backup/*"], write=True)
+            grants.objects("Leases", primary, ["leases/*"], write=True, delete=True)
+        if pitr["provider"] == "rds":
+            grants = self._rds_grants(grants)
+        spec = JobSpec(
+            "pitr",
+            "pgrunbook point-in-time recovery: every phase of the recovery workflow",
+            memory_mb=3008,
+            timeout_minutes=15,
+            ephemeral_mb=10240,
+            schedules=(),
+        )
+        job = self.add_job(spec, grants, {**buckets, **database, **config.pitr_environment()})
+        return PitrWorkflow(
+            self,
+            "PitrWorkflow",
+            function=job.function,
+            state_machine_name=f"{config.name}-pitr",
+            timeout=Duration.minutes(pitr["approval_timeout_minutes"] + pitr["deadline_minutes"] + 120),
+            log_retention=_retention(config.log_retention_days),
+        )
+
+    def _rds_grants(self, grants: Grants) -> Grants:
+        pitr = self.config.pitr
+        why = "the recovered instance, its snapshot and the groups it is placed in are named at run time"
+        if pitr["rds_cluster"]:
+            source = pitr["rds_cluster"]
+            resources = [
+                f"arn:{{partition}}:rds:{{region}}:{{account}}:cluster:{source}",
+                f"arn:{{partition}}:rds:{{region}}:{{account}}:cluster:{source}-pitr-*",
+                f"arn:{{partition}}:rds:{{region}}:{{account}}:cluster-snapshot:{source}-pre-pitr-*",
+                f"arn:{{partition}}:rds:{{region}}:{{account}}:db:{source}-pitr-*",
+                "arn:{partition}:rds:{region}:{account}:db:*",
+                "arn:{partition}:rds:{region}:{account}:subgrp:*",
+                "arn:{partition}:rds:{region}:{account}:cluster-pg:*",
+                "arn:{partition}:rds:{region}:{account}:pg:*",
+            ]
+            actions = [
+                "rds:DescribeDBClusters",
+                "rds:DescribeDBInstances",
+                "rds:CreateDBClusterSnapshot",
+                "rds:DescribeDBClusterSnapshots",
+                "rds:RestoreDBClusterToPointInTime",
+                "rds:CreateDBInstance",
+                "rds:AddTagsToResource",
+                "rds:ListTagsForResource",
+            ]
+        else:
+            source = pitr["rds_instance"]
+            resources = [
+                f"arn:{{partition}}:rds:{{region}}:{{account}}:db:{source}",
+                f"arn:{{partition}}:rds:{{region}}:{{account}}:db:{source}-pitr-*",
+                f"arn:{{partition}}:rds:{{region}}:{{account}}:snapshot:{source}-pre-pitr-*",
+                "arn:{partition}:rds:{region}:{account}:auto-backup:*",
+                "arn:{partition}:rds:{region}:{account}:subgrp:*",
+                "arn:{partition}:rds:{region}:{account}:pg:*",
+                "arn:{partition}:rds:{region}:{account}:og:*",
+            ]
+            actions = [
+                "rds:DescribeDBInstances",
+                "rds:DescribeDBInstanceAutomatedBackups",
+                "rds:CreateDBSnapshot",
+                "rds:DescribeDBSnapshots",
+                "rds:RestoreDBInstanceToPointInTime",
+                "rds:AddTagsToResource",
+                "rds:ListTagsForResource",
+            ]
+        return grants.add("RdsRecovery", actions, resources, why=why)
 
 
 class DrStack(_PgRunbookStack):

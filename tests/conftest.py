@@ -259,3 +259,36 @@ def certificates(tmp_path_factory):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("localhost").configure_cert(context)
     return ca_file, context
+
+
+@pytest.fixture(scope="session")
+def synthesized(tmp_path_factory):
+    """The CDK app as cdk.json configures it (account 123456789012, bundling skipped),
+    synthesized once per session with cdk-nag on: synth raises on any unacknowledged finding."""
+    import json
+
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.app import build
+
+    root = Path(__file__).resolve().parents[1]
+    context = json.loads((root / "cdk.json").read_text())["context"]
+    outdir = tmp_path_factory.mktemp("cdk.out")
+    app = cdk.App(
+        outdir=str(outdir),
+        context={
+            **context,
+            "pgrunbook": {**context["pgrunbook"], "account": "123456789012"},
+            "aws:cdk:bundling-stacks": [],
+        },
+    )
+    primary, dr = build(app)
+    assembly = app.synth()
+    return {
+        "primary": Template.from_stack(primary),
+        "dr": Template.from_stack(dr),
+        "outdir": Path(assembly.directory),
+        "stacks": (primary, dr),
+    }

@@ -100,12 +100,56 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--limit", type=int, help="show only the newest N backups")
 
+    _pitr_parsers(sub)
+
     p = sub.add_parser("demo", help="the whole story on the embedded database and moto")
     p.add_argument("--tasks", type=int, default=100_000, help="tasks in the sample (default 100000)")
     p.add_argument("--keep", action="store_true", help="keep the demo's server and files")
     p.add_argument("--json", action="store_true")
     p.add_argument("--verbose", "-v", action="store_true")
     return parser
+
+
+def _pitr_parsers(sub: Any) -> None:
+    pitr = sub.add_parser(
+        "pitr", help="point-in-time recovery: start, approve or reject, status, maintenance"
+    )
+    commands = pitr.add_subparsers(dest="pitr_command", metavar="PITR_COMMAND", parser_class=OneLineParser)
+    commands.required = True
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help)
+        _common(p)
+        p.add_argument(
+            "--state-machine-arn", dest="pitr_state_machine_arn", help="(PGRUNBOOK_PITR_STATE_MACHINE_ARN)"
+        )
+        return p
+
+    p = add("start", help="start a recovery to a point in time (Step Functions, or --local)")
+    p.add_argument("--target-time", required=True, help="ISO 8601 with a time zone: 2025-09-07T14:30:00Z")
+    p.add_argument("--provider", choices=("logical", "supabase", "rds"), help="(PGRUNBOOK_PITR_PROVIDER)")
+    p.add_argument("--reason", help="why: the incident, shown in the approval request and the report")
+    p.add_argument("--local", action="store_true", help="run every phase in this process, not Step Functions")
+    p.add_argument("--yes", action="store_true", help="--local: approve without asking")
+    p.add_argument("--approval-timeout", type=int, help="seconds to wait for approval")
+    p.add_argument("--deadline", type=int, help="seconds the recovery itself may take")
+    p.add_argument("--poll", type=int, help="seconds between progress checks")
+    p.add_argument("--no-wait", action="store_true", help="do not wait for the execution's validation")
+
+    p = add("status", help="where a recovery stands, maintenance mode, the last recovery report")
+    p.add_argument("execution", nargs="?", help="execution name or ARN (default: the newest)")
+
+    p = add("approve", help="approve the recovery an execution is waiting on")
+    p.add_argument("execution", help="execution name or ARN")
+    p.add_argument("--yes", action="store_true", help="do not ask to confirm")
+
+    p = add("reject", help="reject the recovery an execution is waiting on")
+    p.add_argument("execution", help="execution name or ARN")
+    p.add_argument("--reason", required=True, help="why (goes into the report)")
+
+    p = add("maintenance", help="the application's maintenance mode: on, off or status")
+    p.add_argument("switch", choices=("on", "off", "status"))
+    p.add_argument("--reason", default="switched on by an operator", help="with on: shown to the application")
 
 
 def _settings(args: argparse.Namespace):
@@ -122,7 +166,14 @@ def _settings(args: argparse.Namespace):
         "prefix": args.prefix,
         "work_dir": args.work_dir,
     }
-    for name in ("jobs", "compression", "profile", "mirror", "dr_restore_target_url"):
+    for name in (
+        "jobs",
+        "compression",
+        "profile",
+        "mirror",
+        "dr_restore_target_url",
+        "pitr_state_machine_arn",
+    ):
         if hasattr(args, name):
             overrides[name] = getattr(args, name)
     return Settings.load(**overrides)
@@ -156,6 +207,11 @@ def _run(args: argparse.Namespace) -> int:
         if args.limit is not None and args.limit < 1:
             raise ConfigError("--limit must be at least 1")
         return _emit(args, build_status(settings, limit=args.limit), render.render_status)
+
+    if args.command == "pitr":
+        from .pitr.command import run_pitr
+
+        return run_pitr(args, settings, progress)
 
     from .jobs import JobContext, run_job
 

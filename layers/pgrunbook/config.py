@@ -27,6 +27,21 @@ PGRUNBOOK_THRESHOLDS           JSON ``{"backup_age_hours": [26, 48], ...}`` (see
 PGRUNBOOK_RETENTION_DAYS       JSON ``{"daily": 90, "weekly": 365, ...}``
 PGRUNBOOK_OBJECT_LOCK          ``auto`` (default: governance where the bucket has Object Lock),
                                ``governance``, ``compliance`` or ``off``
+PGRUNBOOK_PITR_PROVIDER        point-in-time recovery: ``logical`` (default), ``supabase``, ``rds``
+PGRUNBOOK_PITR_STATE_MACHINE_ARN  the deployed recovery workflow ``pgrunbook pitr`` starts
+PGRUNBOOK_MAINTENANCE_PARAMETER  SSM parameter the application reads for maintenance mode
+                               (default ``/pgrunbook/<database>/maintenance``; ``off``: none)
+PGRUNBOOK_CRITICAL_TABLES      tables a recovered database must have rows in (comma separated)
+PGRUNBOOK_CREATED_AT_COLUMNS   creation-time columns checked after a recovery
+                               (default ``created_at,inserted_at``)
+PGRUNBOOK_PITR_APPROVAL_TIMEOUT  seconds a recovery waits for approval (default 3600)
+PGRUNBOOK_PITR_DEADLINE        seconds a started recovery may take (default 14400, the RTO)
+PGRUNBOOK_PITR_POLL_SECONDS    seconds between progress checks (default 60)
+PGRUNBOOK_SUPABASE_PROJECT_REF the Supabase project (supabase provider)
+PGRUNBOOK_SUPABASE_TOKEN_SECRET_ARN  secret holding the Management API token (else the
+                               ``SUPABASE_ACCESS_TOKEN`` variable)
+PGRUNBOOK_SUPABASE_API_URL     default ``https://api.supabase.com``
+PGRUNBOOK_RDS_INSTANCE / _CLUSTER  the RDS instance or Aurora cluster (rds provider)
 =============================  ==============================================================
 
 AWS credentials and endpoints come from boto3's standard chain (``AWS_PROFILE``,
@@ -58,6 +73,7 @@ _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _IP_ADDRESS = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _LABEL = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
+_SSM_NAME = re.compile(r"^/?[A-Za-z0-9_.\-/]{1,1000}$")
 
 
 ENV_VARS = {
@@ -87,6 +103,28 @@ ENV_VARS = {
     "thresholds_json": "PGRUNBOOK_THRESHOLDS",
     "retention_json": "PGRUNBOOK_RETENTION_DAYS",
     "object_lock": "PGRUNBOOK_OBJECT_LOCK",
+    "pitr_provider": "PGRUNBOOK_PITR_PROVIDER",
+    "pitr_state_machine_arn": "PGRUNBOOK_PITR_STATE_MACHINE_ARN",
+    "maintenance_parameter": "PGRUNBOOK_MAINTENANCE_PARAMETER",
+    "critical_tables": "PGRUNBOOK_CRITICAL_TABLES",
+    "created_at_columns": "PGRUNBOOK_CREATED_AT_COLUMNS",
+    "pitr_approval_timeout": "PGRUNBOOK_PITR_APPROVAL_TIMEOUT",
+    "pitr_deadline": "PGRUNBOOK_PITR_DEADLINE",
+    "pitr_poll_seconds": "PGRUNBOOK_PITR_POLL_SECONDS",
+    "supabase_project_ref": "PGRUNBOOK_SUPABASE_PROJECT_REF",
+    "supabase_token_secret_arn": "PGRUNBOOK_SUPABASE_TOKEN_SECRET_ARN",
+    "supabase_api_url": "PGRUNBOOK_SUPABASE_API_URL",
+    "rds_instance": "PGRUNBOOK_RDS_INSTANCE",
+    "rds_cluster": "PGRUNBOOK_RDS_CLUSTER",
+}
+
+# Integer settings and their allowed ranges.
+_INTEGERS = {
+    "jobs": (1, 64),
+    "compression": (0, 9),
+    "pitr_approval_timeout": (1, 7 * 24 * 3600),
+    "pitr_deadline": (60, 7 * 24 * 3600),
+    "pitr_poll_seconds": (1, 3600),
 }
 
 
@@ -118,6 +156,19 @@ class Settings:
     thresholds_json: str | None = None
     retention_json: str | None = None
     object_lock: str = "auto"  # auto | governance | compliance | off
+    pitr_provider: str = "logical"  # logical | supabase | rds
+    pitr_state_machine_arn: str | None = None
+    maintenance_parameter: str | None = None  # default /pgrunbook/<database>/maintenance
+    critical_tables: str | None = None  # comma separated
+    created_at_columns: str = "created_at,inserted_at"
+    pitr_approval_timeout: int = 3600
+    pitr_deadline: int = 4 * 3600  # the RTO target
+    pitr_poll_seconds: int = 60
+    supabase_project_ref: str | None = None
+    supabase_token_secret_arn: str | None = None
+    supabase_api_url: str = "https://api.supabase.com"
+    rds_instance: str | None = None
+    rds_cluster: str | None = None
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -133,7 +184,7 @@ class Settings:
             if fallback:
                 values["region"] = fallback
         values.update({k: v for k, v in overrides.items() if v is not None})
-        for key in ("jobs", "compression"):
+        for key in _INTEGERS:
             if key in values:
                 try:
                     values[key] = int(str(values[key]))
@@ -148,6 +199,32 @@ class Settings:
             raise ConfigError(f"jobs must be between 1 and 64, not {self.jobs}")
         if not 0 <= self.compression <= 9:
             raise ConfigError(f"compression must be a gzip level between 0 and 9, not {self.compression}")
+        for key, (low, high) in _INTEGERS.items():
+            value = getattr(self, key)
+            if not low <= value <= high:
+                raise ConfigError(f"{ENV_VARS[key]} must be between {low} and {high}, not {value}")
+        if self.pitr_provider not in ("logical", "supabase", "rds"):
+            raise ConfigError(f"PITR provider must be logical, supabase or rds, not {self.pitr_provider!r}")
+        if self.maintenance_parameter not in (None, "off") and not _SSM_NAME.match(
+            self.maintenance_parameter
+        ):
+            raise ConfigError(
+                f"maintenance parameter {self.maintenance_parameter!r} is not an SSM parameter name"
+            )
+        if self.supabase_project_ref is not None and not re.fullmatch(
+            r"[a-z0-9]{8,40}", self.supabase_project_ref
+        ):
+            raise ConfigError(
+                f"Supabase project ref {self.supabase_project_ref!r} is not a project reference"
+            )
+        if not re.match(r"^https?://[^\s/]+", self.supabase_api_url):
+            raise ConfigError(f"Supabase API URL {self.supabase_api_url!r} is not an http(s) URL")
+        for label, ident in (("RDS instance", self.rds_instance), ("RDS cluster", self.rds_cluster)):
+            if ident is not None and not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,62}", ident):
+                raise ConfigError(f"{label} {ident!r} is not an RDS identifier")
+        for name in self.critical_table_list:
+            if not re.fullmatch(r"[^\s.]+(\.[^\s.]+)?", name):
+                raise ConfigError(f"critical table {name!r} is not a table name (schema.table)")
         get_profile(self.profile)
         if self.fingerprints not in ("auto", "alongside", "after"):
             raise ConfigError(f"fingerprints must be auto, alongside or after, not {self.fingerprints!r}")
@@ -234,6 +311,21 @@ class Settings:
         if self.exposed_schemas is None:
             return ["public"]
         return [s.strip() for s in self.exposed_schemas.split(",") if s.strip()]
+
+    @property
+    def critical_table_list(self) -> list[str]:
+        return [t.strip() for t in (self.critical_tables or "").split(",") if t.strip()]
+
+    @property
+    def created_at_column_list(self) -> list[str]:
+        return [c.strip() for c in self.created_at_columns.split(",") if c.strip()]
+
+    @property
+    def maintenance_parameter_name(self) -> str | None:
+        """The SSM parameter of maintenance mode (None: switched off by configuration)."""
+        if self.maintenance_parameter == "off":
+            return None
+        return self.maintenance_parameter or f"/pgrunbook/{self.database_label}/maintenance"
 
     @property
     def database_label(self) -> str:

@@ -73,3 +73,38 @@ class BackupIncomplete(PgRunbookError):
 
 class RestoreFailed(PgRunbookError):
     """pg_restore or the scratch database set-up failed."""
+
+
+# -- point-in-time recovery (names matched by the state machine's Retry and Catch) -----------
+
+
+class InvalidTarget(ConfigError):
+    """The recovery target time is malformed, in the future or outside the provider's window."""
+
+
+class PitrNotEnabled(ConfigError):
+    """The provider cannot do point-in-time recovery for this database (e.g. Supabase PITR off)."""
+
+
+class ProviderThrottled(PgRunbookError):
+    """The provider's API refused the request for now (HTTP 429): safe to retry, nothing started."""
+
+
+class ProviderUnavailable(PgRunbookError):
+    """A read from the provider (window, status) failed transiently (5xx, network): safe to retry."""
+
+
+class ProviderError(PgRunbookError):
+    """The provider failed or refused a request; whether anything started is unknown."""
+
+
+class RecoveryFailed(PgRunbookError):
+    """The provider reports that the recovery itself failed (e.g. RESTORE_FAILED)."""
+
+
+class RecoveryTimedOut(PgRunbookError):
+    """The recovery did not finish before the workflow's deadline."""
+
+
+class VerificationFailed(PgRunbookError):
+    """The recovered database does not pass its checks: it must not be put into service."""

@@ -14,6 +14,7 @@ filter, so a password cannot reach CloudWatch even by accident.
 
 from __future__ import annotations
 
+import importlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,5 +129,58 @@ def make_handler(job: str) -> Any:
     @metrics.log_metrics
     def handler(event: Any, context: Any) -> dict[str, Any]:
         return handle(job, event, context, logger=logger, metrics=metrics)
+
+    return handler
+
+
+# -- workflow phases (Step Functions tasks) ---------------------------------------------------
+
+# The module of each workflow: it provides ``run_phase(ctx, phase, state, execution=...)``.
+WORKFLOWS = {"pitr": "pgrunbook.pitr.workflow"}
+
+
+def handle_phase(workflow: str, event: Any, context: Any, *, logger: Any, metrics: Any) -> dict[str, Any]:
+    """Run one phase of ``workflow``: the event is ``{"phase", "state", "execution"}`` and the
+    result is the new state.  A phase that fails raises its named exception, which the state
+    machine's Retry and Catch clauses match by name."""
+    if not isinstance(event, dict) or not isinstance(event.get("phase"), str):
+        raise BadEvent(f'a {workflow} task event is {{"phase": ..., "state": {{...}}}}')
+    # task_token: only so that the approval task's token is in the execution history
+    unknown = sorted(set(event) - {"phase", "state", "execution", "task_token"})
+    if unknown:
+        raise BadEvent(f"a {workflow} task event does not take {', '.join(unknown)}")
+    state = event.get("state") or {}
+    settings = Settings.load()
+    database = settings.database_label
+    logger.append_keys(
+        job=workflow, phase=event["phase"], database=database, recovery_id=state.get("recovery_id")
+    )
+    ctx = JobContext(settings, progress=LoggerProgress(logger))
+    module = importlib.import_module(WORKFLOWS[workflow])
+    result = module.run_phase(ctx, event["phase"], state, execution=event.get("execution"))
+    figures = result.get("figures") if event["phase"] == "finish" else None
+    if figures:
+        metrics.add_dimension(name="Database", value=database)
+        metrics.add_metric(
+            name="PitrDowntimeSeconds", unit="Seconds", value=float(figures["downtime_seconds"])
+        )
+        metrics.add_metric(
+            name="PitrDataLossSeconds", unit="Seconds", value=float(figures["data_loss_seconds"])
+        )
+    logger.info(f"{workflow} phase {event['phase']} done", extra={"outcome": result.get("outcome")})
+    return result
+
+
+def make_phase_handler(workflow: str) -> Any:
+    """The Lambda entry point of a workflow's tasks (one function runs every phase)."""
+    if workflow not in WORKFLOWS:
+        raise ValueError(f"unknown workflow {workflow!r}")
+    logger, tracer, metrics = observability()
+
+    @logger.inject_lambda_context(log_event=False)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics
+    def handler(event: Any, context: Any) -> dict[str, Any]:
+        return handle_phase(workflow, event, context, logger=logger, metrics=metrics)
 
     return handler

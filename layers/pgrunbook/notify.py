@@ -33,6 +33,11 @@ IMPACT = {
     "dr-drill": "Recovery from the DR region is slower, older or less complete than the targets allow.",
     "retention": "Backups may be kept too long (cost, compliance) or partial uploads left behind.",
     "health": "Query performance or capacity is degrading.",
+    "pitr": "The point-in-time recovery did not complete: the application stays in maintenance mode "
+    "(writes refused) until an engineer finishes or reverses the recovery.",
+}
+NEXT_UPDATE = {
+    "pitr": "from the engineer who takes over the recovery (pgrunbook pitr status shows where it stands)",
 }
 
 
@@ -59,7 +64,7 @@ def critical_message(report: JobReport) -> str:
         f"Current Status: automated {report.job} run {report.report_id} on {report.database} finished with "
         f"status {report.status}; report stored at {report.location or 'not stored'}",
         "ETA for Resolution: needs an on-call engineer; follow the runbook section for this check",
-        f"Next Update: the next scheduled {report.job} run",
+        f"Next Update: {NEXT_UPDATE.get(report.job, f'the next scheduled {report.job} run')}",
         "",
         "Findings:",
     ]
@@ -94,11 +99,16 @@ def resolved_message(fields: dict[str, Any]) -> str:
 class Notifier(Protocol):
     def publish(self, report: JobReport) -> str | None: ...
 
+    def notice(self, subject: str, message: str, **attributes: str) -> str | None: ...
+
 
 class NullNotifier:
     """No topic configured (a laptop run): nothing is sent."""
 
     def publish(self, report: JobReport) -> str | None:
+        return None
+
+    def notice(self, subject: str, message: str, **attributes: str) -> str | None:
         return None
 
 
@@ -112,15 +122,23 @@ class SnsNotifier:
         """Publish a report that is not ok; returns the message id."""
         if report.status in ("ok", "skipped"):
             return None
+        return self.notice(
+            subject(report),
+            critical_message(report),
+            job=report.job,
+            database=report.database,
+            severity=report.status,
+        )
+
+    def notice(self, subject: str, message: str, **attributes: str) -> str | None:
+        """Publish any message (a RESOLVED notice, an approval request); returns its id."""
         try:
             response = self.client.publish(
                 TopicArn=self.topic_arn,
-                Subject=subject(report),
-                Message=critical_message(report),
+                Subject=subject[:100],
+                Message=message,
                 MessageAttributes={
-                    "job": {"DataType": "String", "StringValue": report.job},
-                    "database": {"DataType": "String", "StringValue": report.database},
-                    "severity": {"DataType": "String", "StringValue": report.status},
+                    k: {"DataType": "String", "StringValue": v} for k, v in attributes.items() if v
                 },
             )
         except (ClientError, BotoCoreError) as exc:

@@ -26,6 +26,7 @@ JOB_TITLES = {
     "dr-drill": "Disaster Recovery Drill",
     "retention": "Backup Retention",
     "health": "Database Health",
+    "pitr": "Database Point-in-Time Recovery",
 }
 
 

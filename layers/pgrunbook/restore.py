@@ -96,6 +96,7 @@ class RestoreTest:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         holder: str = "restore-test",
         use_configured_target: bool = True,
+        database_name: str | None = None,
     ):
         self.settings = settings
         self.backup_id = backup_id
@@ -111,6 +112,7 @@ class RestoreTest:
         # False for a DR drill: without an explicit (DR) target it must not fall back to the
         # primary region's restore target, only to the embedded server.
         self.use_configured_target = use_configured_target
+        self.database_name = database_name  # the new database's name (a recovery), else a scratch name
         self.report = RestoreReport(status="ok", database=settings.database_label, source=source)
 
     def run(self) -> RestoreReport:
@@ -239,7 +241,7 @@ class RestoreTest:
 
     def _create_database(self, admin: Database, manifest: Manifest) -> str:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-        name = f"pgrunbook_restore_{stamp}_{secrets.token_hex(3)}"
+        name = self.database_name or f"pgrunbook_restore_{stamp}_{secrets.token_hex(3)}"
         base = f"CREATE DATABASE {quote_ident(name)} TEMPLATE template0"
         encoding = manifest.server.get("encoding")
         locale = ""

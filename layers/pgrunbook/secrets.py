@@ -78,3 +78,20 @@ def fetch_secret(arn: str) -> dict[str, Any]:
 
 def conninfo_from_arn(arn: str, *, what: str = "database secret") -> ConnInfo:
     return conninfo_from_secret(fetch_secret(arn), what=f"{what} {arn}")
+
+
+def update_secret(arn: str, changes: dict[str, Any]) -> None:
+    """Cutover: merge ``changes`` (a new host, a new dbname) into the database secret, so that
+    everything reading it (the application, pgrunbook's jobs) uses the recovered database.
+    Only called after the recovered database has passed verification."""
+    import boto3
+
+    client = boto3.client("secretsmanager", region_name=arn.split(":")[3])
+    try:
+        current = json.loads(client.get_secret_value(SecretId=arn)["SecretString"])
+        current.update(changes)
+        client.put_secret_value(SecretId=arn, SecretString=json.dumps(current))
+    except Exception as exc:
+        from .errors import ProviderError
+
+        raise ProviderError(f"cannot update secret {arn}: {redact(' '.join(str(exc).split()))}") from None

@@ -29,23 +29,6 @@ def context(**changes) -> dict:
     return {**CDK_CONTEXT["pgrunbook"], "account": ACCOUNT, **changes}
 
 
-@pytest.fixture(scope="session")
-def synthesized(tmp_path_factory):
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    app = cdk.App(
-        outdir=str(outdir),
-        context={**CDK_CONTEXT, "pgrunbook": context(), "aws:cdk:bundling-stacks": []},
-    )
-    primary, dr = build(app)
-    assembly = app.synth()  # raises when cdk-nag finds anything not acknowledged
-    return {
-        "primary": Template.from_stack(primary),
-        "dr": Template.from_stack(dr),
-        "outdir": Path(assembly.directory),
-        "stacks": (primary, dr),
-    }
-
-
 def resources(template: Template, kind: str) -> dict:
     return template.find_resources(kind)
 
@@ -517,3 +500,140 @@ def test_functions_can_run_in_the_databases_vpc(tmp_path):
             "SubnetIds": ["subnet-0aaa1111", "subnet-0bbb2222"],
             "SecurityGroupIds": ["sg-0ccc3333"],
         }
+
+
+# -- point-in-time recovery -------------------------------------------------------------------
+
+
+def pitr_definition(template: Template) -> dict:
+    [machine] = resources(template, "AWS::StepFunctions::StateMachine").values()
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    text = "".join(p if isinstance(p, str) else "FUNCTION" for p in parts)
+    return {"machine": machine["Properties"], "definition": json.loads(text)}
+
+
+def test_recovery_state_machine_orders_the_runbooks_phases(synthesized):
+    found = pitr_definition(synthesized["primary"])
+    machine, states = found["machine"], found["definition"]["States"]
+    assert machine["StateMachineName"] == "pgrunbook-app-pitr"
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+    assert (
+        machine["LoggingConfiguration"]["IncludeExecutionData"] is False
+    )  # states carry no secrets, but keep it so
+    chain, name = [], found["definition"]["StartAt"]
+    while name in states and states[name]["Type"] == "Task":
+        chain.append(name)
+        name = states[name]["Next"]
+    assert chain == ["Validate", "Prepare", "SafetyPoint", "Approval", "StartRecovery"]
+    approval = states["Approval"]
+    assert approval["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
+    assert approval["TimeoutSecondsPath"] == "$.approval_timeout_seconds"
+    assert approval["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
+    assert [c["ErrorEquals"] for c in approval["Catch"]] == [
+        ["States.Timeout", "ApprovalRejected"],
+        ["States.ALL"],
+    ]
+    assert states[approval["Catch"][0]["Next"]]["Next"] == "Aborted"
+    # validation failures end before anything changed; later ones report and fail
+    assert states[states["Validate"]["Catch"][0]["Next"]]["Type"] == "Fail"
+    for task in ("Prepare", "SafetyPoint", "StartRecovery", "CheckProgress", "Verify", "Cutover", "Finish"):
+        marker = states[states[task]["Catch"][0]["Next"]]
+        assert marker["Type"] == "Pass" and marker["Next"] == "ReportFailure", task
+    assert states["ReportFailure"]["Next"] == "Failed"
+    assert states["Failed"] == {"Type": "Fail", "Error": "RecoveryFailed", "CausePath": "$.failure_message"}
+    # the poll loop
+    assert states["WaitForRecovery"]["SecondsPath"] == "$.poll_seconds"
+    assert states["RecoveryDone?"]["Choices"][0]["Next"] == "Verify"
+    assert states["RecoveryDone?"]["Default"] == "WaitForRecovery"
+
+
+def test_recovery_start_retries_only_refusals(synthesized):
+    states = pitr_definition(synthesized["primary"])["definition"]["States"]
+    [retry] = states["StartRecovery"]["Retry"]
+    assert retry["ErrorEquals"] == ["ProviderThrottled", "Lambda.TooManyRequestsException"]
+    for name, state in states.items():
+        for rule in state.get("Retry", []):
+            assert not {"States.ALL", "States.TaskFailed", "ProviderError", "RecoveryFailed"} & set(
+                rule["ErrorEquals"]
+            ), name
+
+
+def test_recovery_function_grants(synthesized):
+    template = synthesized["primary"]
+    fn = function(template, "pitr")
+    assert fn["Timeout"] == 900 and fn["EphemeralStorage"] == {"Size": 10240}
+    env = fn["Environment"]["Variables"]
+    assert env["PGRUNBOOK_MAINTENANCE_PARAMETER"] == "/pgrunbook/app/maintenance"
+    assert env["PGRUNBOOK_PITR_PROVIDER"] == "logical"
+    statements = role_statements(template, "pitr")
+    [ssm] = [s for s in statements if any(a.startswith("ssm:") for a in actions_of([s]))]
+    assert set(actions_of([ssm])) == {"ssm:GetParameter", "ssm:PutParameter"}
+    assert json.dumps(ssm["Resource"]).endswith(':parameter/pgrunbook/app/maintenance"]]}')
+    [secret] = [s for s in statements if "secretsmanager:PutSecretValue" in actions_of([s])]
+    assert secret["Resource"] == context()["database_secret_arn"]
+    assert not [a for a in actions_of(statements) if a.startswith("rds:")]
+    # the state machine may invoke the recovery function and nothing else
+    [machine_role] = [
+        p for p in resources(template, "AWS::IAM::Policy").values()
+        if "StateMachine" in json.dumps(p["Properties"]["Roles"]) and "lambda:InvokeFunction" in json.dumps(p)
+    ]  # fmt: skip
+    invoke = [
+        s
+        for s in machine_role["Properties"]["PolicyDocument"]["Statement"]
+        if "lambda:InvokeFunction" in json.dumps(s)
+    ]
+    assert {json.dumps(r) for s in invoke for r in s["Resource"]} == {
+        json.dumps({"Fn::GetAtt": [fn["id"], "Arn"]}),
+        json.dumps({"Fn::Join": ["", [{"Fn::GetAtt": [fn["id"], "Arn"]}, ":*"]]}),
+    }
+
+
+def test_recovery_alarms_and_outputs(synthesized):
+    template = synthesized["primary"]
+    alarms = {
+        a["Properties"]["AlarmName"]: a["Properties"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+    }
+    for name in ("pgrunbook-app-pitr-executionstimedout", "pgrunbook-app-pitr-executionsaborted"):
+        assert alarms[name]["Threshold"] == 0 and alarms[name]["Namespace"] == "AWS/States"
+    outputs = template.to_json()["Outputs"]
+    assert (
+        "PitrStateMachineArn" in outputs
+        and outputs["MaintenanceParameter"]["Value"] == "/pgrunbook/app/maintenance"
+    )
+
+
+@pytest.mark.parametrize(
+    ("pitr", "message"),
+    [
+        ({"provider": "pgbackrest"}, "provider must be logical, supabase or rds"),
+        ({"provider": "supabase"}, "supabase_project_ref"),
+        (
+            {"provider": "supabase", "supabase_project_ref": "abcdefghijklmnopqrst"},
+            "supabase_token_secret_arn",
+        ),
+        ({"provider": "rds"}, "exactly one of rds_instance and rds_cluster"),
+        ({"provider": "rds", "rds_instance": "a", "rds_cluster": "b"}, "exactly one"),
+        ({"approval_timeout_minutes": 0}, "approval_timeout_minutes"),
+        ({"critical_tables": "tasks"}, "critical_tables"),
+    ],
+)
+def test_recovery_configuration_is_validated(pitr, message):
+    with pytest.raises(ConfigurationError, match=message):
+        DeploymentConfig.from_context(context(pitr=pitr))
+
+
+def test_rds_recovery_grants_name_the_source(tmp_path):
+    pitr = {"provider": "rds", "rds_instance": "app-db"}
+    app = cdk.App(
+        outdir=str(tmp_path),
+        context={**CDK_CONTEXT, "pgrunbook": context(pitr=pitr), "aws:cdk:bundling-stacks": []},
+    )
+    primary, _ = build(app)
+    statements = role_statements(Template.from_stack(primary), "pitr")
+    [rds] = [s for s in statements if any(a.startswith("rds:") for a in actions_of([s]))]
+    assert "rds:RestoreDBInstanceToPointInTime" in actions_of([rds])
+    assert not {"rds:DeleteDBInstance", "rds:ModifyDBInstance"} & actions_of([rds])
+    text = json.dumps(rds["Resource"])
+    assert ":db:app-db" in text and ":db:app-db-pitr-*" in text and ":snapshot:app-db-pre-pitr-*" in text

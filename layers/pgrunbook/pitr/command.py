@@ -1,0 +1,207 @@
+"""``pgrunbook pitr ...``: the command-line side of the recovery workflow.
+
+Exit status: 0 recovered (or, for ``start`` without ``--local``, started and past
+validation), 1 aborted or failed, 2 a request refused before anything changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import timedelta
+from typing import Any
+
+from ..config import Settings
+from ..errors import ConfigError, InvalidTarget
+from ..progress import Progress
+from .control import Executions, maintenance, now_utc, render_outcome, render_status, validate_request
+
+
+def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
+    else:
+        sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _confirm(database: str, summary: str) -> bool:
+    """Ask a person at a terminal to type the database's name."""
+    sys.stderr.write(summary + "\n\n")
+    sys.stderr.write(f"Type the database name ({database}) to approve; anything else aborts: ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline().strip()
+    return answer == database
+
+
+def _interactive_or_yes(args: argparse.Namespace, what: str) -> None:
+    if not args.yes and not sys.stdin.isatty():
+        raise ConfigError(f"{what} asks for confirmation at a terminal: pass --yes to approve without asking")
+
+
+def run_pitr(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    command = args.pitr_command
+    if command == "start":
+        return _start(args, settings, progress)
+    if command == "status":
+        return _status(args, settings)
+    if command == "maintenance":
+        return _maintenance(args, settings)
+    executions = Executions(settings)
+    if command == "approve":
+        _interactive_or_yes(args, "pgrunbook pitr approve")
+
+        def confirm(state: dict[str, Any]) -> None:
+            if args.yes:
+                return
+            plan = state.get("plan") or {}
+            summary = (
+                f"Recovery of {state.get('database')} to {state.get('target_time')} by {state.get('provider')}\n"
+                f"{plan.get('description', '')}\nRecovery point: {plan.get('recovery_point')}"
+            )
+            if not _confirm(str(state.get("database")), summary):
+                raise ConfigError(
+                    "not approved: the answer did not match the database name; nothing was sent"
+                )
+
+        answer = executions.approve(args.execution, by=settings.creator, now=now_utc(), confirm=confirm)
+        _print(args, answer, f"approved {answer['name']} as {answer['by']}: the recovery starts now")
+        return 0
+    if command == "reject":
+        if not args.reason.strip():
+            raise ConfigError("--reason must say why")
+        answer = executions.reject(args.execution, by=settings.creator, reason=args.reason.strip())
+        _print(args, answer, f"rejected {answer['name']}: the recovery is aborted and nothing changes")
+        return 0
+    raise ConfigError(f"unknown pitr command {command}")
+
+
+def _request(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
+    request = {
+        "target_time": args.target_time,
+        "provider": args.provider,
+        "reason": args.reason,
+        "requested_by": settings.creator,
+        "approval_timeout_seconds": args.approval_timeout,
+        "deadline_seconds": args.deadline,
+        "poll_seconds": args.poll,
+    }
+    return validate_request(settings, request, now=now_utc())
+
+
+def _start(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    request = _request(args, settings)
+    if args.local:
+        return _start_local(args, settings, progress, request)
+    if args.yes:
+        raise ConfigError(
+            "--yes applies to --local only: a deployed recovery is approved with pgrunbook pitr approve"
+        )
+    executions = Executions(settings)
+    started = executions.start(request, now=now_utc())
+    lines = [
+        f"pgrunbook pitr  started {started['name']}",
+        f"  target        {request['target_time']}  (provider {request.get('provider') or 'as deployed'})",
+    ]
+    if args.no_wait:
+        lines.append("  next          the approval request goes to the SNS topic; see pgrunbook pitr status")
+        _print(args, started, "\n".join(lines))
+        return 0
+    progress.step("waiting for the execution to validate the request")
+    checked = executions.wait_past_validation(started["execution"])
+    started["validation"] = checked
+    if checked["validated"] is False:
+        reason = checked["reason"]
+        if checked.get("status") == "FAILED" and checked.get("error") in (
+            "InvalidTarget",
+            "ConfigError",
+            "PitrNotEnabled",
+        ):
+            raise InvalidTarget(f"the recovery was refused before anything changed: {reason}")
+        lines.append(f"  ended         {checked['status']}: {reason}")
+        _print(args, started, "\n".join(lines))
+        return 1
+    lines.append(
+        "  next          validated; the approval request goes to the SNS topic: answer with "
+        f"pgrunbook pitr approve {started['name']} (or reject)"
+        if checked["validated"]
+        else "  next          still validating; see pgrunbook pitr status"
+    )
+    _print(args, started, "\n".join(lines))
+    return 0
+
+
+def _start_local(
+    args: argparse.Namespace, settings: Settings, progress: Progress, request: dict[str, Any]
+) -> int:
+    from ..jobs import JobContext
+    from .workflow import approval_message, run_local
+
+    _interactive_or_yes(args, "pgrunbook pitr start --local")
+    ctx = JobContext(settings, progress=progress)
+
+    def approve(state: dict[str, Any]) -> tuple[bool, str]:
+        if args.yes:
+            return True, settings.creator
+        timeout_at = ctx.now() + timedelta(seconds=state["approval_timeout_seconds"])
+        message = approval_message(state, execution=None, timeout_at=timeout_at).split("\n\n", 1)[0]
+        if _confirm(state["database"], message):
+            return True, settings.creator
+        return False, f"not approved at the terminal by {settings.creator}"
+
+    state = run_local(ctx, request, approve=approve)
+    _print(args, state, render_outcome(state))
+    return 0 if state.get("outcome") == "recovered" else 1
+
+
+def _status(args: argparse.Namespace, settings: Settings) -> int:
+    out: dict[str, Any] = {}
+    if settings.pitr_state_machine_arn:
+        out.update(Executions(settings).status(args.execution))
+    elif args.execution:
+        raise ConfigError("an execution needs the state machine: set PGRUNBOOK_PITR_STATE_MACHINE_ARN")
+    name = settings.maintenance_parameter_name
+    out["maintenance"] = {"parameter": name, "value": maintenance(settings).read() if name else None}
+    if settings.bucket and settings.region:
+        from ..reports import ReportStore
+
+        report = ReportStore(settings.primary_store()).latest("pitr")
+        if report is not None:
+            out["last_report"] = {
+                "status": report.status,
+                "finished_at": report.finished_at,
+                "location": report.location,
+                "findings": [f"{f.severity:<8} {f.message}" for f in report.findings],
+            }
+    _print(args, out, render_status(out))
+    return 0
+
+
+def _maintenance(args: argparse.Namespace, settings: Settings) -> int:
+    mode = maintenance(settings)
+    now = now_utc()
+    if args.switch == "on":
+        mode.write(
+            {
+                "enabled": True,
+                "reason": args.reason,
+                "recovery_id": None,
+                "since": now.isoformat(),
+                "by": settings.creator,
+            }
+        )
+    elif args.switch == "off":
+        current = mode.read() or {}
+        mode.write(
+            {
+                "enabled": False,
+                "until": now.isoformat(),
+                "by": settings.creator,
+                "recovery_id": current.get("recovery_id"),
+            }
+        )
+    value = mode.read()
+    out = {"maintenance": {"parameter": mode.parameter, "value": value}}
+    _print(args, out, render_status(out))
+    return 0

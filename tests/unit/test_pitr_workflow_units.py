@@ -1,0 +1,162 @@
+"""The recovery workflow's pure parts: target times, error messages, retry policy, and how
+the CLI reads an execution's history."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from pgrunbook import errors, notify
+from pgrunbook.config import Settings
+from pgrunbook.errors import ConfigError, InvalidTarget
+from pgrunbook.pitr.control import Executions, validate_request
+from pgrunbook.pitr.workflow import PHASES, RETRIES, duration, error_message, parse_target_time
+from pgrunbook.redact import register_secret
+
+MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:pgrunbook-app-pitr"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-09-07T14:30:00Z", datetime(2025, 9, 7, 14, 30, tzinfo=UTC)),
+        ("2025-09-07T16:30:00+02:00", datetime(2025, 9, 7, 14, 30, tzinfo=UTC)),
+        ("2025-09-07 14:30:00 UTC", datetime(2025, 9, 7, 14, 30, tzinfo=UTC)),  # the runbook's form
+        ("2025-09-07T14:30:00.250-05:00", datetime(2025, 9, 7, 19, 30, 0, 250000, tzinfo=UTC)),
+    ],
+)
+def test_target_times_with_a_time_zone(text, expected):
+    parsed = parse_target_time(text)
+    assert parsed == expected and parsed.tzinfo == UTC
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2025-09-07T14:30:00", "has no time zone"),
+        ("2025-09-07", "has no time zone"),
+        ("yesterday", "is not an ISO 8601 time"),
+        ("", "is missing"),
+        (None, "is missing"),
+        (1757255400, "is missing"),
+    ],
+)
+def test_target_times_without_a_time_zone_are_refused(text, message):
+    with pytest.raises(InvalidTarget, match=message):
+        parse_target_time(text)
+
+
+def test_request_checked_before_anything_starts():
+    now = datetime(2025, 9, 7, 15, tzinfo=UTC)
+    settings = Settings.load(env={})
+    assert validate_request(settings, {"target_time": "2025-09-07T14:30:00Z", "provider": None}, now=now) == {
+        "target_time": "2025-09-07T14:30:00Z"
+    }
+    with pytest.raises(InvalidTarget, match="in the future"):
+        validate_request(settings, {"target_time": "2025-09-07T15:00:01Z"}, now=now)
+    with pytest.raises(ConfigError, match="does not take target"):
+        validate_request(settings, {"target": "2025-09-07T14:30:00Z"}, now=now)
+
+
+def test_error_message_reads_lambda_causes_and_redacts():
+    register_secret("s3cr3t-in-an-error")
+    cause = json.dumps(
+        {"errorType": "ProviderError", "errorMessage": "login failed for s3cr3t-in-an-error\nretry"}
+    )
+    message = error_message({"Error": "ProviderError", "Cause": cause})
+    assert message.startswith("ProviderError: login failed for ") and "s3cr3t" not in message
+    assert "\n" not in message
+    assert error_message({"Error": "States.Timeout"}) == "States.Timeout"
+    assert (
+        error_message({"Error": "ApprovalRejected", "Cause": "wrong time"}) == "ApprovalRejected: wrong time"
+    )
+    assert error_message(None) == "unknown error"
+
+
+def test_durations_read_like_people_write_them():
+    assert duration(42) == "42 s"
+    assert duration(600) == "10 min"
+    assert duration(3 * 3600) == "3.0 h (180 min)"
+    assert duration(-5) == "0 s"
+
+
+def test_retries_name_real_errors_and_never_retry_what_may_have_happened():
+    known = {
+        name
+        for module in (errors, notify)
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, Exception)
+    }
+    assert set(RETRIES) == set(PHASES)
+    for phase, policy in RETRIES.items():
+        for name in policy.errors:
+            assert name in known or name.startswith("Lambda."), (phase, name)
+    # a recovery request that may have reached the provider is never sent twice
+    assert set(RETRIES["start"].errors) == {"ProviderThrottled", "Lambda.TooManyRequestsException"}
+    assert "ProviderError" not in {e for p in RETRIES.values() for e in p.errors}
+    assert "RecoveryFailed" not in {e for p in RETRIES.values() for e in p.errors}
+
+
+def events(*items: tuple[str, dict]) -> list[dict]:
+    out = []
+    for i, (kind, details) in enumerate(items, 1):
+        event = {"id": i, "type": kind}
+        if kind.endswith("StateEntered"):
+            event["stateEnteredEventDetails"] = details
+        elif kind.endswith("StateExited"):
+            event["stateExitedEventDetails"] = details
+        elif kind == "TaskScheduled":
+            event["taskScheduledEventDetails"] = details
+        out.append(event)
+    return out
+
+
+def scheduled(token: str) -> tuple[str, dict]:
+    payload = {"phase": "request_approval", "state": {"database": "app"}, "task_token": token}
+    return ("TaskScheduled", {"parameters": json.dumps({"FunctionName": "f", "Payload": payload})})
+
+
+def test_pending_approval_is_found_only_while_the_approval_task_waits():
+    waiting = events(
+        ("TaskStateEntered", {"name": "SafetyPoint"}),
+        ("TaskStateExited", {"name": "SafetyPoint"}),
+        ("TaskStateEntered", {"name": "Approval"}),
+        scheduled("token-1"),
+        ("TaskStarted", {}),
+    )
+    pending = Executions.pending_approval(waiting)
+    assert pending == {"task_token": "token-1", "state": {"database": "app"}}
+    assert Executions.current_state(waiting) == "Approval"
+
+    answered = [*waiting, *events(("TaskSucceeded", {}))]
+    assert Executions.pending_approval(answered) is None
+    moved_on = [
+        *waiting,
+        *events(("TaskStateExited", {"name": "Approval"}), ("TaskStateEntered", {"name": "StartRecovery"})),
+    ]
+    assert Executions.pending_approval(moved_on) is None
+    assert Executions.current_state(moved_on) == "StartRecovery"
+    # a retried approval task: the newest token counts
+    retried = [*waiting, *events(("TaskFailed", {}), scheduled("token-2"))]
+    assert Executions.pending_approval(retried)["task_token"] == "token-2"
+    assert Executions.pending_approval([]) is None
+
+
+def test_executions_are_named_or_given_by_arn():
+    executions = Executions(Settings.load(env={"PGRUNBOOK_PITR_STATE_MACHINE_ARN": MACHINE}), client=object())
+    assert executions.execution_arn("pitr-app-20250907T150000Z") == (
+        "arn:aws:states:us-east-1:123456789012:execution:pgrunbook-app-pitr:pitr-app-20250907T150000Z"
+    )
+    arn = "arn:aws:states:us-east-1:123456789012:execution:pgrunbook-app-pitr:x"
+    assert executions.execution_arn(arn) == arn
+    for bad in ("arn:aws:states:us-east-1:123456789012:stateMachine:x", "name with spaces", "a/b"):
+        with pytest.raises(ConfigError):
+            executions.execution_arn(bad)
+    with pytest.raises(ConfigError, match="PGRUNBOOK_PITR_STATE_MACHINE_ARN"):
+        Executions(Settings.load(env={}), client=object())
+    with pytest.raises(ConfigError, match="is not a Step Functions state machine ARN"):
+        Executions(
+            Settings.load(env={"PGRUNBOOK_PITR_STATE_MACHINE_ARN": "arn:aws:lambda:x"}), client=object()
+        )

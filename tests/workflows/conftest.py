@@ -1,0 +1,289 @@
+"""The recovery state machine as the CDK app synthesizes it, executed by moto's Step Functions
+interpreter, each task calling the real ``functions/pitr/app.py`` handler in this process.
+
+What is patched is moto's, never pgrunbook's:
+* ``LambdaFunction._invoke_lambda`` (moto would start a Docker container) calls the handler
+  in-process and returns its result, or its exception as Lambda reports one
+  (``{"errorType", "errorMessage"}``), which the state machine's Retry and Catch match;
+* ``WaitFunction._wait_interval`` returns at once (the poll loop's waits);
+* moto's user config turns state machine execution on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.core.config import default_user_config
+from moto.core.responses import EmptyResult
+from moto.stepfunctions.responses import StepFunctionResponse
+
+from pgrunbook.config import Settings
+from pgrunbook.dburl import ConnInfo
+from pgrunbook.pg import Database, quote_ident
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+FUNCTION = "pgrunbook-app-pitr"
+PASSWORD = "Pitr-Secret-pw-93c1d0"
+APP = """
+CREATE TABLE clients (id int PRIMARY KEY, name text NOT NULL,
+                      created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE projects (id int PRIMARY KEY, client_id int NOT NULL REFERENCES clients(id),
+                       user_id int NOT NULL, name text, created_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO clients (id, name) SELECT g, 'client ' || g FROM generate_series(1, 20) g;
+INSERT INTO projects (id, client_id, user_id, name)
+  SELECT g, 1 + g % 20, g % 7, 'project ' || g FROM generate_series(1, 200) g;
+"""
+
+
+@dataclass
+class Context:
+    function_name: str = FUNCTION
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
+    memory_limit_in_mb: int = 3008
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    log_group_name: str = f"/aws/lambda/{FUNCTION}"
+    log_stream_name: str = "stream"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+def load_handler():
+    path = ROOT / "functions" / "pitr" / "app.py"
+    spec = importlib.util.spec_from_file_location("function_pitr", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.handler
+
+
+def resolve_definition(template: dict[str, Any], function_arn: str) -> str:
+    """The state machine's DefinitionString with the template's references filled in."""
+    [machine] = [r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+    functions = {
+        logical_id
+        for logical_id, r in template["Resources"].items()
+        if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("FunctionName") == FUNCTION
+    }
+    definition = machine["Properties"]["DefinitionString"]
+    parts = definition["Fn::Join"][1] if isinstance(definition, dict) else [definition]
+    out = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+        elif part == {"Ref": "AWS::Partition"}:
+            out.append("aws")
+        elif "Fn::GetAtt" in part and part["Fn::GetAtt"][0] in functions and part["Fn::GetAtt"][1] == "Arn":
+            out.append(function_arn)
+        else:
+            raise AssertionError(f"unexpected reference in the definition: {part}")
+    return "".join(out)
+
+
+def send_task_failure_with_cause(self):
+    """moto's SendTaskFailure, passing on the ``cause`` (moto 5 drops it; AWS does not)."""
+    self.stepfunction_backend.send_task_failure(
+        self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+    )
+    return EmptyResult()
+
+
+@pytest.fixture(scope="session")
+def pitr_definition(synthesized) -> str:
+    return resolve_definition(
+        synthesized["primary"].to_json(), f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
+    )
+
+
+@dataclass
+class Workflow:
+    """One deployed-like recovery workflow over one source database."""
+
+    source: ConnInfo
+    server: Any
+    secret_arn: str
+    topic_arn: str
+    queue_url: str
+    machine_arn: str
+    invocations: list[dict] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.load()
+
+    @property
+    def sfn(self):
+        return boto3.client("stepfunctions", region_name=REGION)
+
+    def start(self, request: dict[str, Any], name: str = "run-1") -> str:
+        return self.sfn.start_execution(
+            stateMachineArn=self.machine_arn, name=name, input=json.dumps(request)
+        )["executionArn"]
+
+    def history(self, arn: str) -> list[dict]:
+        return self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+
+    def entered(self, arn: str) -> list[str]:
+        return [
+            e["stateEnteredEventDetails"]["name"]
+            for e in self.history(arn)
+            if "stateEnteredEventDetails" in e
+        ]
+
+    def wait_for(self, arn: str, *, state: str | None = None, timeout: float = 120.0) -> dict:
+        """Until the execution ends, or (with ``state``) has entered that state."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            described = self.sfn.describe_execution(executionArn=arn)
+            if described["status"] != "RUNNING":
+                return described
+            if state is not None and state in self.entered(arn):
+                return described
+            time.sleep(0.1)
+        raise AssertionError(f"execution still running after {timeout} s; entered {self.entered(arn)}")
+
+    def messages(self) -> list[dict]:
+        sqs = boto3.client("sqs", region_name=REGION)
+        out = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return out
+            for message in batch:
+                out.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+    def maintenance(self) -> dict | None:
+        ssm = boto3.client("ssm", region_name=REGION)
+        try:
+            value = ssm.get_parameter(Name=f"/pgrunbook/{self.source.dbname}/maintenance")["Parameter"][
+                "Value"
+            ]
+        except ssm.exceptions.ParameterNotFound:
+            return None
+        return json.loads(value)
+
+    def secret(self) -> dict:
+        sm = boto3.client("secretsmanager", region_name=REGION)
+        return json.loads(sm.get_secret_value(SecretId=self.secret_arn)["SecretString"])
+
+    def databases(self) -> list[str]:
+        with Database.connect(self.server.conninfo) as db:
+            return [r[0] for r in db.run("SELECT datname FROM pg_database ORDER BY 1")]
+
+    def rows(self, dbname: str, sql: str) -> list:
+        with Database.connect(self.source.with_dbname(dbname)) as db:
+            return db.run(sql)
+
+
+@pytest.fixture
+def workflow(s3, new_db, pg18, monkeypatch, tmp_path, pitr_definition) -> Iterator[Workflow]:
+    source = new_db(sql=APP)
+    monkeypatch.setitem(default_user_config, "stepfunctions", {"execute_state_machine": True})
+
+    handler = load_handler()
+    invocations: list[dict] = []
+
+    def invoke_in_process(self, event=None):
+        payload = json.loads(event) if isinstance(event, str | bytes) else event
+        invocations.append(payload)
+        try:
+            result = handler(payload, Context())
+        except Exception as exc:
+            return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True, ""
+        return json.dumps(result), False, ""
+
+    monkeypatch.setattr("moto.awslambda.models.LambdaFunction._invoke_lambda", invoke_in_process)
+    monkeypatch.setattr(StepFunctionResponse, "send_task_failure", send_task_failure_with_cause)
+    monkeypatch.setattr(
+        "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function.WaitFunction._wait_interval",
+        lambda self, env, wait_seconds: None,
+    )
+
+    secret = {
+        "engine": "postgres",
+        "host": source.host,
+        "port": source.port,
+        "username": source.user,
+        "password": PASSWORD,
+        "dbname": source.dbname,
+    }
+    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name="pgrunbook/app-db", SecretString=json.dumps(secret)
+    )["ARN"]
+    sns = boto3.client("sns", region_name=REGION)
+    topic = sns.create_topic(Name="pgrunbook-alerts")["TopicArn"]
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(
+        RoleName="pitr-function",
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("app.py", (ROOT / "functions" / "pitr" / "app.py").read_text())
+    boto3.client("lambda", region_name=REGION).create_function(
+        FunctionName=FUNCTION,
+        Runtime="python3.13",
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+    machine = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+        name="pgrunbook-app-pitr", definition=pitr_definition, roleArn=role
+    )["stateMachineArn"]
+
+    variables = {
+        "PGRUNBOOK_DATABASE_SECRET_ARN": arn,
+        "PGRUNBOOK_BUCKET": s3.primary,
+        "PGRUNBOOK_REGION": s3.primary_region,
+        "PGRUNBOOK_DR_BUCKET": s3.dr,
+        "PGRUNBOOK_DR_REGION": s3.dr_region,
+        "PGRUNBOOK_RESTORE_TARGET_URL": pg18.conninfo.libpq_uri(),
+        "PGRUNBOOK_SNS_TOPIC_ARN": topic,
+        "PGRUNBOOK_PITR_STATE_MACHINE_ARN": machine,
+        "PGRUNBOOK_CRITICAL_TABLES": "public.clients,public.projects",
+        "PGRUNBOOK_WORK_DIR": str(tmp_path),
+        "PGRUNBOOK_HOME": str(tmp_path / "home"),
+        "PGRUNBOOK_CREATED_BY": "pytest",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_DEV": "false",
+        "POWERTOOLS_METRICS_NAMESPACE": "pgrunbook",
+    }
+    for key, value in variables.items():
+        monkeypatch.setenv(key, value)
+    flow = Workflow(source, pg18, arn, topic, queue, machine, invocations)
+    yield flow
+    with Database.connect(pg18.conninfo) as admin:
+        for name in flow.databases():
+            if name.startswith(f"{source.dbname}_pitr_"):
+                admin.run(f"DROP DATABASE IF EXISTS {quote_ident(name)} WITH (FORCE)")
