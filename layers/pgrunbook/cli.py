@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="show only the newest N backups")
 
     _pitr_parsers(sub)
+    _migrate_parsers(sub)
 
     p = sub.add_parser("demo", help="the whole story on the embedded database and moto")
     p.add_argument("--tasks", type=int, default=100_000, help="tasks in the sample (default 100000)")
@@ -152,6 +153,34 @@ def _pitr_parsers(sub: Any) -> None:
     p.add_argument("--reason", default="switched on by an operator", help="with on: shown to the application")
 
 
+def _migrate_parsers(sub: Any) -> None:
+    migrate = sub.add_parser("migrate", help="schema migrations: lint, status, plan, apply, rollback")
+    commands = migrate.add_subparsers(
+        dest="migrate_command", metavar="MIGRATE_COMMAND", parser_class=OneLineParser
+    )
+    commands.required = True
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help)
+        _common(p)
+        p.add_argument("--migrations-dir", help="the migration files (PGRUNBOOK_MIGRATIONS_DIR)")
+        return p
+
+    add("lint", help="check the files: transaction-unsafe and destructive statements, missing down parts")
+    add("status", help="applied and pending migrations; changed, missing or out-of-order files")
+    add("plan", help="what apply would run, with its lint findings")
+    p = add("apply", help="apply pending migrations, one transaction each, stopping at the first failure")
+    p.add_argument(
+        "--allow-destructive", action="store_true", help="run migrations lint flags as destructive"
+    )
+    p.add_argument("--to", help="apply up to this version")
+    p.add_argument("--lock-timeout", help="lock_timeout of each migration (PGRUNBOOK_LOCK_TIMEOUT, 5s)")
+    p.add_argument("--statement-timeout", help="(PGRUNBOOK_STATEMENT_TIMEOUT, 15min)")
+    p = add("rollback", help="run down parts, newest first")
+    p.add_argument("--steps", type=int, help="how many migrations (default 1)")
+    p.add_argument("--to", help="roll back every migration after this version")
+
+
 def _settings(args: argparse.Namespace):
     from .config import Settings
 
@@ -173,6 +202,9 @@ def _settings(args: argparse.Namespace):
         "mirror",
         "dr_restore_target_url",
         "pitr_state_machine_arn",
+        "migrations_dir",
+        "lock_timeout",
+        "statement_timeout",
     ):
         if hasattr(args, name):
             overrides[name] = getattr(args, name)
@@ -208,6 +240,10 @@ def _run(args: argparse.Namespace) -> int:
             raise ConfigError("--limit must be at least 1")
         return _emit(args, build_status(settings, limit=args.limit), render.render_status)
 
+    if args.command == "migrate":
+        from .migrate.command import run_migrate
+
+        return run_migrate(args, settings, progress)
     if args.command == "pitr":
         from .pitr.command import run_pitr
 

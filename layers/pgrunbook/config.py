@@ -42,6 +42,9 @@ PGRUNBOOK_SUPABASE_TOKEN_SECRET_ARN  secret holding the Management API token (el
                                ``SUPABASE_ACCESS_TOKEN`` variable)
 PGRUNBOOK_SUPABASE_API_URL     default ``https://api.supabase.com``
 PGRUNBOOK_RDS_INSTANCE / _CLUSTER  the RDS instance or Aurora cluster (rds provider)
+PGRUNBOOK_MIGRATIONS_DIR       the migration files (default: pgrunbook's ``sql/migrations``)
+PGRUNBOOK_LOCK_TIMEOUT         lock_timeout of each migration (default ``5s``)
+PGRUNBOOK_STATEMENT_TIMEOUT    statement_timeout of each migration (default ``15min``)
 =============================  ==============================================================
 
 AWS credentials and endpoints come from boto3's standard chain (``AWS_PROFILE``,
@@ -116,6 +119,9 @@ ENV_VARS = {
     "supabase_api_url": "PGRUNBOOK_SUPABASE_API_URL",
     "rds_instance": "PGRUNBOOK_RDS_INSTANCE",
     "rds_cluster": "PGRUNBOOK_RDS_CLUSTER",
+    "migrations_dir": "PGRUNBOOK_MIGRATIONS_DIR",
+    "lock_timeout": "PGRUNBOOK_LOCK_TIMEOUT",
+    "statement_timeout": "PGRUNBOOK_STATEMENT_TIMEOUT",
 }
 
 # Integer settings and their allowed ranges.
@@ -169,6 +175,9 @@ class Settings:
     supabase_api_url: str = "https://api.supabase.com"
     rds_instance: str | None = None
     rds_cluster: str | None = None
+    migrations_dir: str | None = None
+    lock_timeout: str = "5s"
+    statement_timeout: str = "15min"
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -386,3 +395,12 @@ class Settings:
         except Exception:
             user = "unknown"
         return f"pgrunbook-cli:{user}@{socket.gethostname()}"
+
+    @property
+    def migrations_path(self) -> Path:
+        """Where the migration files are: PGRUNBOOK_MIGRATIONS_DIR, else pgrunbook's own."""
+        if self.migrations_dir:
+            return Path(self.migrations_dir)
+        from .paths import sql_dir
+
+        return sql_dir() / "migrations"

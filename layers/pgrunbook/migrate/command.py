@@ -1,0 +1,106 @@
+"""``pgrunbook migrate lint|status|plan|apply|rollback``.
+
+Exit status: 0 good; 1 a lint error, a disagreement between files and database, or a
+migration that failed (it was rolled back; the ones before it stay applied); 2 bad input
+(nothing ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from typing import Any
+
+from ..config import Settings
+from ..errors import ConfigError
+from ..progress import Progress
+from .engine import Migrator, RunResult, Status
+from .files import discover
+from .lint import lint_all
+
+
+def migrator(settings: Settings, progress: Progress | None = None) -> Migrator:
+    return Migrator(
+        settings.conninfo(),
+        settings.migrations_path,
+        applied_by=settings.creator,
+        lock_timeout=settings.lock_timeout,
+        statement_timeout=settings.statement_timeout,
+        progress=progress,
+    )
+
+
+def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
+    sys.stdout.write((json.dumps(data, indent=1, default=str) if args.json else text) + "\n")
+    sys.stdout.flush()
+
+
+def render_status(status: Status, *, title: str) -> str:
+    lines = [f"pgrunbook migrate {title}"]
+    for a in status.applied:
+        lines.append(
+            f"  applied   {a.version}_{a.name}  {a.applied_at:%Y-%m-%d %H:%M:%S}  {a.duration_ms} ms  {a.applied_by}"
+        )
+    for m in status.pending:
+        mode = "" if m.transaction else "  (outside a transaction)"
+        lines.append(f"  pending   {m.label}{mode}")
+    if not status.applied and not status.pending:
+        lines.append("  no migrations")
+    for p in status.problems:
+        lines.append(f"  PROBLEM   {p}")
+    for f in status.findings:
+        lines.append(f"  {f.severity:<9} {f.file}:{f.line}: {f.message}")
+    return "\n".join(lines)
+
+
+def render_run(result: RunResult) -> str:
+    lines = [f"pgrunbook migrate {result.action}  {'OK' if result.ok else 'FAILED'}"]
+    if not result.steps:
+        lines.append("  nothing to do")
+    for s in result.steps:
+        lines.append(
+            f"  {s.status:<7} {s.version}_{s.name}  {s.duration_ms} ms"
+            + (f"\n          {s.error}" if s.error else "")
+        )
+    return "\n".join(lines)
+
+
+def _version(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"\d{14}", value):
+        raise ConfigError(f"{value!r} is not a migration version (YYYYMMDDHHMMSS)")
+    return value
+
+
+def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    command = args.migrate_command
+    if command == "lint":
+        files = discover(settings.migrations_path)
+        findings = lint_all(files)
+        data = {"files": [m.path.name for m in files], "findings": [f.to_dict() for f in findings]}
+        text = "\n".join(
+            [f"pgrunbook migrate lint  {len(files)} files, {len(findings)} findings"]
+            + [f"  {f}" for f in findings]
+        )
+        _print(args, data, text)
+        return 1 if any(f.severity == "error" for f in findings) else 0
+    engine = migrator(settings, progress)
+    if command in ("status", "plan"):
+        status = engine.status()
+        if command == "status":
+            status.findings = []
+        _print(args, status.to_dict(), render_status(status, title=command))
+        failed = status.problems or any(f.severity == "error" for f in status.findings)
+        return 1 if failed else 0
+    if command == "apply":
+        result = engine.apply(allow_destructive=args.allow_destructive, to_version=_version(args.to))
+    elif command == "rollback":
+        if args.steps is not None and args.steps < 1:
+            raise ConfigError("--steps must be at least 1")
+        to = _version(args.to)
+        result = engine.rollback(steps=None if to else (args.steps or 1), to_version=to)
+    else:
+        raise ConfigError(f"unknown migrate command {command}")
+    _print(args, result.to_dict(), render_run(result))
+    return 0 if result.ok else 1
