@@ -47,6 +47,12 @@ PITR_DEFAULTS: dict[str, Any] = {
     "rds_instance": None,
     "rds_cluster": None,
 }
+MIGRATIONS_DEFAULTS: dict[str, Any] = {
+    "approval": True,  # the migration workflow waits for a person (pgrunbook migrate approve)
+    "approval_timeout_minutes": 60,
+    "lock_timeout": "5s",
+    "statement_timeout": "15min",
+}
 RETENTION_DEFAULTS = {"daily": 90, "weekly": 365, "monthly": 1095, "hourly": 2, "manual": 365}
 _ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
@@ -88,6 +94,7 @@ class DeploymentConfig:
     noncurrent_version_days: int = 30
     vpc: VpcPlacement | None = None
     pitr: dict[str, Any] = field(default_factory=lambda: dict(PITR_DEFAULTS))
+    migrations: dict[str, Any] = field(default_factory=lambda: dict(MIGRATIONS_DEFAULTS))
 
     @classmethod
     def from_context(cls, raw: Any) -> DeploymentConfig:
@@ -108,6 +115,7 @@ class DeploymentConfig:
             ("thresholds", THRESHOLD_DEFAULTS),
             ("retention_days", RETENTION_DEFAULTS),
             ("pitr", PITR_DEFAULTS),
+            ("migrations", MIGRATIONS_DEFAULTS),
         ):
             given = values.get(name) or {}
             extra = sorted(set(given) - set(defaults))
@@ -155,8 +163,29 @@ class DeploymentConfig:
                         f"threshold {name} must be [warning, critical] with warning <= critical"
                     )
         self._validate_pitr()
+        self._validate_migrations()
         if self.account is not None and not re.fullmatch(r"\d{12}", str(self.account)):
             raise ConfigurationError("pgrunbook.account must be a 12-digit AWS account id (or null)")
+
+    def _validate_migrations(self) -> None:
+        m = self.migrations
+        if not isinstance(m["approval"], bool):
+            raise ConfigurationError("pgrunbook.migrations.approval must be true or false")
+        value = m["approval_timeout_minutes"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 7 * 24 * 60:
+            raise ConfigurationError("pgrunbook.migrations.approval_timeout_minutes must be from 1 to 10080")
+        for name in ("lock_timeout", "statement_timeout"):
+            if not re.fullmatch(r"\d+\s*(ms|s|min|h)?", str(m[name])):
+                raise ConfigurationError(f"pgrunbook.migrations.{name} must be a duration like 5s or 15min")
+
+    def migrations_environment(self) -> dict[str, str]:
+        m = self.migrations
+        return {
+            "PGRUNBOOK_MIGRATION_APPROVAL": "on" if m["approval"] else "off",
+            "PGRUNBOOK_PITR_APPROVAL_TIMEOUT": str(m["approval_timeout_minutes"] * 60),
+            "PGRUNBOOK_LOCK_TIMEOUT": m["lock_timeout"],
+            "PGRUNBOOK_STATEMENT_TIMEOUT": m["statement_timeout"],
+        }
 
     def _validate_pitr(self) -> None:
         pitr = self.pitr

@@ -20,7 +20,7 @@ from .layers import pgrunbook_layer, pgtools_layer
 from .monitoring import Alerts, Monitoring
 from .scheduled_job import RUNTIME, JobSpec, Schedule, ScheduledJob, _retention
 from .storage import BackupStorage
-from .workflows import PitrWorkflow
+from .workflows import MigrationWorkflow, PitrWorkflow
 
 
 def primary_jobs(config: DeploymentConfig) -> list[JobSpec]:
@@ -222,6 +222,13 @@ class PrimaryStack(_PgRunbookStack):
             {"PGRUNBOOK_BUCKET": primary.bucket_name, "PGRUNBOOK_REGION": config.primary_region, **database},
         )
         self.pitr = self.add_pitr(primary, dr, buckets, database, backup)
+        self.migrations = self.add_migrations(primary, buckets, database, backup)
+        CfnOutput(
+            self,
+            "MigrationStateMachineArn",
+            value=self.migrations.state_machine.state_machine_arn,
+            description="PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN for pgrunbook migrate start|approve|reject",
+        )
         CfnOutput(
             self,
             "PitrStateMachineArn",
@@ -242,7 +249,7 @@ class PrimaryStack(_PgRunbookStack):
             functions={job: j.function for job, j in self.jobs.items()},
             dr_region=config.dr_region,
             metrics=("backup",),
-            workflows={"pitr": self.pitr.state_machine},
+            workflows={"pitr": self.pitr.state_machine, "migrate": self.migrations.state_machine},
         )
 
     def add_pitr(
@@ -299,6 +306,47 @@ class PrimaryStack(_PgRunbookStack):
             function=job.function,
             state_machine_name=f"{config.name}-pitr",
             timeout=Duration.minutes(pitr["approval_timeout_minutes"] + pitr["deadline_minutes"] + 120),
+            log_retention=_retention(config.log_retention_days),
+        )
+
+    def add_migrations(
+        self, primary: BackupLocation, buckets: dict[str, str], database: dict[str, str], backup: Grants
+    ) -> MigrationWorkflow:
+        """The migration workflow: it takes a backup (the backup job's grants), restores it for
+        the dry run (the restore target), and migrates the database (its secret, read only)."""
+        config = self.config
+        grants = Grants()
+        grants.statements += [s for s in backup.statements if s.sid != "OwnReports"]
+        grants.wildcards.update(backup.wildcards)
+        grants.objects("OwnReports", primary, ["reports/migrate/*", "reports/backup/*"], write=True)
+        grants.objects("Leases", primary, ["leases/*"], write=True, delete=True)
+        grants.add(
+            "RestoreTargetSecret", ["secretsmanager:GetSecretValue"], [config.restore_target_secret_arn]
+        )
+        spec = JobSpec(
+            "migrate",
+            "pgrunbook schema migration: every phase of the migration workflow",
+            memory_mb=3008,
+            timeout_minutes=15,
+            ephemeral_mb=10240,
+            schedules=(),
+        )
+        job = self.add_job(
+            spec,
+            grants,
+            {
+                **buckets,
+                **database,
+                "PGRUNBOOK_RESTORE_TARGET_SECRET_ARN": config.restore_target_secret_arn,
+                **config.migrations_environment(),
+            },
+        )
+        return MigrationWorkflow(
+            self,
+            "MigrationWorkflow",
+            function=job.function,
+            state_machine_name=f"{config.name}-migrate",
+            timeout=Duration.minutes(config.migrations["approval_timeout_minutes"] + 120),
             log_retention=_retention(config.log_retention_days),
         )
 

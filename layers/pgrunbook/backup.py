@@ -106,7 +106,9 @@ class BackupRun:
         clock: Callable[[], datetime] = _now,
         policy: RetentionPolicy | None = None,
         on_started: Callable[[str], None] | None = None,
+        labels: dict[str, str] | None = None,
     ):
+        self.labels = dict(labels or {})
         self._t0 = time.monotonic()
         self.on_started = on_started
         self.settings = settings
@@ -262,6 +264,7 @@ class BackupRun:
                 database=self.label,
                 tiers=tiers,
                 created_by=self.settings.creator,
+                labels=self.labels,
                 started_at=started_at,
                 completed_at=self.clock(),
                 retention_until=retention_until,

@@ -180,6 +180,28 @@ def _migrate_parsers(sub: Any) -> None:
     p.add_argument("--steps", type=int, help="how many migrations (default 1)")
     p.add_argument("--to", help="roll back every migration after this version")
 
+    def workflow(name: str, help: str) -> argparse.ArgumentParser:
+        p = add(name, help)
+        p.add_argument(
+            "--state-machine-arn",
+            dest="migration_state_machine_arn",
+            help="(PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN)",
+        )
+        return p
+
+    p = workflow(
+        "start", help="start the deployed migration workflow (lint, backup, dry run, approval, apply)"
+    )
+    p.add_argument("--reason", help="why (shown in the approval request and the report)")
+    p = workflow("approve", help="approve the migrations an execution is waiting on")
+    p.add_argument("execution", help="execution name or ARN")
+    p.add_argument("--yes", action="store_true", help="do not ask to confirm")
+    p = workflow("reject", help="reject the migrations an execution is waiting on")
+    p.add_argument("execution", help="execution name or ARN")
+    p.add_argument("--reason", required=True, help="why")
+    p = workflow("runs", help="the migration workflow's executions and where the newest stands")
+    p.add_argument("execution", nargs="?", help="execution name or ARN (default: the newest)")
+
 
 def _settings(args: argparse.Namespace):
     from .config import Settings
@@ -205,6 +227,7 @@ def _settings(args: argparse.Namespace):
         "migrations_dir",
         "lock_timeout",
         "statement_timeout",
+        "migration_state_machine_arn",
     ):
         if hasattr(args, name):
             overrides[name] = getattr(args, name)

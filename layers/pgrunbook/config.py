@@ -45,6 +45,8 @@ PGRUNBOOK_RDS_INSTANCE / _CLUSTER  the RDS instance or Aurora cluster (rds provi
 PGRUNBOOK_MIGRATIONS_DIR       the migration files (default: pgrunbook's ``sql/migrations``)
 PGRUNBOOK_LOCK_TIMEOUT         lock_timeout of each migration (default ``5s``)
 PGRUNBOOK_STATEMENT_TIMEOUT    statement_timeout of each migration (default ``15min``)
+PGRUNBOOK_MIGRATION_APPROVAL   ``on`` (default) or ``off``: the migration workflow's approval step
+PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN  the deployed migration workflow
 =============================  ==============================================================
 
 AWS credentials and endpoints come from boto3's standard chain (``AWS_PROFILE``,
@@ -122,6 +124,8 @@ ENV_VARS = {
     "migrations_dir": "PGRUNBOOK_MIGRATIONS_DIR",
     "lock_timeout": "PGRUNBOOK_LOCK_TIMEOUT",
     "statement_timeout": "PGRUNBOOK_STATEMENT_TIMEOUT",
+    "migration_approval": "PGRUNBOOK_MIGRATION_APPROVAL",
+    "migration_state_machine_arn": "PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN",
 }
 
 # Integer settings and their allowed ranges.
@@ -178,6 +182,8 @@ class Settings:
     migrations_dir: str | None = None
     lock_timeout: str = "5s"
     statement_timeout: str = "15min"
+    migration_approval: str = "on"  # on | off: the migration workflow's approval step
+    migration_state_machine_arn: str | None = None
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -212,6 +218,10 @@ class Settings:
             value = getattr(self, key)
             if not low <= value <= high:
                 raise ConfigError(f"{ENV_VARS[key]} must be between {low} and {high}, not {value}")
+        if self.migration_approval not in ("on", "off"):
+            raise ConfigError(
+                f"PGRUNBOOK_MIGRATION_APPROVAL must be on or off, not {self.migration_approval!r}"
+            )
         if self.pitr_provider not in ("logical", "supabase", "rds"):
             raise ConfigError(f"PITR provider must be logical, supabase or rds, not {self.pitr_provider!r}")
         if self.maintenance_parameter not in (None, "off") and not _SSM_NAME.match(

@@ -136,7 +136,7 @@ def make_handler(job: str) -> Any:
 # -- workflow phases (Step Functions tasks) ---------------------------------------------------
 
 # The module of each workflow: it provides ``run_phase(ctx, phase, state, execution=...)``.
-WORKFLOWS = {"pitr": "pgrunbook.pitr.workflow"}
+WORKFLOWS = {"pitr": "pgrunbook.pitr.workflow", "migrate": "pgrunbook.migrate.workflow"}
 
 
 def handle_phase(workflow: str, event: Any, context: Any, *, logger: Any, metrics: Any) -> dict[str, Any]:
@@ -153,12 +153,15 @@ def handle_phase(workflow: str, event: Any, context: Any, *, logger: Any, metric
     settings = Settings.load()
     database = settings.database_label
     logger.append_keys(
-        job=workflow, phase=event["phase"], database=database, recovery_id=state.get("recovery_id")
+        job=workflow,
+        phase=event["phase"],
+        database=database,
+        run_id=state.get("recovery_id") or state.get("migration_id"),
     )
     ctx = JobContext(settings, progress=LoggerProgress(logger))
     module = importlib.import_module(WORKFLOWS[workflow])
     result = module.run_phase(ctx, event["phase"], state, execution=event.get("execution"))
-    figures = result.get("figures") if event["phase"] == "finish" else None
+    figures = result.get("figures") if workflow == "pitr" and event["phase"] == "finish" else None
     if figures:
         metrics.add_dimension(name="Database", value=database)
         metrics.add_metric(

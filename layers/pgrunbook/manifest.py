@@ -87,6 +87,8 @@ class Manifest:
     roles: list[RoleEntry] = field(default_factory=list)
     prerequisites: Prerequisites = field(default_factory=Prerequisites)
     format: str = FORMAT
+    # why the backup was taken, e.g. {"reason": "pre-migration", "migrations": "2025...,2025..."}
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def size_bytes(self) -> int:
@@ -147,6 +149,7 @@ class Manifest:
                 ],
                 roles=[RoleEntry(**r) for r in data.get("roles", [])],
                 prerequisites=Prerequisites(**data.get("prerequisites", {})),
+                labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise BackupIncomplete(f"{source} is not a valid {FORMAT} manifest: {exc}") from None

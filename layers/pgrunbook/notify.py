@@ -33,10 +33,13 @@ IMPACT = {
     "dr-drill": "Recovery from the DR region is slower, older or less complete than the targets allow.",
     "retention": "Backups may be kept too long (cost, compliance) or partial uploads left behind.",
     "health": "Query performance or capacity is degrading.",
+    "migrate": "The schema migration did not complete: see which migrations were rolled back and which "
+    "backup restores the database as it was before the run.",
     "pitr": "The point-in-time recovery did not complete: the application stays in maintenance mode "
     "(writes refused) until an engineer finishes or reverses the recovery.",
 }
 NEXT_UPDATE = {
+    "migrate": "from the engineer who takes over the migration (pgrunbook migrate status)",
     "pitr": "from the engineer who takes over the recovery (pgrunbook pitr status shows where it stands)",
 }
 

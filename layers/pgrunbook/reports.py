@@ -27,6 +27,7 @@ JOB_TITLES = {
     "retention": "Backup Retention",
     "health": "Database Health",
     "pitr": "Database Point-in-Time Recovery",
+    "migrate": "Schema Migration",
 }
 
 

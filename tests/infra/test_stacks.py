@@ -506,7 +506,11 @@ def test_functions_can_run_in_the_databases_vpc(tmp_path):
 
 
 def pitr_definition(template: Template) -> dict:
-    [machine] = resources(template, "AWS::StepFunctions::StateMachine").values()
+    [machine] = [
+        m
+        for m in resources(template, "AWS::StepFunctions::StateMachine").values()
+        if m["Properties"]["StateMachineName"] == "pgrunbook-app-pitr"
+    ]
     parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
     text = "".join(p if isinstance(p, str) else "FUNCTION" for p in parts)
     return {"machine": machine["Properties"], "definition": json.loads(text)}
@@ -576,7 +580,7 @@ def test_recovery_function_grants(synthesized):
     # the state machine may invoke the recovery function and nothing else
     [machine_role] = [
         p for p in resources(template, "AWS::IAM::Policy").values()
-        if "StateMachine" in json.dumps(p["Properties"]["Roles"]) and "lambda:InvokeFunction" in json.dumps(p)
+        if "PitrWorkflowStateMachine" in json.dumps(p["Properties"]["Roles"]) and "lambda:InvokeFunction" in json.dumps(p)
     ]  # fmt: skip
     invoke = [
         s
@@ -637,3 +641,70 @@ def test_rds_recovery_grants_name_the_source(tmp_path):
     assert not {"rds:DeleteDBInstance", "rds:ModifyDBInstance"} & actions_of([rds])
     text = json.dumps(rds["Resource"])
     assert ":db:app-db" in text and ":db:app-db-pitr-*" in text and ":snapshot:app-db-pre-pitr-*" in text
+
+
+# -- schema migrations ---------------------------------------------------------------------------
+
+
+def machine_definition(template: Template, name: str) -> dict:
+    [machine] = [
+        m
+        for m in resources(template, "AWS::StepFunctions::StateMachine").values()
+        if m["Properties"]["StateMachineName"] == name
+    ]
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    return json.loads("".join(p if isinstance(p, str) else "X" for p in parts))
+
+
+def test_migration_state_machine_rehearses_before_it_applies(synthesized):
+    states = machine_definition(synthesized["primary"], "pgrunbook-app-migrate")["States"]
+    assert states["Lint"]["Next"] == "AnythingPending?"
+    assert states["AnythingPending?"]["Default"] == "Backup"
+    assert states["Backup"]["Next"] == "DryRun" and states["DryRun"]["Next"] == "ApprovalRequired?"
+    assert {c["Next"] for c in states["ApprovalRequired?"]["Choices"]} == {"Approval"}
+    assert states["ApprovalRequired?"]["Default"] == "Apply"
+    assert states["Approval"]["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
+    assert states["AllApplied?"]["Default"] == "Rollback" and states["Verified?"]["Default"] == "Rollback"
+    assert states["Rollback"]["Next"] == "ReportFailure"
+    # a migration that may have run is never run again by a retry
+    for name in ("Apply", "Rollback", "Backup", "DryRun"):
+        assert [r["ErrorEquals"] for r in states[name].get("Retry", [])] == [
+            ["Lambda.TooManyRequestsException"]
+        ], name
+
+
+def test_migration_function_grants_and_settings(synthesized):
+    template = synthesized["primary"]
+    fn = function(template, "migrate")
+    env = fn["Environment"]["Variables"]
+    assert env["PGRUNBOOK_MIGRATION_APPROVAL"] == "on" and env["PGRUNBOOK_LOCK_TIMEOUT"] == "5s"
+    statements = role_statements(template, "migrate")
+    actions = actions_of(statements)
+    assert "secretsmanager:PutSecretValue" not in actions and not [a for a in actions if a.startswith("ssm:")]
+    secrets = {
+        json.dumps(s["Resource"]) for s in statements if "secretsmanager:GetSecretValue" in actions_of([s])
+    }
+    assert json.dumps(context()["restore_target_secret_arn"]) in secrets
+    assert json.dumps(context()["database_secret_arn"]) in secrets
+
+
+def test_migration_approval_can_be_switched_off_in_context(tmp_path):
+    app = cdk.App(
+        outdir=str(tmp_path),
+        context={
+            **CDK_CONTEXT,
+            "pgrunbook": context(migrations={"approval": False}),
+            "aws:cdk:bundling-stacks": [],
+        },
+    )
+    primary, _ = build(app)
+    assert (
+        function(Template.from_stack(primary), "migrate")["Environment"]["Variables"][
+            "PGRUNBOOK_MIGRATION_APPROVAL"
+        ]
+        == "off"
+    )
+    with pytest.raises(ConfigurationError, match="lock_timeout"):
+        DeploymentConfig.from_context(context(migrations={"lock_timeout": "soon"}))
+    with pytest.raises(ConfigurationError, match="unknown migrations"):
+        DeploymentConfig.from_context(context(migrations={"aproval": False}))

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 FUNCTION = "pgrunbook-app-pitr"
+WORKFLOWS = ("pitr", "migrate")
 PASSWORD = "Pitr-Secret-pw-93c1d0"
 APP = """
 CREATE TABLE clients (id int PRIMARY KEY, name text NOT NULL,
@@ -61,21 +62,31 @@ class Context:
         return 900_000
 
 
-def load_handler():
-    path = ROOT / "functions" / "pitr" / "app.py"
-    spec = importlib.util.spec_from_file_location("function_pitr", path)
+def load_handler(workflow: str):
+    path = ROOT / "functions" / workflow / "app.py"
+    spec = importlib.util.spec_from_file_location(f"function_{workflow}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.handler
 
 
-def resolve_definition(template: dict[str, Any], function_arn: str) -> str:
-    """The state machine's DefinitionString with the template's references filled in."""
-    [machine] = [r for r in template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+def function_arn(workflow: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:pgrunbook-app-{workflow}"
+
+
+def resolve_definition(template: dict[str, Any], workflow: str) -> str:
+    """The DefinitionString of ``pgrunbook-app-<workflow>`` with the template's references filled in."""
+    [machine] = [
+        r
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::StepFunctions::StateMachine"
+        and r["Properties"]["StateMachineName"] == f"pgrunbook-app-{workflow}"
+    ]
     functions = {
         logical_id
         for logical_id, r in template["Resources"].items()
-        if r["Type"] == "AWS::Lambda::Function" and r["Properties"].get("FunctionName") == FUNCTION
+        if r["Type"] == "AWS::Lambda::Function"
+        and r["Properties"].get("FunctionName") == f"pgrunbook-app-{workflow}"
     }
     definition = machine["Properties"]["DefinitionString"]
     parts = definition["Fn::Join"][1] if isinstance(definition, dict) else [definition]
@@ -86,7 +97,7 @@ def resolve_definition(template: dict[str, Any], function_arn: str) -> str:
         elif part == {"Ref": "AWS::Partition"}:
             out.append("aws")
         elif "Fn::GetAtt" in part and part["Fn::GetAtt"][0] in functions and part["Fn::GetAtt"][1] == "Arn":
-            out.append(function_arn)
+            out.append(function_arn(workflow))
         else:
             raise AssertionError(f"unexpected reference in the definition: {part}")
     return "".join(out)
@@ -101,10 +112,9 @@ def send_task_failure_with_cause(self):
 
 
 @pytest.fixture(scope="session")
-def pitr_definition(synthesized) -> str:
-    return resolve_definition(
-        synthesized["primary"].to_json(), f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
-    )
+def definitions(synthesized) -> dict[str, str]:
+    template = synthesized["primary"].to_json()
+    return {workflow: resolve_definition(template, workflow) for workflow in WORKFLOWS}
 
 
 @dataclass
@@ -118,6 +128,7 @@ class Workflow:
     queue_url: str
     machine_arn: str
     invocations: list[dict] = field(default_factory=list)
+    machines: dict[str, str] = field(default_factory=dict)
 
     @property
     def settings(self) -> Settings:
@@ -189,18 +200,25 @@ class Workflow:
 
 
 @pytest.fixture
-def workflow(s3, new_db, pg18, monkeypatch, tmp_path, pitr_definition) -> Iterator[Workflow]:
+def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions) -> Iterator[Workflow]:
     source = new_db(sql=APP)
     monkeypatch.setitem(default_user_config, "stepfunctions", {"execute_state_machine": True})
 
-    handler = load_handler()
+    handlers = {f"pgrunbook-app-{w}": load_handler(w) for w in WORKFLOWS}
     invocations: list[dict] = []
 
     def invoke_in_process(self, event=None):
         payload = json.loads(event) if isinstance(event, str | bytes) else event
         invocations.append(payload)
         try:
-            result = handler(payload, Context())
+            result = handlers[self.function_name](
+                payload,
+                Context(
+                    function_name=self.function_name,
+                    invoked_function_arn=self.function_arn,
+                    log_group_name=f"/aws/lambda/{self.function_name}",
+                ),
+            )
         except Exception as exc:
             return json.dumps({"errorType": type(exc).__name__, "errorMessage": str(exc)}), True, ""
         return json.dumps(result), False, ""
@@ -248,19 +266,22 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, pitr_definition) -> Iterat
             }
         ),
     )["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as z:
-        z.writestr("app.py", (ROOT / "functions" / "pitr" / "app.py").read_text())
-    boto3.client("lambda", region_name=REGION).create_function(
-        FunctionName=FUNCTION,
-        Runtime="python3.13",
-        Role=role,
-        Handler="app.handler",
-        Code={"ZipFile": code.getvalue()},
-    )
-    machine = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
-        name="pgrunbook-app-pitr", definition=pitr_definition, roleArn=role
-    )["stateMachineArn"]
+    machines = {}
+    for name in WORKFLOWS:
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as z:
+            z.writestr("app.py", (ROOT / "functions" / name / "app.py").read_text())
+        boto3.client("lambda", region_name=REGION).create_function(
+            FunctionName=f"pgrunbook-app-{name}",
+            Runtime="python3.13",
+            Role=role,
+            Handler="app.handler",
+            Code={"ZipFile": code.getvalue()},
+        )
+        machines[name] = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
+            name=f"pgrunbook-app-{name}", definition=definitions[name], roleArn=role
+        )["stateMachineArn"]
+    machine = machines["pitr"]
 
     variables = {
         "PGRUNBOOK_DATABASE_SECRET_ARN": arn,
@@ -271,6 +292,7 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, pitr_definition) -> Iterat
         "PGRUNBOOK_RESTORE_TARGET_URL": pg18.conninfo.libpq_uri(),
         "PGRUNBOOK_SNS_TOPIC_ARN": topic,
         "PGRUNBOOK_PITR_STATE_MACHINE_ARN": machine,
+        "PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN": machines["migrate"],
         "PGRUNBOOK_CRITICAL_TABLES": "public.clients,public.projects",
         "PGRUNBOOK_WORK_DIR": str(tmp_path),
         "PGRUNBOOK_HOME": str(tmp_path / "home"),
@@ -281,7 +303,7 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, pitr_definition) -> Iterat
     }
     for key, value in variables.items():
         monkeypatch.setenv(key, value)
-    flow = Workflow(source, pg18, arn, topic, queue, machine, invocations)
+    flow = Workflow(source, pg18, arn, topic, queue, machine, invocations, machines)
     yield flow
     with Database.connect(pg18.conninfo) as admin:
         for name in flow.databases():

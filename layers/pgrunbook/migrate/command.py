@@ -85,6 +85,8 @@ def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress
         )
         _print(args, data, text)
         return 1 if any(f.severity == "error" for f in findings) else 0
+    if command in ("start", "approve", "reject", "runs"):
+        return _workflow(args, settings)
     engine = migrator(settings, progress)
     if command in ("status", "plan"):
         status = engine.status()
@@ -104,3 +106,61 @@ def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress
         raise ConfigError(f"unknown migrate command {command}")
     _print(args, result.to_dict(), render_run(result))
     return 0 if result.ok else 1
+
+
+def _workflow(args: argparse.Namespace, settings: Settings) -> int:
+    """The deployed migration workflow: start it, answer its approval, see its runs."""
+    from ..pitr.control import Executions, now_utc
+
+    executions = Executions(settings, workflow="migrate")
+    command = args.migrate_command
+    if command == "start":
+        request = {"requested_by": settings.creator}
+        if args.reason:
+            request["reason"] = args.reason
+        started = executions.start(request, now=now_utc())
+        text = (
+            f"pgrunbook migrate  started {started['name']}\n"
+            "  next          lint, backup and dry run; then the approval request goes to the SNS topic: "
+            f"pgrunbook migrate approve {started['name']}"
+        )
+        _print(args, started, text)
+        return 0
+    if command == "approve":
+        if not args.yes and not sys.stdin.isatty():
+            raise ConfigError("pgrunbook migrate approve asks for confirmation at a terminal: pass --yes")
+
+        def confirm(state: dict[str, Any]) -> None:
+            if args.yes:
+                return
+            names = ", ".join(f"{p['version']}_{p['name']}" for p in state.get("pending", []))
+            sys.stderr.write(
+                f"Apply to {state.get('database')}: {names}\nType the database name to approve: "
+            )
+            sys.stderr.flush()
+            if sys.stdin.readline().strip() != state.get("database"):
+                raise ConfigError(
+                    "not approved: the answer did not match the database name; nothing was sent"
+                )
+
+        answer = executions.approve(args.execution, by=settings.creator, now=now_utc(), confirm=confirm)
+        _print(args, answer, f"approved {answer['name']} as {answer['by']}: the migrations are applied now")
+        return 0
+    if command == "reject":
+        if not args.reason or not args.reason.strip():
+            raise ConfigError("--reason must say why")
+        answer = executions.reject(args.execution, by=settings.creator, reason=args.reason.strip())
+        _print(args, answer, f"rejected {answer['name']}: nothing is applied")
+        return 0
+    status = executions.status(getattr(args, "execution", None))
+    lines = ["pgrunbook migrate runs"]
+    if status.get("execution"):
+        lines.append(f"  execution     {status['name']}  {status['status']}  (state {status.get('state')})")
+        for c in status.get("answer", []):
+            lines.append(f"  answer with   {c.replace('pitr', 'migrate')}")
+        if status.get("reason"):
+            lines.append(f"  reason        {status['reason']}")
+    for e in status.get("executions", []):
+        lines.append(f"    {e['name']:<48} {e['status']:<10} {e['started']}")
+    _print(args, status, "\n".join(lines))
+    return 0

@@ -59,6 +59,10 @@ class ExecutionError(PgRunbookError):
     """Talking to Step Functions failed."""
 
 
+def _name(described: dict[str, Any]) -> str:
+    return described.get("name") or described["executionArn"].rsplit(":", 1)[-1]
+
+
 def _one_line(text: Any) -> str:
     return redact(" ".join(str(text).split()))
 
@@ -66,13 +70,22 @@ def _one_line(text: Any) -> str:
 class Executions:
     """The recovery state machine's executions, through the Step Functions API."""
 
-    def __init__(self, settings: Settings, *, client: Any = None):
-        arn = settings.pitr_state_machine_arn
-        if not arn:
-            raise ConfigError(
+    def __init__(self, settings: Settings, *, client: Any = None, workflow: str = "pitr"):
+        if workflow == "pitr":
+            arn = settings.pitr_state_machine_arn
+            missing = (
                 "no recovery state machine: set PGRUNBOOK_PITR_STATE_MACHINE_ARN (the stack's output "
                 "PitrStateMachineArn) or pass --local to run the recovery in this process"
             )
+        else:
+            arn = settings.migration_state_machine_arn
+            missing = (
+                "no migration state machine: set PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN (the stack's output "
+                "MigrationStateMachineArn)"
+            )
+        if not arn:
+            raise ConfigError(missing)
+        self.workflow = workflow
         if not re.fullmatch(r"arn:aws[\w-]*:states:[\w-]+:\d{12}:stateMachine:[\w-]{1,80}", arn):
             raise ConfigError(f"{arn!r} is not a Step Functions state machine ARN")
         self.settings = settings
@@ -137,10 +150,11 @@ class Executions:
         if running:
             names = ", ".join(e["name"] for e in running)
             raise ConfigError(
-                f"a recovery is already running ({names}): answer or wait for it (pgrunbook pitr status)"
+                f"a {self.workflow} execution is already running ({names}): answer or wait for it "
+                f"(pgrunbook {self.workflow} status)"
             )
         label = re.sub(r"[^A-Za-z0-9_-]+", "-", self.settings.database_label)[:40].strip("-") or "db"
-        name = f"pitr-{label}-{now.strftime('%Y%m%dT%H%M%SZ')}"
+        name = f"{self.workflow}-{label}-{now.strftime('%Y%m%dT%H%M%SZ')}"
         started = self._call(
             "start_execution", stateMachineArn=self.arn, name=name, input=json.dumps(request, sort_keys=True)
         )
@@ -215,7 +229,7 @@ class Executions:
         if pending is None:
             where = STATE_TITLES.get(self.current_state(self.history(execution)) or "", "starting")
             raise ConfigError(f"execution {described['name']} is not waiting for approval (it is {where})")
-        return {**pending, "name": described["name"], "arn": described["executionArn"]}
+        return {**pending, "name": _name(described), "arn": described["executionArn"]}
 
     def approve(
         self, execution: str, *, by: str, now: datetime, confirm: Callable[[dict], None] | None = None
@@ -252,7 +266,7 @@ class Executions:
         out: dict[str, Any] = {
             "state_machine": self.arn,
             "execution": described["executionArn"],
-            "name": described["name"],
+            "name": _name(described),
             "status": described["status"],
             "started": described["startDate"],
             "stopped": described.get("stopDate"),
@@ -271,7 +285,7 @@ class Executions:
         if described["status"] == "RUNNING" and self.pending_approval(events) is not None:
             out["answer"] = [
                 f"pgrunbook pitr approve {described['name']}",
-                f'pgrunbook pitr reject {described["name"]} --reason "..."',
+                f'pgrunbook pitr reject {_name(described)} --reason "..."',
             ]
         if described.get("error") or described.get("cause"):
             out["error"] = described.get("error")

@@ -1,0 +1,208 @@
+"""The migration state machine (as synthesized), executed under moto with the real handler,
+against the embedded PostgreSQL: lint, pre-migration backup, dry run on a restored copy,
+approval, apply, verify, and rollback of what the run applied when it fails."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from pgrunbook.catalog import Catalog
+from pgrunbook.cli import main
+from pgrunbook.pg import Database
+
+from .conftest import Workflow
+
+PRIORITY = """-- migrate:up
+ALTER TABLE projects ADD COLUMN priority int NOT NULL DEFAULT 0;
+-- migrate:down
+ALTER TABLE projects DROP COLUMN priority;
+-- migrate:verify
+SELECT id FROM projects WHERE priority IS NULL;
+"""
+UNIQUE_NAME = """-- migrate:up
+CREATE UNIQUE INDEX projects_name_key ON projects (name);
+-- migrate:down
+DROP INDEX projects_name_key;
+"""
+
+
+@pytest.fixture
+def migrations(workflow: Workflow, tmp_path: Path, monkeypatch) -> Path:
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    (folder / "20250907090000_project_priority.sql").write_text(PRIORITY)
+    (folder / "20250907090100_unique_project_names.sql").write_text(UNIQUE_NAME)
+    monkeypatch.setenv("PGRUNBOOK_MIGRATIONS_DIR", str(folder))
+    return folder
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    out = "".join(line for line in out.splitlines(keepends=True) if not line.startswith('{"level":'))
+    return code, out, err
+
+
+def run(flow: Workflow, name: str = "migrate-1") -> str:
+    return flow.sfn.start_execution(stateMachineArn=flow.machines["migrate"], name=name, input="{}")[
+        "executionArn"
+    ]
+
+
+def applied(flow: Workflow) -> list[str] | None:
+    with Database.connect(flow.source) as db:
+        if db.run("SELECT to_regclass('pgrunbook.schema_migrations') IS NULL")[0][0]:
+            return None
+        return [r[0] for r in db.run("SELECT version FROM pgrunbook.schema_migrations ORDER BY 1")]
+
+
+def columns(flow: Workflow) -> list[str]:
+    with Database.connect(flow.source) as db:
+        return [
+            r[0]
+            for r in db.run(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'projects'::regclass AND attnum > 0 ORDER BY attnum"
+            )
+        ]
+
+
+def scratch_databases(flow: Workflow) -> list[str]:
+    return [d for d in flow.databases() if d.startswith("pgrunbook_restore_")]
+
+
+def backups(flow: Workflow) -> list:
+    return [e.manifest for e in Catalog(flow.settings.primary_store()).entries() if e.manifest]
+
+
+def test_happy_path_backs_up_rehearses_waits_for_approval_and_applies(workflow: Workflow, migrations, capsys):
+    flow = workflow
+    code, out, err = cli(capsys, "migrate", "start", "--reason", "release 42")
+    assert code == 0, err
+    [execution] = flow.sfn.list_executions(stateMachineArn=flow.machines["migrate"])["executions"]
+    arn = execution["executionArn"]
+    flow.wait_for(arn, state="Approval")
+    time.sleep(0.5)
+    assert applied(flow) is None and "priority" not in columns(flow)  # only rehearsed so far
+
+    [manifest] = backups(flow)
+    assert manifest.tiers == ["manual"]
+    assert manifest.labels["migrations"] == "20250907090000,20250907090100"
+    [request] = [
+        m for m in flow.messages() if m.get("Subject", "").startswith("APPROVAL NEEDED - Schema Migration")
+    ]
+    assert "20250907090000_project_priority, 20250907090100_unique_project_names" in request["Message"]
+    assert manifest.backup_id in request["Message"] and "Dry run on a restored copy: ok" in request["Message"]
+    assert f"pgrunbook migrate approve {arn}" in request["Message"]
+    assert scratch_databases(flow) == []  # the rehearsal's copy is gone
+
+    code, out, err = cli(capsys, "migrate", "approve", execution["name"], "--yes")
+    assert code == 0 and "the migrations are applied now" in out, err
+    done = flow.wait_for(arn)
+    assert done["status"] == "SUCCEEDED", (done.get("error"), done.get("cause"))
+    assert applied(flow) == ["20250907090000", "20250907090100"]
+    assert "priority" in columns(flow)
+    result = json.loads(done["output"])
+    assert result["outcome"] == "applied" and result["dry_run"]["ok"] is True
+    assert [e for e in flow.entered(arn) if not e.endswith("?")] == [
+        "Lint", "Backup", "DryRun", "Approval", "Apply", "Verify", "Finish", "Applied",
+    ]  # fmt: skip
+    assert any(
+        m.get("Subject", "").startswith("RESOLVED - Schema Migration Applied") for m in flow.messages()
+    )
+
+    # nothing pending: the next run ends at once, without a backup
+    again = run(flow, "migrate-2")
+    assert flow.wait_for(again)["status"] == "SUCCEEDED"
+    assert flow.entered(again)[-1] == "NothingPending" and len(backups(flow)) == 1
+
+
+def test_lint_failure_stops_before_the_backup(workflow: Workflow, migrations):
+    flow = workflow
+    (migrations / "20250907090200_index.sql").write_text(
+        "-- migrate:up\nCREATE INDEX CONCURRENTLY projects_user_idx ON projects (user_id);\n"
+        "-- migrate:down\nDROP INDEX projects_user_idx;\n"
+    )
+    arn = run(flow)
+    done = flow.wait_for(arn)
+    assert done["status"] == "FAILED" and done["error"] == "LintFailed"
+    assert (
+        "20250907090200_index.sql:2: error: CREATE INDEX CONCURRENTLY cannot run inside a transaction block"
+        in done["cause"]
+    )
+    assert flow.entered(arn) == ["Lint", "Rejected"]
+    assert backups(flow) == [] and applied(flow) is None and flow.messages() == []
+
+
+def test_dry_run_failure_stops_before_the_real_database_is_touched(workflow: Workflow, migrations):
+    flow = workflow
+    (migrations / "20250907090200_small_users.sql").write_text(
+        "-- migrate:up\nUPDATE projects SET user_id = user_id + 1 WHERE id <= 10;\n"
+        "-- migrate:down\nUPDATE projects SET user_id = user_id - 1 WHERE id <= 10;\n"
+        "-- migrate:verify\nSELECT id, user_id FROM projects WHERE user_id > 6;\n"
+    )
+    arn = run(flow)
+    done = flow.wait_for(arn)
+    assert done["status"] == "FAILED" and done["error"] == "MigrationFailed"
+    assert done["cause"].startswith(
+        "dry run on a restored copy failed: DryRunFailed: the migrations failed on a restored copy"
+    )
+    assert "20250907090200_small_users.sql:6: verify failed" in done["cause"]
+    assert "Approval" not in flow.entered(arn) and "Apply" not in flow.entered(arn)
+    assert applied(flow) is None and "priority" not in columns(flow)
+    [critical] = [m for m in flow.messages() if "CRITICAL" in m.get("Subject", "")]
+    assert "the real database was not touched" in critical["Message"]
+    assert scratch_databases(flow) == []
+
+
+def test_apply_failure_rolls_back_what_this_run_applied(workflow: Workflow, migrations, capsys):
+    flow = workflow
+    arn = run(flow)
+    flow.wait_for(arn, state="Approval")
+    time.sleep(0.5)
+    # the real database changed after the backup the dry run used: a duplicate name
+    with Database.connect(flow.source) as db:
+        db.run("INSERT INTO projects (id, client_id, user_id, name) VALUES (9999, 1, 1, 'project 1')")
+    code, out, err = cli(capsys, "migrate", "approve", arn, "--yes")
+    assert code == 0 and out.startswith("approved"), err
+    done = flow.wait_for(arn)
+    assert done["status"] == "FAILED" and done["error"] == "MigrationFailed"
+    assert done["cause"].startswith(
+        "apply failed: MigrationFailed: 20250907090100_unique_project_names.sql:2"
+    )
+    entered = flow.entered(arn)
+    assert entered[entered.index("Apply") :] == [
+        "Apply",
+        "AllApplied?",
+        "Rollback",
+        "ReportFailure",
+        "Failed",
+    ]
+    assert applied(flow) == [] and "priority" not in columns(flow)  # the first one was rolled back
+    result = json.loads(flow.sfn.describe_execution(executionArn=arn).get("output") or "{}") or None
+    assert result is None  # a failed execution has no output; the report has the detail
+    [critical] = [m for m in flow.messages() if "CRITICAL" in m.get("Subject", "")]
+    [manifest] = backups(flow)
+    assert "failed in the apply phase" in critical["Message"]
+    assert "rolled back 20250907090000" in critical["Message"]
+    assert (
+        f"backup {manifest.backup_id} (taken before this run) restores the database as it was"
+        in critical["Message"]
+    )
+
+
+def test_rejected_migration_changes_nothing(workflow: Workflow, migrations, capsys):
+    flow = workflow
+    arn = run(flow)
+    flow.wait_for(arn, state="Approval")
+    time.sleep(0.5)
+    code, out, err = cli(capsys, "migrate", "reject", arn, "--reason", "not during the sale")
+    assert code == 0 and "nothing is applied" in out, err
+    done = flow.wait_for(arn)
+    assert done["status"] == "FAILED" and done["error"] == "MigrationAborted"
+    assert done["cause"] == "approval rejected: not during the sale (rejected by pytest)"
+    assert applied(flow) is None
