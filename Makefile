@@ -27,6 +27,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_backup.py $(BENCH_ARGS)
+	$(BIN)/python bench/bench_tasks.py $(TASKS_BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
