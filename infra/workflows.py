@@ -1,7 +1,9 @@
-"""The point-in-time recovery workflow as a Step Functions state machine.
+"""pgrunbook's workflows as Step Functions state machines: point-in-time recovery and schema
+migration.
 
-Every task runs one phase of :mod:`pgrunbook.pitr.workflow` in the ``pitr`` function and
-returns the new state; the state machine only orders them, waits, and routes failures::
+Every task runs one phase of the workflow's module (:mod:`pgrunbook.pitr.workflow`,
+:mod:`pgrunbook.migrate.workflow`) in the workflow's function and returns the new state;
+the state machine only orders them, waits, and routes failures.  The recovery::
 
     Validate ─✗→ Rejected (nothing changed)
       → Prepare → SafetyPoint → Approval (task token; timeout) ─rejected/timeout→ Abort → Aborted
@@ -46,51 +48,57 @@ TITLES = {
 
 
 class PhaseWorkflow(Construct):
-    """What every pgrunbook workflow shares: one function runs every phase, tasks carry the
-    whole state, retries come from the workflow module's RETRIES, failures after validation
-    are caught into a Pass state naming the phase, then the ``fail`` phase reports."""
+    """What every pgrunbook workflow shares, around the part each subclass orders in
+    :meth:`body`:
 
-    titles: ClassVar[dict[str, str]] = {}
+    * one function runs every phase; each task passes the whole state and gets it back;
+    * retries come from the workflow module's ``RETRIES``;
+    * the ``validate`` task's failure ends in ``Rejected`` (nothing changed);
+    * the ``Approval`` task waits for a task token; rejected or timed out, ``abort`` reports
+      and the execution ends ``Aborted``;
+    * any other task that fails is caught into a Pass state naming its phase, then the
+      ``fail`` phase sends the CRITICAL notice and the execution ends ``Failed``.
+    """
+
+    titles: ClassVar[dict[str, str]]
+    retries: ClassVar[dict]
+    failed_error: ClassVar[str]
+    aborted_error: ClassVar[str]
+    comment: ClassVar[str]
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, function: lambda_.IFunction, retries: dict
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        function: lambda_.IFunction,
+        state_machine_name: str,
+        timeout: Duration,
+        log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = function
-        self.retries = retries
 
-    def failure_chain(self) -> tuple[sfn.TaskStateBase, sfn.Fail]:
-        fail_task = self._task("fail")
-        failed = sfn.Fail(self, "Failed", error=self.failed_error, cause_path="$.failure_message")
-        self.unreported = sfn.Fail(
+        self.fail_task = self._task("fail")
+        unreported = sfn.Fail(
             self,
             "FailedUnreported",
             error=self.failed_error,
             cause="the run failed and the CRITICAL notice could not be sent: see this execution's history",
         )
-        fail_task.add_catch(self.unreported, errors=["States.ALL"], result_path="$.report_error")
-        fail_task.next(failed)
-        self.fail_task = fail_task
-        return fail_task, failed
+        self.fail_task.add_catch(unreported, errors=["States.ALL"], result_path="$.report_error")
+        self.fail_task.next(sfn.Fail(self, "Failed", error=self.failed_error, cause_path="$.failure_message"))
 
-    failed_error = "Failed"
+        rejected = sfn.Fail(self, "Rejected", error_path="$.error.Error", cause_path="$.error.Cause")
+        validate = self._task("validate").add_catch(rejected, errors=["States.ALL"], result_path="$.error")
 
-    def guarded(self, phase: str, task: sfn.TaskStateBase) -> sfn.TaskStateBase:
-        marker = sfn.Pass(
-            self,
-            f"{self.titles[phase]}Failed",
-            result=sfn.Result.from_string(phase),
-            result_path="$.failed_phase",
-        )
-        marker.next(self.fail_task)
-        task.add_catch(marker, errors=["States.ALL"], result_path="$.error")
-        return task
-
-    def approval_task(self, abort: sfn.IChainable) -> tasks.LambdaInvoke:
+        abort = self._task("abort")
+        abort.add_catch(unreported, errors=["States.ALL"], result_path="$.report_error")
+        abort.next(sfn.Fail(self, "Aborted", error=self.aborted_error, cause_path="$.abort_reason"))
         approval = tasks.LambdaInvoke(
             self,
-            "Approval",
-            lambda_function=self.function,
+            self.titles["request_approval"],
+            lambda_function=function,
             integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
             payload=sfn.TaskInput.from_object(
                 {
@@ -107,17 +115,8 @@ class PhaseWorkflow(Construct):
         )
         self._retry(approval, "request_approval")
         approval.add_catch(abort, errors=["States.Timeout", "ApprovalRejected"], result_path="$.error")
-        return self.guarded("request_approval", approval)
+        self.guarded("request_approval", approval)
 
-    def make_state_machine(
-        self,
-        definition: sfn.IChainable,
-        *,
-        state_machine_name: str,
-        comment: str,
-        timeout: Duration,
-        log_retention: logs.RetentionDays,
-    ) -> sfn.StateMachine:
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -125,12 +124,12 @@ class PhaseWorkflow(Construct):
             retention=log_retention,
             removal_policy=RemovalPolicy.DESTROY,
         )
-        machine = sfn.StateMachine(
+        self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",
             state_machine_name=state_machine_name,
-            comment=comment,
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            comment=self.comment,
+            definition_body=sfn.DefinitionBody.from_chainable(self.body(validate, approval)),
             timeout=timeout,
             tracing_enabled=True,
             logs=sfn.LogOptions(
@@ -138,8 +137,8 @@ class PhaseWorkflow(Construct):
             ),
         )
         stack = Stack.of(self)
-        logical_id = stack.resolve(stack.get_logical_id(self.function.node.default_child))
-        Validations.of(machine).acknowledge(
+        logical_id = stack.resolve(stack.get_logical_id(function.node.default_child))
+        Validations.of(self.state_machine).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",
                 reason="Step Functions' log delivery and X-Ray APIs take no resource",
@@ -149,7 +148,25 @@ class PhaseWorkflow(Construct):
                 reason="CDK grants invoking every version and alias of the workflow's function",
             ),
         )
-        return machine
+
+    def body(self, validate: sfn.TaskStateBase, approval: sfn.TaskStateBase) -> sfn.IChainable:
+        """The workflow from its validate task on, with the approval task placed somewhere."""
+        raise NotImplementedError
+
+    def guarded(self, phase: str, task: sfn.TaskStateBase) -> sfn.TaskStateBase:
+        marker = sfn.Pass(
+            self,
+            f"{self.titles[phase]}Failed",
+            result=sfn.Result.from_string(phase),
+            result_path="$.failed_phase",
+        )
+        marker.next(self.fail_task)
+        task.add_catch(marker, errors=["States.ALL"], result_path="$.error")
+        return task
+
+    def step(self, phase: str) -> sfn.TaskStateBase:
+        """A guarded task for a phase after validation."""
+        return self.guarded(phase, self._task(phase))
 
     def _retry(self, task: sfn.TaskStateBase, phase: str) -> None:
         policy = self.retries[phase]
@@ -177,58 +194,30 @@ class PhaseWorkflow(Construct):
 
 class PitrWorkflow(PhaseWorkflow):
     titles: ClassVar[dict[str, str]] = TITLES
+    retries = RETRIES
     failed_error = "RecoveryFailed"
+    aborted_error = "RecoveryAborted"
+    comment = (
+        "pgrunbook point-in-time recovery: validate, prepare, safety point, approval, recover, verify, "
+        "cutover, finish"
+    )
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        function: lambda_.IFunction,
-        state_machine_name: str,
-        timeout: Duration,
-        log_retention: logs.RetentionDays,
-    ) -> None:
-        super().__init__(scope, construct_id, function=function, retries=RETRIES)
-        self.failure_chain()
-        guarded = self.guarded
-
-        rejected = sfn.Fail(self, "Rejected", error_path="$.error.Error", cause_path="$.error.Cause")
-        validate = self._task("validate").add_catch(rejected, errors=["States.ALL"], result_path="$.error")
-
-        aborted = sfn.Fail(self, "Aborted", error="RecoveryAborted", cause_path="$.abort_reason")
-        abort = self._task("abort")
-        abort.add_catch(self.unreported, errors=["States.ALL"], result_path="$.report_error")
-        abort.next(aborted)
-
-        approval = self.approval_task(abort)
-
-        poll = guarded("poll", self._task("poll"))
+    def body(self, validate: sfn.TaskStateBase, approval: sfn.TaskStateBase) -> sfn.IChainable:
+        poll = self.step("poll")
         wait = sfn.Wait(self, "WaitForRecovery", time=sfn.WaitTime.seconds_path("$.poll_seconds"))
-        verify = guarded("verify", self._task("verify"))
+        verify = self.step("verify")
         done = sfn.Choice(self, "RecoveryDone?")
         done.when(sfn.Condition.boolean_equals("$.recovery_done", True), verify)
         done.otherwise(wait)
         wait.next(poll)
         poll.next(done)
-
-        definition = (
-            validate.next(guarded("prepare", self._task("prepare")))
-            .next(guarded("safety_point", self._task("safety_point")))
+        verify.next(self.step("cutover")).next(self.step("finish")).next(sfn.Succeed(self, "Recovered"))
+        return (
+            validate.next(self.step("prepare"))
+            .next(self.step("safety_point"))
             .next(approval)
-            .next(guarded("start", self._task("start")))
+            .next(self.step("start"))
             .next(wait)
-        )
-        verify.next(guarded("cutover", self._task("cutover"))).next(
-            guarded("finish", self._task("finish"))
-        ).next(sfn.Succeed(self, "Recovered"))
-        self.state_machine = self.make_state_machine(
-            definition,
-            state_machine_name=state_machine_name,
-            comment="pgrunbook point-in-time recovery: validate, prepare, safety point, approval, recover, "
-            "verify, cutover, finish",
-            timeout=timeout,
-            log_retention=log_retention,
         )
 
 
@@ -249,64 +238,39 @@ class MigrationWorkflow(PhaseWorkflow):
         "abort": "Abort",
         "fail": "ReportFailure",
     }
+    retries = MIGRATE_RETRIES
     failed_error = "MigrationFailed"
+    aborted_error = "MigrationAborted"
+    comment = (
+        "pgrunbook schema migration: lint, backup, dry run, approval, apply, verify; rollback on failure"
+    )
 
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        function: lambda_.IFunction,
-        state_machine_name: str,
-        timeout: Duration,
-        log_retention: logs.RetentionDays,
-    ) -> None:
-        super().__init__(scope, construct_id, function=function, retries=MIGRATE_RETRIES)
-        self.failure_chain()
-        guarded = self.guarded
-
-        rejected = sfn.Fail(self, "Rejected", error_path="$.error.Error", cause_path="$.error.Cause")
-        lint = self._task("validate").add_catch(rejected, errors=["States.ALL"], result_path="$.error")
-        aborted = sfn.Fail(self, "Aborted", error="MigrationAborted", cause_path="$.abort_reason")
-        abort = self._task("abort")
-        abort.add_catch(self.unreported, errors=["States.ALL"], result_path="$.report_error")
-        abort.next(aborted)
-
-        rollback = guarded("rollback", self._task("rollback"))
+    def body(self, validate: sfn.TaskStateBase, approval: sfn.TaskStateBase) -> sfn.IChainable:
+        rollback = self.step("rollback")
         rollback.next(self.fail_task)
-        finish = guarded("finish", self._task("finish"))
+        finish = self.step("finish")
         finish.next(sfn.Succeed(self, "Applied"))
-        verify = guarded("verify", self._task("verify"))
+        verify = self.step("verify")
         verify.next(
             sfn.Choice(self, "Verified?")
             .when(sfn.Condition.boolean_equals("$.verify_ok", True), finish)
             .otherwise(rollback)
         )
-        apply = guarded("apply", self._task("apply"))
+        apply = self.step("apply")
         apply.next(
             sfn.Choice(self, "AllApplied?")
             .when(sfn.Condition.boolean_equals("$.apply_ok", True), verify)
             .otherwise(rollback)
         )
-        approval = self.approval_task(abort)
         approval.next(apply)
-        dry_run = guarded("dry_run", self._task("dry_run"))
-        dry_run.next(
+        backup = self.step("backup")
+        backup.next(self.step("dry_run")).next(
             sfn.Choice(self, "ApprovalRequired?")
             .when(sfn.Condition.boolean_equals("$.approval_required", True), approval)
             .otherwise(apply)
         )
-        backup = guarded("backup", self._task("backup"))
-        backup.next(dry_run)
-        lint.next(
+        return validate.next(
             sfn.Choice(self, "AnythingPending?")
             .when(sfn.Condition.number_equals("$.pending_count", 0), sfn.Succeed(self, "NothingPending"))
             .otherwise(backup)
-        )
-        self.state_machine = self.make_state_machine(
-            lint,
-            state_machine_name=state_machine_name,
-            comment="pgrunbook schema migration: lint, backup, dry run, approval, apply, verify; rollback on failure",
-            timeout=timeout,
-            log_retention=log_retention,
         )
