@@ -11,9 +11,12 @@ import pytest
 from pgrunbook import errors, notify
 from pgrunbook.config import Settings
 from pgrunbook.errors import ConfigError, InvalidTarget
-from pgrunbook.pitr.control import Executions, validate_request
-from pgrunbook.pitr.workflow import PHASES, RETRIES, duration, error_message, parse_target_time
+from pgrunbook.migrate import command as migrate_command
+from pgrunbook.pitr import control
+from pgrunbook.pitr.control import validate_request
+from pgrunbook.pitr.workflow import PHASES, RETRIES, parse_target_time
 from pgrunbook.redact import register_secret
+from pgrunbook.workflows import Executions, abort_reason, duration, error_message
 
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:pgrunbook-app-pitr"
 
@@ -145,7 +148,7 @@ def test_pending_approval_is_found_only_while_the_approval_task_waits():
 
 
 def test_executions_are_named_or_given_by_arn():
-    executions = Executions(Settings.load(env={"PGRUNBOOK_PITR_STATE_MACHINE_ARN": MACHINE}), client=object())
+    executions = control.executions(Settings.load(env={"PGRUNBOOK_PITR_STATE_MACHINE_ARN": MACHINE}))
     assert executions.execution_arn("pitr-app-20250907T150000Z") == (
         "arn:aws:states:us-east-1:123456789012:execution:pgrunbook-app-pitr:pitr-app-20250907T150000Z"
     )
@@ -155,8 +158,17 @@ def test_executions_are_named_or_given_by_arn():
         with pytest.raises(ConfigError):
             executions.execution_arn(bad)
     with pytest.raises(ConfigError, match="PGRUNBOOK_PITR_STATE_MACHINE_ARN"):
-        Executions(Settings.load(env={}), client=object())
+        control.executions(Settings.load(env={}))
+    with pytest.raises(ConfigError, match="PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN"):
+        migrate_command.executions(Settings.load(env={}))
     with pytest.raises(ConfigError, match="is not a Step Functions state machine ARN"):
-        Executions(
-            Settings.load(env={"PGRUNBOOK_PITR_STATE_MACHINE_ARN": "arn:aws:lambda:x"}), client=object()
-        )
+        control.executions(Settings.load(env={"PGRUNBOOK_PITR_STATE_MACHINE_ARN": "arn:aws:lambda:x"}))
+
+
+def test_abort_reasons_say_why_nothing_happened():
+    assert abort_reason({"error": {"Error": "States.Timeout"}, "approval_timeout_seconds": 3600}) == (
+        "no approval within 60 min"
+    )
+    assert abort_reason(
+        {"error": {"Error": "ApprovalRejected", "Cause": "wrong time (rejected by ann)"}}
+    ) == ("approval rejected: wrong time (rejected by ann)")

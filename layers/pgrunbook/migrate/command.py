@@ -16,20 +16,10 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigError
 from ..progress import Progress
+from ..workflows import Executions, answer, now_utc
 from .engine import Migrator, RunResult, Status
 from .files import discover
 from .lint import lint_all
-
-
-def migrator(settings: Settings, progress: Progress | None = None) -> Migrator:
-    return Migrator(
-        settings.conninfo(),
-        settings.migrations_path,
-        applied_by=settings.creator,
-        lock_timeout=settings.lock_timeout,
-        statement_timeout=settings.statement_timeout,
-        progress=progress,
-    )
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -87,7 +77,7 @@ def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress
         return 1 if any(f.severity == "error" for f in findings) else 0
     if command in ("start", "approve", "reject", "runs"):
         return _workflow(args, settings)
-    engine = migrator(settings, progress)
+    engine = Migrator.from_settings(settings, progress)
     if command in ("status", "plan"):
         status = engine.status()
         if command == "status":
@@ -108,17 +98,26 @@ def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress
     return 0 if result.ok else 1
 
 
+def executions(settings: Settings) -> Executions:
+    if not settings.migration_state_machine_arn:
+        raise ConfigError(
+            "no migration state machine: set PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN (the stack's output "
+            "MigrationStateMachineArn)"
+        )
+    return Executions(settings.migration_state_machine_arn, workflow="migrate", validate_state="Lint")
+
+
 def _workflow(args: argparse.Namespace, settings: Settings) -> int:
     """The deployed migration workflow: start it, answer its approval, see its runs."""
-    from ..pitr.control import Executions, now_utc
+    from .workflow import approval_summary
 
-    executions = Executions(settings, workflow="migrate")
+    runs = executions(settings)
     command = args.migrate_command
     if command == "start":
         request = {"requested_by": settings.creator}
         if args.reason:
             request["reason"] = args.reason
-        started = executions.start(request, now=now_utc())
+        started = runs.start(request, database=settings.database_label, now=now_utc())
         text = (
             f"pgrunbook migrate  started {started['name']}\n"
             "  next          lint, backup and dry run; then the approval request goes to the SNS topic: "
@@ -126,38 +125,28 @@ def _workflow(args: argparse.Namespace, settings: Settings) -> int:
         )
         _print(args, started, text)
         return 0
-    if command == "approve":
-        if not args.yes and not sys.stdin.isatty():
-            raise ConfigError("pgrunbook migrate approve asks for confirmation at a terminal: pass --yes")
-
-        def confirm(state: dict[str, Any]) -> None:
-            if args.yes:
-                return
-            names = ", ".join(f"{p['version']}_{p['name']}" for p in state.get("pending", []))
-            sys.stderr.write(
-                f"Apply to {state.get('database')}: {names}\nType the database name to approve: "
-            )
-            sys.stderr.flush()
-            if sys.stdin.readline().strip() != state.get("database"):
-                raise ConfigError(
-                    "not approved: the answer did not match the database name; nothing was sent"
-                )
-
-        answer = executions.approve(args.execution, by=settings.creator, now=now_utc(), confirm=confirm)
-        _print(args, answer, f"approved {answer['name']} as {answer['by']}: the migrations are applied now")
+    if command in ("approve", "reject"):
+        answered = answer(
+            runs,
+            command,
+            args.execution,
+            by=settings.creator,
+            yes=getattr(args, "yes", False),
+            reason=getattr(args, "reason", None),
+            summary=approval_summary,
+        )
+        text = (
+            f"approved {answered['name']} as {answered['by']}: the migrations are applied now"
+            if command == "approve"
+            else f"rejected {answered['name']}: nothing is applied"
+        )
+        _print(args, answered, text)
         return 0
-    if command == "reject":
-        if not args.reason or not args.reason.strip():
-            raise ConfigError("--reason must say why")
-        answer = executions.reject(args.execution, by=settings.creator, reason=args.reason.strip())
-        _print(args, answer, f"rejected {answer['name']}: nothing is applied")
-        return 0
-    status = executions.status(getattr(args, "execution", None))
+    status = runs.status(getattr(args, "execution", None))
     lines = ["pgrunbook migrate runs"]
     if status.get("execution"):
-        lines.append(f"  execution     {status['name']}  {status['status']}  (state {status.get('state')})")
-        for c in status.get("answer", []):
-            lines.append(f"  answer with   {c.replace('pitr', 'migrate')}")
+        lines.append(f"  execution     {status['name']}  {status['status']}  ({status['where']})")
+        lines += [f"  answer with   {c}" for c in status.get("answer", [])]
         if status.get("reason"):
             lines.append(f"  reason        {status['reason']}")
     for e in status.get("executions", []):

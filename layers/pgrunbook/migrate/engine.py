@@ -154,6 +154,19 @@ class Migrator:
             if not _TIMEOUT.match(value):
                 raise ConfigError(f"{name} {value!r} is not a duration like 5s, 500ms or 15min")
 
+    @classmethod
+    def from_settings(cls, settings: Any, progress: Any = None, **overrides: Any) -> Migrator:
+        """The configured database, migrations folder and timeouts (``overrides`` replace any)."""
+        options = {
+            "applied_by": settings.creator,
+            "lock_timeout": settings.lock_timeout,
+            "statement_timeout": settings.statement_timeout,
+            "progress": progress,
+            **overrides,
+        }
+        info = options.pop("info", None) or settings.conninfo()
+        return cls(info, settings.migrations_path, **options)
+
     def _step(self, message: str) -> None:
         if self.progress is not None:
             self.progress.step(message)

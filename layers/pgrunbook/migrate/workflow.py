@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import timedelta
 from typing import Any
 
+from .. import workflows
 from ..checks import check_dirs, load_checks, run_checks
 from ..errors import ConfigError, PgRunbookError
 from ..jobs import JobContext, run_job, store_report
 from ..pg import Database
-from ..pitr.workflow import Retry
 from ..reports import JobReport
 from ..restore import RestoreTest
 from ..tiers import new_backup_id
-from .command import migrator
+from ..workflows import Retry, abort_reason, error_message
 from .engine import MigrationError, Migrator
 
 REQUEST_KEYS = ("requested_by", "reason", "approval", "approval_timeout_seconds", "execution")
@@ -82,7 +81,7 @@ def validate(ctx: JobContext, request: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"a migration request does not take {', '.join(unknown)}")
     settings = ctx.settings
-    status = migrator(settings).status()
+    status = Migrator.from_settings(settings).status()
     if status.problems:
         raise ConfigError(f"migrations and database disagree: {status.problems[0]}")
     errors = [f for f in status.findings if f.severity == "error"]
@@ -140,13 +139,8 @@ def dry_run(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
 
     def rehearse(info) -> None:
         started = time.monotonic()
-        engine = Migrator(
-            info,
-            ctx.settings.migrations_path,
-            applied_by=f"dry run {state['migration_id']}",
-            lock_timeout=ctx.settings.lock_timeout,
-            statement_timeout=ctx.settings.statement_timeout,
-            progress=ctx.progress,
+        engine = Migrator.from_settings(
+            ctx.settings, ctx.progress, info=info, applied_by=f"dry run {state['migration_id']}"
         )
         try:
             result = engine.apply(allow_destructive=True, only=_versions(state))
@@ -183,8 +177,7 @@ def dry_run(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def approval_message(state: dict[str, Any], *, execution: str | None, timeout_at: Any) -> str:
-    who = execution or state["migration_id"]
+def approval_summary(state: dict[str, Any]) -> list[str]:
     dry = state.get("dry_run") or {}
     lines = [
         f"Summary: {state['pending_count']} schema migrations for {state['database']} are waiting for approval",
@@ -194,39 +187,28 @@ def approval_message(state: dict[str, Any], *, execution: str | None, timeout_at
         f"Dry run on a restored copy: ok, {dry.get('apply_seconds')} s to apply",
     ]
     lines += [f"Needs approval: {d}" for d in state.get("destructive", [])]
-    lines += [
+    return lines + [
         f"Lint: {f['file']}:{f['line']}: {f['severity']}: {f['message']}"
         for f in state.get("findings", [])
         if f["severity"] != "approval"
     ]
-    lines += [
-        "",
-        f"To approve:  pgrunbook migrate approve {who}",
-        f'To reject:   pgrunbook migrate reject {who} --reason "..."',
-        f"Without an answer by {timeout_at.isoformat(timespec='seconds')} nothing is applied.",
-    ]
-    return "\n".join(lines)
 
 
-def request_approval(
-    ctx: JobContext, state: dict[str, Any], *, execution: str | None = None
-) -> dict[str, Any]:
-    now = ctx.now()
-    timeout_at = now + timedelta(seconds=state["approval_timeout_seconds"])
-    message = approval_message(state, execution=execution or state.get("execution"), timeout_at=timeout_at)
-    ctx.notifier.notice(
-        f"APPROVAL NEEDED - Schema Migration - {state['database']} - {now.isoformat()[:19]}Z",
-        message,
-        job="migrate",
-        database=state["database"],
-        severity="approval",
+def request_approval(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+    return workflows.request_approval(
+        ctx,
+        state,
+        workflow="migrate",
+        title="Schema Migration",
+        summary=approval_summary(state),
+        without_answer="nothing is applied.",
     )
-    state["approval_requested_at"] = now.isoformat()
-    return state
 
 
 def apply(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
-    result = migrator(ctx.settings, ctx.progress).apply(allow_destructive=True, only=_versions(state))
+    result = Migrator.from_settings(ctx.settings, ctx.progress).apply(
+        allow_destructive=True, only=_versions(state)
+    )
     state["apply"] = result.to_dict()
     state["applied"] = result.done
     state["apply_ok"] = result.ok and len(result.done) == state["pending_count"]
@@ -259,7 +241,7 @@ def rollback(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     """Undo what this run applied (down parts, newest first); nothing else."""
     applied = state.get("applied") or []
     if applied:
-        result = migrator(ctx.settings, ctx.progress).rollback(steps=None, only=applied)
+        result = Migrator.from_settings(ctx.settings, ctx.progress).rollback(steps=None, only=applied)
         state["rollback"] = result.to_dict()
         state["rolled_back"] = result.done
     else:
@@ -314,13 +296,7 @@ def finish(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def abort(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
-    from ..pitr.workflow import error_message
-
-    error = state.get("error") or {}
-    if error.get("Error") == "States.Timeout":
-        reason = f"no approval within {state['approval_timeout_seconds']} s"
-    else:
-        reason = f"approval rejected: {error_message(error).split(': ', 1)[-1]}"
+    reason = abort_reason(state)
     report = _report(state)
     report.add("migrate", "warning", f"the migrations were not applied ({reason}); nothing changed")
     report.finished_at = ctx.now().isoformat()
@@ -332,8 +308,6 @@ def abort(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
 
 
 def fail(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
-    from ..pitr.workflow import error_message
-
     phase = state.get("failed_phase") or "unknown"
     title = PHASE_TITLES.get(phase, phase)
     message = error_message(state.get("error"))
@@ -381,14 +355,4 @@ PHASES = {
 def run_phase(
     ctx: JobContext, phase: str, state: dict[str, Any], *, execution: str | None = None
 ) -> dict[str, Any]:
-    if phase not in PHASES:
-        raise ConfigError(f"unknown migration phase {phase!r}; choose from {', '.join(PHASES)}")
-    if not isinstance(state, dict):
-        raise ConfigError("the migration state must be a JSON object")
-    if phase == "validate":
-        return validate(ctx, {**state, "execution": execution} if execution else state)
-    if execution:
-        state.setdefault("execution", execution)
-    if phase == "request_approval":
-        return request_approval(ctx, state, execution=execution)
-    return PHASES[phase](ctx, state)
+    return workflows.run_phase(PHASES, ctx, phase, state, execution=execution, what="migration")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import timedelta
 from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError, InvalidTarget
 from ..progress import Progress
-from .control import Executions, maintenance, now_utc, render_outcome, render_status, validate_request
+from ..workflows import answer, confirm_at_terminal, now_utc, require_terminal_or_yes
+from .control import executions, maintenance, render_outcome, render_status, validate_request
+from .workflow import approval_summary
 
 
 def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
@@ -26,20 +27,6 @@ def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     sys.stdout.flush()
 
 
-def _confirm(database: str, summary: str) -> bool:
-    """Ask a person at a terminal to type the database's name."""
-    sys.stderr.write(summary + "\n\n")
-    sys.stderr.write(f"Type the database name ({database}) to approve; anything else aborts: ")
-    sys.stderr.flush()
-    answer = sys.stdin.readline().strip()
-    return answer == database
-
-
-def _interactive_or_yes(args: argparse.Namespace, what: str) -> None:
-    if not args.yes and not sys.stdin.isatty():
-        raise ConfigError(f"{what} asks for confirmation at a terminal: pass --yes to approve without asking")
-
-
 def run_pitr(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
     command = args.pitr_command
     if command == "start":
@@ -48,31 +35,22 @@ def run_pitr(args: argparse.Namespace, settings: Settings, progress: Progress) -
         return _status(args, settings)
     if command == "maintenance":
         return _maintenance(args, settings)
-    executions = Executions(settings)
-    if command == "approve":
-        _interactive_or_yes(args, "pgrunbook pitr approve")
-
-        def confirm(state: dict[str, Any]) -> None:
-            if args.yes:
-                return
-            plan = state.get("plan") or {}
-            summary = (
-                f"Recovery of {state.get('database')} to {state.get('target_time')} by {state.get('provider')}\n"
-                f"{plan.get('description', '')}\nRecovery point: {plan.get('recovery_point')}"
-            )
-            if not _confirm(str(state.get("database")), summary):
-                raise ConfigError(
-                    "not approved: the answer did not match the database name; nothing was sent"
-                )
-
-        answer = executions.approve(args.execution, by=settings.creator, now=now_utc(), confirm=confirm)
-        _print(args, answer, f"approved {answer['name']} as {answer['by']}: the recovery starts now")
-        return 0
-    if command == "reject":
-        if not args.reason.strip():
-            raise ConfigError("--reason must say why")
-        answer = executions.reject(args.execution, by=settings.creator, reason=args.reason.strip())
-        _print(args, answer, f"rejected {answer['name']}: the recovery is aborted and nothing changes")
+    if command in ("approve", "reject"):
+        answered = answer(
+            executions(settings),
+            command,
+            args.execution,
+            by=settings.creator,
+            yes=getattr(args, "yes", False),
+            reason=getattr(args, "reason", None),
+            summary=approval_summary,
+        )
+        text = (
+            f"approved {answered['name']} as {answered['by']}: the recovery starts now"
+            if command == "approve"
+            else f"rejected {answered['name']}: the recovery is aborted and nothing changes"
+        )
+        _print(args, answered, text)
         return 0
     raise ConfigError(f"unknown pitr command {command}")
 
@@ -98,8 +76,8 @@ def _start(args: argparse.Namespace, settings: Settings, progress: Progress) -> 
         raise ConfigError(
             "--yes applies to --local only: a deployed recovery is approved with pgrunbook pitr approve"
         )
-    executions = Executions(settings)
-    started = executions.start(request, now=now_utc())
+    runs = executions(settings)
+    started = runs.start(request, database=settings.database_label, now=now_utc())
     lines = [
         f"pgrunbook pitr  started {started['name']}",
         f"  target        {request['target_time']}  (provider {request.get('provider') or 'as deployed'})",
@@ -109,7 +87,7 @@ def _start(args: argparse.Namespace, settings: Settings, progress: Progress) -> 
         _print(args, started, "\n".join(lines))
         return 0
     progress.step("waiting for the execution to validate the request")
-    checked = executions.wait_past_validation(started["execution"])
+    checked = runs.wait_past_validation(started["execution"])
     started["validation"] = checked
     if checked["validated"] is False:
         reason = checked["reason"]
@@ -136,17 +114,15 @@ def _start_local(
     args: argparse.Namespace, settings: Settings, progress: Progress, request: dict[str, Any]
 ) -> int:
     from ..jobs import JobContext
-    from .workflow import approval_message, run_local
+    from .workflow import run_local
 
-    _interactive_or_yes(args, "pgrunbook pitr start --local")
+    require_terminal_or_yes(args.yes, "pgrunbook pitr start --local")
     ctx = JobContext(settings, progress=progress)
 
     def approve(state: dict[str, Any]) -> tuple[bool, str]:
         if args.yes:
             return True, settings.creator
-        timeout_at = ctx.now() + timedelta(seconds=state["approval_timeout_seconds"])
-        message = approval_message(state, execution=None, timeout_at=timeout_at).split("\n\n", 1)[0]
-        if _confirm(state["database"], message):
+        if confirm_at_terminal(state["database"], "\n".join(approval_summary(state))):
             return True, settings.creator
         return False, f"not approved at the terminal by {settings.creator}"
 
@@ -158,7 +134,7 @@ def _start_local(
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     out: dict[str, Any] = {}
     if settings.pitr_state_machine_arn:
-        out.update(Executions(settings).status(args.execution))
+        out.update(executions(settings).status(args.execution))
     elif args.execution:
         raise ConfigError("an execution needs the state machine: set PGRUNBOOK_PITR_STATE_MACHINE_ARN")
     name = settings.maintenance_parameter_name

@@ -4,35 +4,20 @@
 (``PGRUNBOOK_PITR_STATE_MACHINE_ARN``) and waits until its validation has passed or failed, so
 that a target outside the window is reported at once, with exit status 2.  ``--local`` runs the
 same phases in this process instead (:func:`pgrunbook.pitr.workflow.run_local`).
-
-``pgrunbook pitr approve|reject EXECUTION`` finds the approval task's token in the execution's
-history (the ``Approval`` task passes it to the function, so it is in the ``TaskScheduled``
-event) and answers with ``SendTaskSuccess`` (``{"approved": true, "by", "at"}``) or
-``SendTaskFailure`` (error ``ApprovalRejected``).  EXECUTION is the execution's ARN or its name.
-
-Execution names are ``pitr-<database>-<UTC time>``; a second recovery of the same database is
-refused while one is running.
+``pgrunbook pitr approve|reject EXECUTION`` answers through :class:`pgrunbook.workflows.Executions`.
 """
 
 from __future__ import annotations
 
-import json
-import re
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-import boto3
-from botocore.exceptions import BotoCoreError, ClientError
-
 from ..config import Settings
-from ..errors import ConfigError, PgRunbookError
-from ..redact import redact
+from ..errors import ConfigError
+from ..workflows import Executions
 from .maintenance import MaintenanceMode
-from .workflow import PHASE_TITLES, REQUEST_KEYS, error_message, parse_target_time
+from .workflow import REQUEST_KEYS, check_target
 
-APPROVAL_STATE = "Approval"
 # State names of infra/workflows.py, as people read them.
 STATE_TITLES = {
     "Validate": "validating the request",
@@ -55,258 +40,13 @@ STATE_TITLES = {
 }
 
 
-class ExecutionError(PgRunbookError):
-    """Talking to Step Functions failed."""
-
-
-def _name(described: dict[str, Any]) -> str:
-    return described.get("name") or described["executionArn"].rsplit(":", 1)[-1]
-
-
-def _one_line(text: Any) -> str:
-    return redact(" ".join(str(text).split()))
-
-
-class Executions:
-    """The recovery state machine's executions, through the Step Functions API."""
-
-    def __init__(self, settings: Settings, *, client: Any = None, workflow: str = "pitr"):
-        if workflow == "pitr":
-            arn = settings.pitr_state_machine_arn
-            missing = (
-                "no recovery state machine: set PGRUNBOOK_PITR_STATE_MACHINE_ARN (the stack's output "
-                "PitrStateMachineArn) or pass --local to run the recovery in this process"
-            )
-        else:
-            arn = settings.migration_state_machine_arn
-            missing = (
-                "no migration state machine: set PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN (the stack's output "
-                "MigrationStateMachineArn)"
-            )
-        if not arn:
-            raise ConfigError(missing)
-        self.workflow = workflow
-        if not re.fullmatch(r"arn:aws[\w-]*:states:[\w-]+:\d{12}:stateMachine:[\w-]{1,80}", arn):
-            raise ConfigError(f"{arn!r} is not a Step Functions state machine ARN")
-        self.settings = settings
-        self.arn = arn
-        self.region = arn.split(":")[3]
-        self.client = client or boto3.session.Session().client("stepfunctions", region_name=self.region)
-
-    def _call(self, operation: str, **params: Any) -> Any:
-        try:
-            return getattr(self.client, operation)(**params)
-        except ClientError as exc:
-            error = exc.response.get("Error", {})
-            code = error.get("Code", "")
-            if code in ("ExecutionDoesNotExist", "StateMachineDoesNotExist", "InvalidArn", "InvalidName"):
-                raise ConfigError(_one_line(f"{code}: {error.get('Message', '')}")) from None
-            if code in ("TaskDoesNotExist", "TaskTimedOut", "InvalidToken"):
-                raise ConfigError(
-                    _one_line(f"the approval request is no longer open ({code}: {error.get('Message', '')})")
-                ) from None
-            raise ExecutionError(
-                _one_line(f"Step Functions {operation} failed: {code} {error.get('Message', '')}")
-            ) from None
-        except BotoCoreError as exc:
-            raise ExecutionError(_one_line(f"Step Functions {operation} failed: {exc}")) from None
-
-    def execution_arn(self, execution: str) -> str:
-        """An execution's ARN from its ARN or its name."""
-        if execution.startswith("arn:"):
-            if ":execution:" not in execution:
-                raise ConfigError(f"{execution!r} is not a Step Functions execution ARN")
-            return execution
-        if not re.fullmatch(r"[\w-]{1,80}", execution):
-            raise ConfigError(f"{execution!r} is neither an execution ARN nor an execution name")
-        return self.arn.replace(":stateMachine:", ":execution:", 1) + ":" + execution
-
-    def running(self) -> list[dict[str, Any]]:
-        return self._call("list_executions", stateMachineArn=self.arn, statusFilter="RUNNING", maxResults=10)[
-            "executions"
-        ]
-
-    def recent(self, limit: int = 5) -> list[dict[str, Any]]:
-        return self._call("list_executions", stateMachineArn=self.arn, maxResults=limit)["executions"]
-
-    def describe(self, execution: str) -> dict[str, Any]:
-        return self._call("describe_execution", executionArn=self.execution_arn(execution))
-
-    def history(self, execution: str) -> list[dict[str, Any]]:
-        """The whole history, oldest first."""
-        events: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"executionArn": self.execution_arn(execution), "maxResults": 1000}
-        while True:
-            page = self._call("get_execution_history", **params)
-            events += page.get("events", [])
-            if not page.get("nextToken"):
-                return events
-            params["nextToken"] = page["nextToken"]
-
-    # -- starting ------------------------------------------------------------------------
-
-    def start(self, request: dict[str, Any], *, now: datetime) -> dict[str, Any]:
-        running = self.running()
-        if running:
-            names = ", ".join(e["name"] for e in running)
-            raise ConfigError(
-                f"a {self.workflow} execution is already running ({names}): answer or wait for it "
-                f"(pgrunbook {self.workflow} status)"
-            )
-        label = re.sub(r"[^A-Za-z0-9_-]+", "-", self.settings.database_label)[:40].strip("-") or "db"
-        name = f"{self.workflow}-{label}-{now.strftime('%Y%m%dT%H%M%SZ')}"
-        started = self._call(
-            "start_execution", stateMachineArn=self.arn, name=name, input=json.dumps(request, sort_keys=True)
+def executions(settings: Settings) -> Executions:
+    if not settings.pitr_state_machine_arn:
+        raise ConfigError(
+            "no recovery state machine: set PGRUNBOOK_PITR_STATE_MACHINE_ARN (the stack's output "
+            "PitrStateMachineArn) or pass --local to run the recovery in this process"
         )
-        return {"execution": started["executionArn"], "name": name, "started_at": now.isoformat()}
-
-    def wait_past_validation(
-        self, execution: str, *, timeout: float = 120.0, sleep: Callable[[float], None] = time.sleep
-    ) -> dict[str, Any]:
-        """Wait until the execution has left validation: ``{"validated": True}``, or the
-        execution's end (``status`` and ``error``/``cause``)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            described = self.describe(execution)
-            if described["status"] != "RUNNING":
-                return {
-                    "validated": False,
-                    "status": described["status"],
-                    "error": described.get("error"),
-                    "reason": error_message(
-                        {"Error": described.get("error"), "Cause": described.get("cause")}
-                    ),
-                }
-            if self.current_state(self.history(execution)) not in (None, "Validate"):
-                return {"validated": True, "status": "RUNNING"}
-            if time.monotonic() > deadline:
-                return {"validated": None, "status": "RUNNING"}
-            sleep(1.0)
-
-    # -- where it stands -----------------------------------------------------------------
-
-    @staticmethod
-    def current_state(events: list[dict[str, Any]]) -> str | None:
-        """The state the execution is in (or last entered)."""
-        for event in reversed(events):
-            details = event.get("stateEnteredEventDetails")
-            if details and details.get("name"):
-                return str(details["name"])
-        return None
-
-    @staticmethod
-    def pending_approval(events: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """The open approval request: ``{"task_token", "state"}``, or None if there is none."""
-        inside = False
-        scheduled: dict[str, Any] | None = None
-        for event in events:
-            entered = event.get("stateEnteredEventDetails")
-            exited = event.get("stateExitedEventDetails")
-            if entered:
-                inside = entered.get("name") == APPROVAL_STATE
-                scheduled = None if inside else scheduled
-            elif exited and exited.get("name") == APPROVAL_STATE:
-                inside, scheduled = False, None
-            elif inside and event.get("type") == "TaskScheduled":
-                try:
-                    parameters = json.loads(event["taskScheduledEventDetails"]["parameters"])
-                except (KeyError, ValueError, TypeError):
-                    continue
-                payload = parameters.get("Payload") or {}
-                if isinstance(payload, dict) and payload.get("task_token"):
-                    scheduled = {"task_token": payload["task_token"], "state": payload.get("state") or {}}
-            elif inside and event.get("type") in ("TaskSucceeded", "TaskFailed", "TaskTimedOut"):
-                scheduled = None
-        return scheduled if inside else None
-
-    def _approval(self, execution: str) -> dict[str, Any]:
-        described = self.describe(execution)
-        if described["status"] != "RUNNING":
-            raise ConfigError(
-                f"execution {described['name']} is {described['status']}: there is nothing to answer"
-            )
-        pending = self.pending_approval(self.history(execution))
-        if pending is None:
-            where = STATE_TITLES.get(self.current_state(self.history(execution)) or "", "starting")
-            raise ConfigError(f"execution {described['name']} is not waiting for approval (it is {where})")
-        return {**pending, "name": _name(described), "arn": described["executionArn"]}
-
-    def approve(
-        self, execution: str, *, by: str, now: datetime, confirm: Callable[[dict], None] | None = None
-    ) -> dict:
-        pending = self._approval(execution)
-        if confirm is not None:
-            confirm(pending["state"])
-        answer = {"approved": True, "by": by, "at": now.isoformat()}
-        self._call("send_task_success", taskToken=pending["task_token"], output=json.dumps(answer))
-        return {"execution": pending["arn"], "name": pending["name"], **answer}
-
-    def reject(self, execution: str, *, by: str, reason: str) -> dict:
-        pending = self._approval(execution)
-        cause = f"{reason} (rejected by {by})"[:32000]
-        self._call(
-            "send_task_failure", taskToken=pending["task_token"], error="ApprovalRejected", cause=cause
-        )
-        return {
-            "execution": pending["arn"],
-            "name": pending["name"],
-            "approved": False,
-            "by": by,
-            "reason": reason,
-        }
-
-    def status(self, execution: str | None = None) -> dict[str, Any]:
-        recent = self.recent()
-        if execution is None and not recent:
-            return {"state_machine": self.arn, "executions": []}
-        chosen = execution or recent[0]["executionArn"]
-        described = self.describe(chosen)
-        events = self.history(chosen)
-        state = self.current_state(events)
-        out: dict[str, Any] = {
-            "state_machine": self.arn,
-            "execution": described["executionArn"],
-            "name": _name(described),
-            "status": described["status"],
-            "started": described["startDate"],
-            "stopped": described.get("stopDate"),
-            "state": state,
-            "where": STATE_TITLES.get(state or "", state or "starting"),
-            "executions": [
-                {
-                    "name": e["name"],
-                    "status": e["status"],
-                    "started": e["startDate"],
-                    "stopped": e.get("stopDate"),
-                }
-                for e in recent
-            ],
-        }
-        if described["status"] == "RUNNING" and self.pending_approval(events) is not None:
-            out["answer"] = [
-                f"pgrunbook pitr approve {described['name']}",
-                f'pgrunbook pitr reject {_name(described)} --reason "..."',
-            ]
-        if described.get("error") or described.get("cause"):
-            out["error"] = described.get("error")
-            out["reason"] = error_message({"Error": described.get("error"), "Cause": described.get("cause")})
-        if described.get("output"):
-            try:
-                result = json.loads(described["output"])
-                out["resolved"] = result.get("resolved")
-                out["figures"] = result.get("figures")
-                out["report"] = result.get("report")
-            except ValueError:
-                pass
-        request = described.get("input")
-        if request:
-            try:
-                data = json.loads(request)
-                out["target_time"] = data.get("target_time")
-                out["provider"] = data.get("provider")
-            except ValueError:
-                pass
-        return out
+    return Executions(settings.pitr_state_machine_arn, workflow="pitr", titles=STATE_TITLES)
 
 
 def validate_request(settings: Settings, request: dict[str, Any], *, now: datetime) -> dict[str, Any]:
@@ -314,13 +54,7 @@ def validate_request(settings: Settings, request: dict[str, Any], *, now: dateti
     unknown = sorted(set(request) - set(REQUEST_KEYS))
     if unknown:
         raise ConfigError(f"a recovery request does not take {', '.join(unknown)}")
-    target = parse_target_time(request.get("target_time"))
-    if target > now:
-        from ..errors import InvalidTarget
-
-        raise InvalidTarget(
-            f"target time {target.isoformat()} is in the future (now {now.isoformat(timespec='seconds')})"
-        )
+    check_target(request.get("target_time"), now)
     return {k: v for k, v in request.items() if v is not None}
 
 
@@ -377,8 +111,9 @@ def render_status(status: dict[str, Any]) -> str:
             lines.append("  maintenance   not configured")
     if status.get("execution"):
         lines.append(f"  execution     {status['name']}  {status['status']}")
+        request = status.get("request") or {}
         lines.append(
-            f"  target        {status.get('target_time')}  (provider {status.get('provider') or 'default'})"
+            f"  target        {request.get('target_time')}  (provider {request.get('provider') or 'default'})"
         )
         lines.append(f"  now           {status['where']}")
         for command in status.get("answer", []):
@@ -399,17 +134,3 @@ def render_status(status: dict[str, Any]) -> str:
         for finding in r.get("findings", [])[:4]:
             lines.append(f"    {finding}")
     return "\n".join(lines)
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-__all__ = [
-    "PHASE_TITLES",
-    "Executions",
-    "maintenance",
-    "render_outcome",
-    "render_status",
-    "validate_request",
-]

@@ -38,10 +38,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from .. import workflows
 from ..checks import check_dirs, load_checks
 from ..errors import (
     ConfigError,
@@ -54,9 +54,9 @@ from ..errors import (
 from ..jobs import JobContext, store_report
 from ..notify import resolved_message, resolved_subject
 from ..profiles import get_profile
-from ..redact import redact
 from ..reports import JobReport
 from ..tiers import new_backup_id
+from ..workflows import Retry, abort_reason, duration, error_message
 from .maintenance import MaintenanceMode, active_connections
 from .providers import PROVIDERS, Provider, get_provider
 from .verify import verify_recovery
@@ -83,14 +83,6 @@ PHASE_TITLES = {
     "cutover": "cutover",
     "finish": "service restoration (maintenance mode off)",
 }
-
-
-@dataclass(frozen=True)
-class Retry:
-    errors: tuple[str, ...]
-    attempts: int = 3
-    interval_seconds: int = 5
-    backoff: float = 2.0
 
 
 # Throttling proves the request was refused; transient storage errors hit SSM or S3 writes
@@ -136,14 +128,14 @@ def parse_target_time(text: Any) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    minutes = seconds / 60
-    if minutes < 120:
-        return f"{minutes:.0f} min"
-    return f"{minutes / 60:.1f} h ({minutes:.0f} min)"
+def check_target(text: Any, now: datetime) -> datetime:
+    """The target time, in UTC: with a time zone, and not in the future."""
+    target = parse_target_time(text)
+    if target > now:
+        raise InvalidTarget(
+            f"target time {target.isoformat()} is in the future (now {now.isoformat(timespec='seconds')})"
+        )
+    return target
 
 
 def _time(state: dict[str, Any], key: str) -> datetime:
@@ -168,22 +160,6 @@ def maintenance_for(ctx: JobContext) -> MaintenanceMode | None:
     return MaintenanceMode(name, ctx.settings.region) if name else None
 
 
-def error_message(error: dict[str, Any] | None) -> str:
-    """The one-line message of a Step Functions error (a Lambda's ``Cause`` is its JSON)."""
-    if not error:
-        return "unknown error"
-    cause = error.get("Cause") or ""
-    try:
-        data = json.loads(cause)
-        if isinstance(data, dict) and data.get("errorMessage"):
-            cause = str(data["errorMessage"])
-    except ValueError:
-        pass
-    name = error.get("Error") or "Error"
-    text = redact(" ".join(str(cause).split()))
-    return f"{name}: {text}" if text else str(name)
-
-
 # -- the phases ------------------------------------------------------------------------------
 
 
@@ -196,17 +172,13 @@ def validate(ctx: JobContext, request: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"a recovery request does not take {', '.join(unknown)}")
     settings = ctx.settings
     now = ctx.now()
-    target = parse_target_time(request.get("target_time"))
+    target = check_target(request.get("target_time"), now)
     name = request.get("provider") or settings.pitr_provider
     if name not in PROVIDERS:
         raise ConfigError(f"unknown recovery provider {name!r}; choose from {', '.join(PROVIDERS)}")
     approval = _bounded(request, "approval_timeout_seconds", settings.pitr_approval_timeout, 1, 7 * 24 * 3600)
     deadline = _bounded(request, "deadline_seconds", settings.pitr_deadline, 60, 7 * 24 * 3600)
     poll = _bounded(request, "poll_seconds", settings.pitr_poll_seconds, 1, 3600)
-    if target > now:
-        raise InvalidTarget(
-            f"target time {target.isoformat()} is in the future (now {now.isoformat(timespec='seconds')})"
-        )
     state: dict[str, Any] = {
         "recovery_id": new_backup_id(now),
         "database": settings.database_label,
@@ -289,10 +261,10 @@ def safety_point(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def approval_message(state: dict[str, Any], *, execution: str | None, timeout_at: datetime) -> str:
+def approval_summary(state: dict[str, Any]) -> list[str]:
+    """What the person approving is told: what will happen, what is lost, what is kept."""
     plan = state.get("plan") or {}
     connections = state.get("connections") or {}
-    who = execution or state["recovery_id"]
     lines = [
         f"Summary: point-in-time recovery of {state['database']} to {state['target_time']} is waiting for approval",
         f"Requested by: {state.get('requested_by')}"
@@ -306,34 +278,20 @@ def approval_message(state: dict[str, Any], *, execution: str | None, timeout_at
         f"Connections: {connections.get('by_state', connections.get('error', 'not counted'))}",
         f"Safety point: {json.dumps(state.get('safety_point'), default=str, sort_keys=True)}",
     ]
-    lines += [f"Warning: {w}" for w in state.get("warnings", [])]
-    lines += [
-        "",
-        f"To approve:  pgrunbook pitr approve {who}",
-        f'To reject:   pgrunbook pitr reject {who} --reason "..."',
-        f"Without an answer by {timeout_at.isoformat(timespec='seconds')} the recovery is aborted and "
-        "maintenance mode switched back off; nothing will have changed.",
-    ]
-    return "\n".join(lines)
+    return lines + [f"Warning: {w}" for w in state.get("warnings", [])]
 
 
-def request_approval(
-    ctx: JobContext, state: dict[str, Any], *, execution: str | None = None
-) -> dict[str, Any]:
+def request_approval(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     """Tell people what will happen and how to answer (the answer comes from the CLI)."""
-    now = ctx.now()
-    timeout_at = now + timedelta(seconds=state["approval_timeout_seconds"])
-    message = approval_message(state, execution=execution or state.get("execution"), timeout_at=timeout_at)
-    ctx.notifier.notice(
-        f"APPROVAL NEEDED - Point-in-Time Recovery - {state['database']} - {now.isoformat()[:19]}Z",
-        message,
-        job="pitr",
-        database=state["database"],
-        severity="approval",
+    return workflows.request_approval(
+        ctx,
+        state,
+        workflow="pitr",
+        title="Point-in-Time Recovery",
+        summary=approval_summary(state),
+        without_answer="the recovery is aborted and maintenance mode switched back off; nothing will "
+        "have changed.",
     )
-    state["approval_requested_at"] = now.isoformat()
-    state["approval_message"] = message
-    return state
 
 
 def start(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
@@ -520,16 +478,6 @@ def finish(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def abort_reason(state: dict[str, Any]) -> str:
-    error = state.get("error") or {}
-    name = error.get("Error", "")
-    if name == "States.Timeout" or name == "ApprovalTimedOut":
-        return f"no approval within {duration(state.get('approval_timeout_seconds', 0))}"
-    if name == "ApprovalRejected":
-        return f"approval rejected: {error_message(error).split(': ', 1)[-1]}"
-    return error_message(error)
-
-
 def abort(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     """Approval refused or never given: put maintenance mode back; nothing else changed."""
     reason = abort_reason(state)
@@ -619,17 +567,7 @@ def run_phase(
     ctx: JobContext, phase: str, state: dict[str, Any], *, execution: str | None = None
 ) -> dict[str, Any]:
     """One phase, as a Step Functions task runs it."""
-    if phase not in PHASES:
-        raise ConfigError(f"unknown recovery phase {phase!r}; choose from {', '.join(PHASES)}")
-    if not isinstance(state, dict):
-        raise ConfigError("the recovery state must be a JSON object")
-    if execution and phase != "validate":
-        state.setdefault("execution", execution)
-    if phase == "validate":
-        return validate(ctx, {**state, "execution": execution} if execution else state)
-    if phase == "request_approval":
-        return request_approval(ctx, state, execution=execution)
-    return PHASES[phase](ctx, state)
+    return workflows.run_phase(PHASES, ctx, phase, state, execution=execution, what="recovery")
 
 
 # -- the same phases on a laptop -----------------------------------------------------------
