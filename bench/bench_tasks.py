@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import random
-import re
 import shutil
 import statistics
 import sys
@@ -48,6 +47,7 @@ from typing import Any
 
 from pgrunbook.demo import load_demo_dataset
 from pgrunbook.embedded import start as start_embedded
+from pgrunbook.migrate.engine import Migrator
 from pgrunbook.paths import sql_dir
 from pgrunbook.pg import Database
 
@@ -80,56 +80,6 @@ LIMIT CAST(:row_limit AS integer)
 """
 
 AFTER_SQL = "SELECT * FROM get_user_tasks_with_context(:user_id, CAST(:row_limit AS integer))"
-
-# -- running the migration files (until pgrunbook's migration engine does) ------------------
-
-_MARKER = re.compile(r"^--\s*migrate:(up|down|verify)\b")
-_TOKENS = re.compile(
-    r"""--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|"(?:[^"]|"")*"|\$(?P<tag>[A-Za-z_][A-Za-z_0-9]*|)\$.*?\$(?P=tag)\$|;""",
-    re.S,
-)
-
-
-def split_statements(sql: str) -> list[str]:
-    statements, start = [], 0
-    for token in _TOKENS.finditer(sql):
-        if token.group() == ";":
-            statements.append(sql[start : token.start()])
-            start = token.end()
-    statements.append(sql[start:])
-    code = [
-        _TOKENS.sub(lambda t: "" if t.group().startswith(("--", "/*")) else t.group(), s) for s in statements
-    ]
-    return [s.strip() for s, c in zip(statements, code, strict=True) if c.strip()]
-
-
-def migration_parts(path: Path) -> dict[str, list[str]]:
-    sections: dict[str, list[str]] = {}
-    current = None
-    for line in path.read_text().splitlines():
-        marker = _MARKER.match(line)
-        if marker:
-            current = marker.group(1)
-            sections[current] = []
-        elif current:
-            sections[current].append(line)
-    return {name: split_statements("\n".join(lines)) for name, lines in sections.items()}
-
-
-def in_transaction(db: Database, statements: list[str], verify: list[str] = ()) -> None:
-    db.run("BEGIN")
-    try:
-        for statement in statements:
-            db.run(statement)
-        for query in verify:
-            rows = db.rows(query)
-            if rows:
-                raise RuntimeError(f"verification failed: {query.splitlines()[0]} -> {rows[:3]}")
-        db.run("COMMIT")
-    except BaseException:
-        db.run("ROLLBACK")
-        raise
-
 
 # -- the measurement ------------------------------------------------------------------------
 
@@ -178,7 +128,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    migrations = sorted((sql_dir() / "migrations").glob("*.sql"))
+    migrations = sql_dir() / "migrations"
     workdir = Path(tempfile.mkdtemp(prefix="pgrunbook-bench-tasks-"))
     server = None
     try:
@@ -195,12 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             users = [r[0] for r in db.run("SELECT DISTINCT user_id FROM projects ORDER BY 1")]
             db.run("CREATE TEMPORARY TABLE original_tasks AS SELECT id, tasks FROM projects")
 
-            migration_s: dict[str, float] = {}
-            for path in migrations:
-                parts = migration_parts(path)
-                started = time.perf_counter()
-                in_transaction(db, parts["up"], parts.get("verify", []))
-                migration_s[path.name] = time.perf_counter() - started
+            # pgrunbook's engine: each file up + verify in its own transaction, timed by the engine
+            engine = Migrator(db.info, migrations, applied_by="bench")
+            applied = engine.apply()
+            if not applied.ok:
+                log(f"the migration failed: {applied.to_dict()}")
+                return 1
+            migration_s = {f"{s.version}_{s.name}": s.duration_ms / 1000 for s in applied.steps}
             log(f"migrated {tasks:,} tasks in {sum(migration_s.values()):.2f}s (up + verify)")
             validation = db.rows("SELECT * FROM validate_task_migration()")
             if any(row["status"] != "PASS" for row in validation):
@@ -244,9 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log(f"{what} {number + 1 - (args.warmup if record else 0)}: {len(order)} users")
 
             started = time.perf_counter()
-            for path in reversed(migrations):
-                in_transaction(db, migration_parts(path)["down"])
+            rolled_back = engine.rollback(steps=len(applied.steps))
             rollback_s = time.perf_counter() - started
+            if not rolled_back.ok:
+                log(f"the rollback failed: {rolled_back.to_dict()}")
+                return 1
             differences = db.scalar(
                 "SELECT count(*) FROM original_tasks AS o FULL JOIN projects AS p ON p.id = o.id "
                 "WHERE o.id IS NULL OR p.id IS NULL OR o.tasks IS DISTINCT FROM p.tasks"

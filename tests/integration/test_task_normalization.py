@@ -15,7 +15,6 @@ import re
 import secrets
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 from pgrunbook.checks import load_checks, run_checks
 from pgrunbook.demo import load_demo_dataset
 from pgrunbook.migrate.engine import Migrator
-from pgrunbook.migrate.files import discover
+from pgrunbook.migrate.files import MigrationFile, discover
 from pgrunbook.migrate.lint import lint_all
 from pgrunbook.paths import sql_dir
 from pgrunbook.pg import Database, SqlError, quote_ident
@@ -33,92 +32,36 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MESSY_SQL = (FIXTURES / "messy_tasks.sql").read_text()
 DEMO_SIZE = {"projects": 300, "avg_tasks": 20}
 
-# -- a minimal runner for the migration files ---------------------------------------------------
+# -- running the files: pgrunbook's engine, and its parts by hand where a test needs them --------
 
-_MARKER = re.compile(r"^--\s*migrate:(up|down|verify)\b(.*)$")
-_TOKENS = re.compile(
-    r"""--[^\n]*                                          # line comment
-      | /\*.*?\*/                                         # block comment
-      | '(?:[^']|'')*'                                    # string
-      | "(?:[^"]|"")*"                                    # quoted identifier
-      | \$(?P<tag>[A-Za-z_][A-Za-z_0-9]*|)\$.*?\$(?P=tag)\$  # dollar-quoted body
-      | ;""",
-    re.S | re.X,
-)
-
-
-def split_statements(sql: str) -> list[str]:
-    """Statements separated by ``;`` outside strings, comments and dollar quotes."""
-    statements, start = [], 0
-    for token in _TOKENS.finditer(sql):
-        if token.group() == ";":
-            statements.append(sql[start : token.start()])
-            start = token.end()
-    statements.append(sql[start:])
-    meaningful = []
-    for statement in statements:
-        code = _TOKENS.sub(lambda t: "" if t.group().startswith(("--", "/*")) else t.group(), statement)
-        if code.strip():
-            meaningful.append(statement.strip())
-    return meaningful
-
-
-@dataclass(frozen=True)
-class Migration:
-    path: Path
-    up: list[str]
-    down: list[str]
-    verify: list[str]
-
-    @property
-    def version(self) -> str:
-        return self.path.name.split("_", 1)[0]
-
-
-def parse_migration(path: Path) -> Migration:
-    sections: dict[str, list[str]] = {}
-    current = None
-    for line in path.read_text().splitlines():
-        marker = _MARKER.match(line)
-        if marker:
-            current = marker.group(1)
-            assert current not in sections, f"{path.name}: two '-- migrate:{current}' sections"
-            sections[current] = []
-        elif current:
-            sections[current].append(line)
-    return Migration(
-        path, *(split_statements("\n".join(sections.get(k, []))) for k in ("up", "down", "verify"))
-    )
-
-
-MIGRATIONS = [parse_migration(p) for p in sorted((sql_dir() / "migrations").glob("*.sql"))]
+MIGRATIONS = discover(sql_dir() / "migrations")
 
 
 class VerificationFailed(AssertionError):
     pass
 
 
-def apply_up(db: Database, migration: Migration) -> None:
+def apply_up(db: Database, migration: MigrationFile) -> None:
     """The up part, then its verify queries, in one transaction."""
     db.run("BEGIN")
     try:
-        for statement in migration.up:
-            db.run(statement)
-        for query in migration.verify:
-            rows = db.rows(query)
+        for statement in migration.up.statements:
+            db.run(statement.text)
+        for query in migration.verify.statements:
+            rows = db.rows(query.text)
             if rows:
-                raise VerificationFailed(f"{migration.path.name}: {query.splitlines()[0]}... -> {rows[:5]}")
+                raise VerificationFailed(f"{migration.path.name}:{query.line}: -> {rows[:5]}")
         db.run("COMMIT")
     except BaseException:
         db.run("ROLLBACK")
         raise
 
 
-def apply_down(db: Database, migration: Migration) -> None:
+def apply_down(db: Database, migration: MigrationFile) -> None:
     db.run("BEGIN")
     try:
-        for statement in migration.down:
-            db.run(statement)
+        for statement in migration.down.statements:
+            db.run(statement.text)
         db.run("COMMIT")
     except BaseException:
         db.run("ROLLBACK")
@@ -140,8 +83,8 @@ def roll_back(db: Database) -> None:
     assert result.ok and len(result.done) == len(MIGRATIONS), result.to_dict()
 
 
-def verify_rows(db: Database, migration: Migration) -> list[dict[str, Any]]:
-    return [row for query in migration.verify for row in db.rows(query)]
+def verify_rows(db: Database, migration: MigrationFile) -> list[dict[str, Any]]:
+    return [row for query in migration.verify.statements for row in db.rows(query.text)]
 
 
 # -- the data -------------------------------------------------------------------------------------
@@ -245,38 +188,15 @@ def catalog(db: Database) -> dict[str, Any]:
 # -- the files ---------------------------------------------------------------------------------
 
 
-def test_the_files_are_ordered_dbmate_migrations_with_all_three_parts():
+def test_the_files_are_ordered_dbmate_migrations_with_all_three_parts_and_lint_clean():
     names = [m.path.name for m in MIGRATIONS]
-    assert len(MIGRATIONS) == 3
-    assert names == sorted(names)
+    assert len(MIGRATIONS) == 3 and names == sorted(names)
     for migration in MIGRATIONS:
         assert re.fullmatch(r"\d{14}_[a-z0-9_]+\.sql", migration.path.name)
-        assert migration.up and migration.down and migration.verify, migration.path.name
-        for statement in migration.up + migration.down + migration.verify:
-            first_word = re.sub(r"--[^\n]*", "", statement).split()[0].upper()
-            assert first_word not in ("BEGIN", "COMMIT", "ROLLBACK", "START"), statement
-
-
-def test_the_engine_reads_the_files_alike_and_lint_finds_nothing():
-    files = discover(sql_dir() / "migrations")
-    assert [f.path.name for f in files] == [m.path.name for m in MIGRATIONS]
-    for parsed, ours in zip(files, MIGRATIONS, strict=True):
-        assert [len(parsed.up.statements), len(parsed.down.statements), len(parsed.verify.statements)] == [
-            len(ours.up),
-            len(ours.down),
-            len(ours.verify),
-        ]
-        assert parsed.transaction
-    assert lint_all(files) == []
-
-
-def test_the_splitter_keeps_dollar_quoted_bodies_and_strings_whole():
-    sql = "SELECT ';';\n-- a comment; still\nDO $x$ BEGIN PERFORM 1; END $x$;\nCREATE FUNCTION f() AS $$ a; b $$;\n-- end"
-    assert split_statements(sql) == [
-        "SELECT ';'",
-        "-- a comment; still\nDO $x$ BEGIN PERFORM 1; END $x$",
-        "CREATE FUNCTION f() AS $$ a; b $$",
-    ]
+        assert migration.transaction
+        assert not (migration.up.empty or migration.down.empty or migration.verify.empty), migration.path.name
+    # nothing destructive, nothing that cannot run in a transaction, every down part present
+    assert lint_all(MIGRATIONS) == []
 
 
 # -- migrate and validate --------------------------------------------------------------------
@@ -808,8 +728,8 @@ def test_the_path_for_servers_before_16_gives_the_same_result(fresh_db):
     apply_up(db, MIGRATIONS[0])
     db.run("BEGIN")
     try:
-        for statement in MIGRATIONS[1].up:
-            db.run(statement)
+        for statement in MIGRATIONS[1].up.statements:
+            db.run(statement.text)
             if db.scalar("SELECT to_regprocedure('task_migration_valid(text, text)') IS NOT NULL"):
                 break
         language = db.scalar(
@@ -831,7 +751,7 @@ def test_the_data_migration_refuses_to_run_where_row_level_security_hides_projec
     try:
         db.run("SET LOCAL ROLE pm_app_user")
         with pytest.raises(SqlError, match="row-level security hides projects"):
-            for statement in MIGRATIONS[1].up:
-                db.run(statement)
+            for statement in MIGRATIONS[1].up.statements:
+                db.run(statement.text)
     finally:
         db.run("ROLLBACK")

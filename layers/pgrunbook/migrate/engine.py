@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -263,59 +264,98 @@ class Migrator:
         if destructive and not allow_destructive:
             raise ConfigError(f"lint: {destructive[0]} (pass --allow-destructive once it is approved)")
 
+    @contextmanager
+    def _locked(self) -> Iterator[Database]:
+        """A session holding the migration advisory lock, with the migration timeouts set."""
+        with Database.connect(self.info, application_name="pgrunbook-migrate") as db:
+            db.run("SELECT pg_advisory_lock(CAST(:k AS bigint))", k=ADVISORY_LOCK)
+            try:
+                self._session(db)
+                yield db
+            finally:
+                db.run("SELECT pg_advisory_unlock(CAST(:k AS bigint))", k=ADVISORY_LOCK)
+
     def apply(
         self, *, allow_destructive: bool = False, to_version: str | None = None, only: list[str] | None = None
     ) -> RunResult:
         """Apply pending migrations in order (up to ``to_version``, or exactly ``only``),
         stopping at the first failure.  Bad state or lint errors raise ConfigError before
         anything runs."""
-        result = RunResult("apply")
-        with Database.connect(self.info, application_name="pgrunbook-migrate") as db:
-            db.run("SELECT pg_advisory_lock(CAST(:k AS bigint))", k=ADVISORY_LOCK)
-            try:
-                self.ensure_history(db)
-                status = self.status(db)
-                pending = [m for m in status.pending if to_version is None or m.version <= to_version]
-                if only is not None:
-                    unknown = set(only) - {m.version for m in status.pending}
-                    if unknown:
-                        raise ConfigError(f"not pending: {', '.join(sorted(unknown))}")
-                    pending = [m for m in pending if m.version in only]
-                status.findings = lint_all(pending)
-                self._check(status, allow_destructive=allow_destructive)
-                self._session(db)
-                for migration in pending:
-                    step = self._apply_one(db, migration)
-                    result.steps.append(step)
-                    if step.status != "ok":
-                        break
-            finally:
-                db.run("SELECT pg_advisory_unlock(CAST(:k AS bigint))", k=ADVISORY_LOCK)
-        return result
+        with self._locked() as db:
+            self.ensure_history(db)
+            status = self.status(db)
+            pending = [m for m in status.pending if to_version is None or m.version <= to_version]
+            if only is not None:
+                unknown = set(only) - {m.version for m in status.pending}
+                if unknown:
+                    raise ConfigError(f"not pending: {', '.join(sorted(unknown))}")
+                pending = [m for m in pending if m.version in only]
+            chosen = {m.path.name for m in pending}
+            status.findings = [f for f in status.findings if f.file in chosen]
+            self._check(status, allow_destructive=allow_destructive)
+            return self._run(db, "apply", pending)
 
-    def _apply_one(self, db: Database, migration: MigrationFile) -> Step:
-        self._step(f"applying {migration.label}")
-        started = time.monotonic()
-        step = Step(migration.version, migration.name, "apply", "ok")
-        try:
-            if migration.transaction:
-                db.run("BEGIN")
-                try:
-                    self._run_part(db, migration, migration.up)
-                    self._verify(db, migration)
-                    self._record(db, migration, started)
-                    db.run("COMMIT")
-                except BaseException:
-                    db.run("ROLLBACK")
-                    raise
+    def rollback(
+        self, *, steps: int | None = 1, to_version: str | None = None, only: list[str] | None = None
+    ) -> RunResult:
+        """Run the down parts of applied migrations, newest first: the last ``steps``, those
+        after ``to_version``, or exactly the versions in ``only``."""
+        with self._locked() as db:
+            status = self.status(db)
+            files = {f.version: f for f in status.files}
+            applied = list(reversed(status.applied))
+            if only is not None:
+                chosen = [a for a in applied if a.version in only]
+            elif to_version is not None:
+                chosen = [a for a in applied if a.version > to_version]
             else:
-                self._run_part(db, migration, migration.up)
-                self._verify(db, migration)
-                self._record(db, migration, started)
-        except MigrationError as exc:
-            step.status, step.error = "failed", str(exc)
-        step.duration_ms = int((time.monotonic() - started) * 1000)
-        return step
+                chosen = applied[: steps or 0]
+            for a in chosen:
+                f = files.get(a.version)
+                if f is None or f.sha256 != a.sha256:
+                    raise ConfigError(
+                        f"cannot roll back {a.version}_{a.name}: its file is missing or changed"
+                    )
+                if f.down.empty:
+                    raise ConfigError(
+                        f"cannot roll back {f.path.name}: it has no -- migrate:down part; restore a backup instead"
+                    )
+            return self._run(db, "rollback", [files[a.version] for a in chosen])
+
+    def _run(self, db: Database, action: str, migrations: list[MigrationFile]) -> RunResult:
+        """Each migration in turn (in its own transaction unless it says otherwise), stopping at
+        the first that fails; the history row is written or deleted with the migration."""
+        result = RunResult(action)
+        for migration in migrations:
+            self._step(f"{'applying' if action == 'apply' else 'rolling back'} {migration.label}")
+            started = time.monotonic()
+            step = Step(migration.version, migration.name, action, "ok")
+            try:
+                if migration.transaction:
+                    db.run("BEGIN")
+                try:
+                    if action == "apply":
+                        self._run_part(db, migration, migration.up)
+                        self._verify(db, migration)
+                        self._record(db, migration, started)
+                    else:
+                        self._run_part(db, migration, migration.down)
+                        db.run(
+                            "DELETE FROM pgrunbook.schema_migrations WHERE version = :v", v=migration.version
+                        )
+                    if migration.transaction:
+                        db.run("COMMIT")
+                except BaseException:
+                    if migration.transaction:
+                        db.run("ROLLBACK")
+                    raise
+            except MigrationError as exc:
+                step.status, step.error = "failed", str(exc)
+            step.duration_ms = int((time.monotonic() - started) * 1000)
+            result.steps.append(step)
+            if step.status != "ok":
+                break
+        return result
 
     def _record(self, db: Database, migration: MigrationFile, started: float) -> None:
         db.run(
@@ -328,63 +368,3 @@ class Migrator:
             d=int((time.monotonic() - started) * 1000),
             by=self.applied_by,
         )
-
-    def rollback(
-        self, *, steps: int | None = 1, to_version: str | None = None, only: list[str] | None = None
-    ) -> RunResult:
-        """Run the down parts of applied migrations, newest first: the last ``steps``, those
-        after ``to_version``, or exactly the versions in ``only``."""
-        result = RunResult("rollback")
-        with Database.connect(self.info, application_name="pgrunbook-migrate") as db:
-            db.run("SELECT pg_advisory_lock(CAST(:k AS bigint))", k=ADVISORY_LOCK)
-            try:
-                status = self.status(db)
-                files = {f.version: f for f in status.files}
-                applied = list(reversed(status.applied))
-                if only is not None:
-                    chosen = [a for a in applied if a.version in only]
-                elif to_version is not None:
-                    chosen = [a for a in applied if a.version > to_version]
-                else:
-                    chosen = applied[: steps or 0]
-                for a in chosen:
-                    f = files.get(a.version)
-                    if f is None or f.sha256 != a.sha256:
-                        raise ConfigError(
-                            f"cannot roll back {a.version}_{a.name}: its file is missing or changed"
-                        )
-                    if f.down.empty:
-                        raise ConfigError(
-                            f"cannot roll back {f.path.name}: it has no -- migrate:down part; restore a backup instead"
-                        )
-                self._session(db)
-                for a in chosen:
-                    step = self._rollback_one(db, files[a.version])
-                    result.steps.append(step)
-                    if step.status != "ok":
-                        break
-            finally:
-                db.run("SELECT pg_advisory_unlock(CAST(:k AS bigint))", k=ADVISORY_LOCK)
-        return result
-
-    def _rollback_one(self, db: Database, migration: MigrationFile) -> Step:
-        self._step(f"rolling back {migration.label}")
-        started = time.monotonic()
-        step = Step(migration.version, migration.name, "rollback", "ok")
-        try:
-            if migration.transaction:
-                db.run("BEGIN")
-                try:
-                    self._run_part(db, migration, migration.down)
-                    db.run("DELETE FROM pgrunbook.schema_migrations WHERE version = :v", v=migration.version)
-                    db.run("COMMIT")
-                except BaseException:
-                    db.run("ROLLBACK")
-                    raise
-            else:
-                self._run_part(db, migration, migration.down)
-                db.run("DELETE FROM pgrunbook.schema_migrations WHERE version = :v", v=migration.version)
-        except MigrationError as exc:
-            step.status, step.error = "failed", str(exc)
-        step.duration_ms = int((time.monotonic() - started) * 1000)
-        return step
