@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import boto3
 import pytest
@@ -19,7 +17,8 @@ from pgrunbook.jobs import JobContext, run_job
 from pgrunbook.mirror import Mirror
 from pgrunbook.storage import b64
 
-FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
+from ..lambda_env import Context, Inbox, database_secret, load_handler
+
 PASSWORD = "Lambda-Secret-pw-4f1e77"
 SCHEDULED = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}
 APP = """
@@ -34,68 +33,22 @@ ANALYZE;
 
 
 @dataclass
-class Context:
-    function_name: str = "pgrunbook-test"
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:pgrunbook-test"
-    memory_limit_in_mb: int = 1024
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-    log_group_name: str = "/aws/lambda/pgrunbook-test"
-    log_stream_name: str = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 600_000
-
-
-def load_handler(job: str):
-    folder = job.replace("-", "_")
-    spec = importlib.util.spec_from_file_location(f"function_{folder}", FUNCTIONS / folder / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
-
-
-@dataclass
 class Env:
     source: object
     secret_arn: str
-    topic_arn: str
-    queue_url: str
+    inbox: Inbox
     settings: Settings
 
     def messages(self) -> list[dict]:
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        out = []
-        while True:
-            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not batch:
-                return out
-            for message in batch:
-                out.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return self.inbox.messages()
 
 
 @pytest.fixture
 def env(s3, new_db, pg18, monkeypatch, tmp_path) -> Env:
     source = new_db(sql=APP)
-    secret = {
-        "engine": "postgres",
-        "host": source.host,
-        "port": source.port,
-        "username": source.user,
-        "password": PASSWORD,
-        "dbname": source.dbname,
-    }
-    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
-        Name="pgrunbook/test-db", SecretString=json.dumps(secret)
-    )["ARN"]
-    topic = boto3.client("sns", region_name="us-east-1").create_topic(Name="pgrunbook-alerts")["TopicArn"]
-    sqs = boto3.client("sqs", region_name="us-east-1")
-    queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    boto3.client("sns", region_name="us-east-1").subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    arn = database_secret(source, PASSWORD, name="pgrunbook/test-db")
+    inbox = Inbox()
+    topic = inbox.topic_arn
     variables = {
         "PGRUNBOOK_DATABASE_SECRET_ARN": arn,
         "PGRUNBOOK_BUCKET": s3.primary,
@@ -112,7 +65,7 @@ def env(s3, new_db, pg18, monkeypatch, tmp_path) -> Env:
     }
     for key, value in variables.items():
         monkeypatch.setenv(key, value)
-    return Env(source, arn, topic, queue, Settings.load())
+    return Env(source, arn, inbox, Settings.load())
 
 
 def emf(out: str) -> list[dict]:

@@ -11,13 +11,12 @@ What is patched is moto's, never pgrunbook's:
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +30,10 @@ from pgrunbook.config import Settings
 from pgrunbook.dburl import ConnInfo
 from pgrunbook.pg import Database, quote_ident
 
+from ..lambda_env import ACCOUNT, Context, Inbox, database_secret, load_handler
+
 ROOT = Path(__file__).resolve().parents[2]
-ACCOUNT = "123456789012"
 REGION = "us-east-1"
-FUNCTION = "pgrunbook-app-pitr"
 WORKFLOWS = ("pitr", "migrate")
 PASSWORD = "Pitr-Secret-pw-93c1d0"
 APP = """
@@ -46,28 +45,6 @@ INSERT INTO clients (id, name) SELECT g, 'client ' || g FROM generate_series(1, 
 INSERT INTO projects (id, client_id, user_id, name)
   SELECT g, 1 + g % 20, g % 7, 'project ' || g FROM generate_series(1, 200) g;
 """
-
-
-@dataclass
-class Context:
-    function_name: str = FUNCTION
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION}"
-    memory_limit_in_mb: int = 3008
-    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
-    log_group_name: str = f"/aws/lambda/{FUNCTION}"
-    log_stream_name: str = "stream"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
-def load_handler(workflow: str):
-    path = ROOT / "functions" / workflow / "app.py"
-    spec = importlib.util.spec_from_file_location(f"function_{workflow}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.handler
 
 
 def function_arn(workflow: str) -> str:
@@ -119,16 +96,21 @@ def definitions(synthesized) -> dict[str, str]:
 
 @dataclass
 class Workflow:
-    """One deployed-like recovery workflow over one source database."""
+    """The deployed-like workflows over one source database."""
 
     source: ConnInfo
     server: Any
     secret_arn: str
-    topic_arn: str
-    queue_url: str
-    machine_arn: str
-    invocations: list[dict] = field(default_factory=list)
-    machines: dict[str, str] = field(default_factory=dict)
+    inbox: Inbox
+    machines: dict[str, str]
+
+    @property
+    def machine_arn(self) -> str:
+        """The recovery state machine."""
+        return self.machines["pitr"]
+
+    def messages(self) -> list[dict]:
+        return self.inbox.messages()
 
     @property
     def settings(self) -> Settings:
@@ -165,17 +147,6 @@ class Workflow:
             time.sleep(0.1)
         raise AssertionError(f"execution still running after {timeout} s; entered {self.entered(arn)}")
 
-    def messages(self) -> list[dict]:
-        sqs = boto3.client("sqs", region_name=REGION)
-        out = []
-        while True:
-            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
-            if not batch:
-                return out
-            for message in batch:
-                out.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-
     def maintenance(self) -> dict | None:
         ssm = boto3.client("ssm", region_name=REGION)
         try:
@@ -205,11 +176,9 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions) -> Iterator[W
     monkeypatch.setitem(default_user_config, "stepfunctions", {"execute_state_machine": True})
 
     handlers = {f"pgrunbook-app-{w}": load_handler(w) for w in WORKFLOWS}
-    invocations: list[dict] = []
 
     def invoke_in_process(self, event=None):
         payload = json.loads(event) if isinstance(event, str | bytes) else event
-        invocations.append(payload)
         try:
             result = handlers[self.function_name](
                 payload,
@@ -230,25 +199,8 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions) -> Iterator[W
         lambda self, env, wait_seconds: None,
     )
 
-    secret = {
-        "engine": "postgres",
-        "host": source.host,
-        "port": source.port,
-        "username": source.user,
-        "password": PASSWORD,
-        "dbname": source.dbname,
-    }
-    arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
-        Name="pgrunbook/app-db", SecretString=json.dumps(secret)
-    )["ARN"]
-    sns = boto3.client("sns", region_name=REGION)
-    topic = sns.create_topic(Name="pgrunbook-alerts")["TopicArn"]
-    sqs = boto3.client("sqs", region_name=REGION)
-    queue = sqs.create_queue(QueueName="alerts")["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    arn = database_secret(source, PASSWORD, region=REGION)
+    inbox = Inbox(REGION)
 
     iam = boto3.client("iam", region_name=REGION)
     role = iam.create_role(
@@ -281,7 +233,6 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions) -> Iterator[W
         machines[name] = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
             name=f"pgrunbook-app-{name}", definition=definitions[name], roleArn=role
         )["stateMachineArn"]
-    machine = machines["pitr"]
 
     variables = {
         "PGRUNBOOK_DATABASE_SECRET_ARN": arn,
@@ -290,8 +241,8 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions) -> Iterator[W
         "PGRUNBOOK_DR_BUCKET": s3.dr,
         "PGRUNBOOK_DR_REGION": s3.dr_region,
         "PGRUNBOOK_RESTORE_TARGET_URL": pg18.conninfo.libpq_uri(),
-        "PGRUNBOOK_SNS_TOPIC_ARN": topic,
-        "PGRUNBOOK_PITR_STATE_MACHINE_ARN": machine,
+        "PGRUNBOOK_SNS_TOPIC_ARN": inbox.topic_arn,
+        "PGRUNBOOK_PITR_STATE_MACHINE_ARN": machines["pitr"],
         "PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN": machines["migrate"],
         "PGRUNBOOK_CRITICAL_TABLES": "public.clients,public.projects",
         "PGRUNBOOK_WORK_DIR": str(tmp_path),
@@ -303,7 +254,7 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions) -> Iterator[W
     }
     for key, value in variables.items():
         monkeypatch.setenv(key, value)
-    flow = Workflow(source, pg18, arn, topic, queue, machine, invocations, machines)
+    flow = Workflow(source, pg18, arn, inbox, machines)
     yield flow
     with Database.connect(pg18.conninfo) as admin:
         for name in flow.databases():
