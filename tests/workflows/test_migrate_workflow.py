@@ -13,6 +13,7 @@ import pytest
 from pgrunbook.catalog import Catalog
 from pgrunbook.cli import main
 from pgrunbook.pg import Database
+from pgrunbook.reports import ReportStore
 
 from .conftest import Workflow
 
@@ -183,8 +184,16 @@ def test_apply_failure_rolls_back_what_this_run_applied(workflow: Workflow, migr
         "Failed",
     ]
     assert applied(flow) == [] and "priority" not in columns(flow)  # the first one was rolled back
-    result = json.loads(flow.sfn.describe_execution(executionArn=arn).get("output") or "{}") or None
-    assert result is None  # a failed execution has no output; the report has the detail
+    # the durable record: the report names what ran, what failed and what was undone
+    report = ReportStore(flow.settings.primary_store()).latest("migrate")
+    assert report.status == "critical"
+    migration = report.detail["migration"]
+    assert [(st["version"], st["status"]) for st in migration["apply"]["steps"]] == [
+        ("20250907090000", "ok"), ("20250907090100", "failed"),
+    ]  # fmt: skip
+    assert [(st["version"], st["status"]) for st in migration["rollback"]["steps"]] == [
+        ("20250907090000", "ok")
+    ]
     [critical] = [m for m in flow.messages() if "CRITICAL" in m.get("Subject", "")]
     [manifest] = backups(flow)
     assert "failed in the apply phase" in critical["Message"]
