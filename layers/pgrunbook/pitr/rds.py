@@ -381,45 +381,31 @@ class RdsProvider(Provider):
             {"Key": RECOVERY_TAG, "Value": _tag_value(recovery_id)},
             {"Key": PURPOSE_TAG, "Value": "safety point before a point-in-time recovery"},
         ]
-        adopted = False
         if self.cluster:
-            kind, what = "db cluster snapshot", f"DB cluster snapshot {snapshot} of {self.cluster}"
-            try:
-                made = self._call(
-                    "create_db_cluster_snapshot",
-                    f"creating {what}",
-                    write=True,
-                    expect=CLUSTER_SNAPSHOT_EXISTS,
-                    DBClusterIdentifier=self.cluster,
-                    DBClusterSnapshotIdentifier=snapshot,
-                    Tags=tags,
-                )["DBClusterSnapshot"]
-            except ClientError:
-                made = self._call(
-                    "describe_db_cluster_snapshots",
-                    f"describing {what}",
-                    DBClusterSnapshotIdentifier=snapshot,
-                )["DBClusterSnapshots"][0]
-                adopted = True
-            source_of_snapshot = made.get("DBClusterIdentifier")
+            kind, noun, source_key = "db cluster snapshot", "DBClusterSnapshot", "DBClusterIdentifier"
+            create, describe = "create_db_cluster_snapshot", "describe_db_cluster_snapshots"
+            exists = CLUSTER_SNAPSHOT_EXISTS
         else:
-            kind, what = "db snapshot", f"DB snapshot {snapshot} of {self.instance}"
-            try:
-                made = self._call(
-                    "create_db_snapshot",
-                    f"creating {what}",
-                    write=True,
-                    expect=SNAPSHOT_EXISTS,
-                    DBInstanceIdentifier=self.instance,
-                    DBSnapshotIdentifier=snapshot,
-                    Tags=tags,
-                )["DBSnapshot"]
-            except ClientError:
-                made = self._call(
-                    "describe_db_snapshots", f"describing {what}", DBSnapshotIdentifier=snapshot
-                )["DBSnapshots"][0]
-                adopted = True
-            source_of_snapshot = made.get("DBInstanceIdentifier")
+            kind, noun, source_key = "db snapshot", "DBSnapshot", "DBInstanceIdentifier"
+            create, describe = "create_db_snapshot", "describe_db_snapshots"
+            exists = SNAPSHOT_EXISTS
+        what = f"{kind.replace('db', 'DB', 1)} {snapshot} of {self.source}"
+        adopted = False
+        try:
+            made = self._call(
+                create,
+                f"creating {what}",
+                write=True,
+                expect=exists,
+                **{source_key: self.source, f"{noun}Identifier": snapshot},
+                Tags=tags,
+            )[noun]
+        except ClientError:  # an earlier attempt made it: take it if it is of this source
+            made = self._call(describe, f"describing {what}", **{f"{noun}Identifier": snapshot})[f"{noun}s"][
+                0
+            ]
+            adopted = True
+        source_of_snapshot = made.get(source_key)
         if adopted and str(source_of_snapshot or "").lower() != self.source:
             raise ProviderError(
                 f"snapshot {snapshot} already exists but is of {source_of_snapshot}, not {self.source}"
@@ -479,31 +465,59 @@ class RdsProvider(Provider):
             "restore_time": target.isoformat(),
             "requested_at": self.clock().isoformat(),
         }
-        existing = self._describe_instance(new, f"RDS instance {new}")
-        if existing is not None:
-            return self._adopt(existing, state, record, f"RDS instance {new}")
         params = self._instance_restore_params(source)
+        return self._restore_once(
+            state,
+            record,
+            params,
+            what=f"RDS instance {new}",
+            find=lambda: self._describe_instance(new, f"RDS instance {new}"),
+            operation="restore_db_instance_to_point_in_time",
+            exists=INSTANCE_EXISTS,
+            SourceDBInstanceIdentifier=self.instance,
+            TargetDBInstanceIdentifier=new,
+            RestoreTime=target,
+            Tags=self._recovery_tags(state, target, source.get("TagList")),
+        )
+
+    def _restore_once(
+        self,
+        state: dict[str, Any],
+        record: dict[str, Any],
+        params: dict[str, Any],
+        *,
+        what: str,
+        find: Any,
+        operation: str,
+        exists: tuple[str, ...],
+        **request: Any,
+    ) -> dict[str, Any]:
+        """Ask RDS for the restore, unless an earlier attempt of this recovery already did
+        (found by name and adopted by tag): ``start`` may be retried after a throttled or
+        lost request, and must never restore twice.  A restore time RDS refuses is an
+        :class:`InvalidTarget`."""
+        existing = find()
+        if existing is not None:
+            return self._adopt(existing, state, record, what)
+        source = record["source"]
         try:
             self._call(
-                "restore_db_instance_to_point_in_time",
-                f"restoring RDS instance {self.instance} to {target.isoformat()} as {new}",
+                operation,
+                f"restoring {source} to {record['restore_time']} as {what}",
                 write=True,
-                expect=INSTANCE_EXISTS + tuple(INVALID_RESTORE_CODES),
-                SourceDBInstanceIdentifier=self.instance,
-                TargetDBInstanceIdentifier=new,
-                RestoreTime=target,
-                Tags=self._recovery_tags(state, target, source.get("TagList")),
+                expect=exists + tuple(INVALID_RESTORE_CODES),
+                **request,
                 **params,
             )
         except ClientError as exc:
             if _code(exc) in INVALID_RESTORE_CODES:
                 raise InvalidTarget(
-                    f"RDS refused to restore {self.instance} to {target.isoformat()}: {_describe(exc)}"
+                    f"RDS refused to restore {source} to {record['restore_time']}: {_describe(exc)}"
                 ) from None
-            existing = self._describe_instance(new, f"RDS instance {new}")
+            existing = find()
             if existing is None:
-                raise ProviderError(f"restoring {self.instance} as {new} failed: {_describe(exc)}") from None
-            return self._adopt(existing, state, record, f"RDS instance {new}")
+                raise ProviderError(f"restoring {source} as {what} failed: {_describe(exc)}") from None
+            return self._adopt(existing, state, record, what)
         record["settings"] = params
         record["already_started"] = False
         return record
@@ -594,37 +608,22 @@ class RdsProvider(Provider):
             record["instance"] = names["instance"]
             record["instance_settings"] = self._writer_settings(source)
             record["instance_created"] = False
-        existing = self._describe_cluster(new, f"DB cluster {new}")
-        if existing is not None:
-            return self._adopt(existing, state, record, f"DB cluster {new}")
-        params = self._cluster_restore_params(source, aurora)
-        try:
-            self._call(
-                "restore_db_cluster_to_point_in_time",
-                f"restoring DB cluster {self.cluster} to {target.isoformat()} as {new}",
-                write=True,
-                expect=CLUSTER_EXISTS + tuple(INVALID_RESTORE_CODES),
-                SourceDBClusterIdentifier=self.cluster,
-                DBClusterIdentifier=new,
-                RestoreToTime=target,
-                # A full copy: a copy-on-write clone cannot be restored to a past time, and
-                # it would share storage with the damaged cluster.
-                RestoreType="full-copy",
-                Tags=self._recovery_tags(state, target, source.get("TagList")),
-                **params,
-            )
-        except ClientError as exc:
-            if _code(exc) in INVALID_RESTORE_CODES:
-                raise InvalidTarget(
-                    f"RDS refused to restore {self.cluster} to {target.isoformat()}: {_describe(exc)}"
-                ) from None
-            existing = self._describe_cluster(new, f"DB cluster {new}")
-            if existing is None:
-                raise ProviderError(f"restoring {self.cluster} as {new} failed: {_describe(exc)}") from None
-            return self._adopt(existing, state, record, f"DB cluster {new}")
-        record["settings"] = params
-        record["already_started"] = False
-        return record
+        return self._restore_once(
+            state,
+            record,
+            self._cluster_restore_params(source, aurora),
+            what=f"DB cluster {new}",
+            find=lambda: self._describe_cluster(new, f"DB cluster {new}"),
+            operation="restore_db_cluster_to_point_in_time",
+            exists=CLUSTER_EXISTS,
+            SourceDBClusterIdentifier=self.cluster,
+            DBClusterIdentifier=new,
+            RestoreToTime=target,
+            # A full copy: a copy-on-write clone cannot be restored to a past time, and it
+            # would share storage with the damaged cluster.
+            RestoreType="full-copy",
+            Tags=self._recovery_tags(state, target, source.get("TagList")),
+        )
 
     def _writer_settings(self, cluster: dict[str, Any]) -> dict[str, Any]:
         """The source writer's class and instance-level settings, for the new writer."""
