@@ -61,6 +61,13 @@ class Grants:
     statements: list[iam.PolicyStatement] = field(default_factory=list)
     wildcards: dict[str, str] = field(default_factory=dict)  # nag form -> why
 
+    def include(self, other: Grants, *, without: tuple[str, ...] = ()) -> Grants:
+        """Another job's grants (a workflow that runs that job as one of its phases), except
+        the statements whose sid is in ``without``."""
+        self.statements += [s for s in other.statements if s.sid not in without]
+        self.wildcards.update(other.wildcards)
+        return self
+
     def add(
         self,
         sid: str,

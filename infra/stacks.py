@@ -283,10 +283,7 @@ class PrimaryStack(_PgRunbookStack):
             )
         if pitr["provider"] == "logical":
             # the safety point is a backup (both regions), the recovery a restore on the live server
-            grants.statements += [
-                s for s in backup.statements if s.sid not in ("DatabaseSecret", "PrimaryKey", "OwnReports")
-            ]
-            grants.wildcards.update(backup.wildcards)
+            grants.include(backup, without=("DatabaseSecret", "PrimaryKey", "OwnReports"))
             grants.objects("BackupReports", primary, ["reports/backup/*"], write=True)
             grants.objects("Leases", primary, ["leases/*"], write=True, delete=True)
         if pitr["provider"] == "rds":
@@ -315,9 +312,7 @@ class PrimaryStack(_PgRunbookStack):
         """The migration workflow: it takes a backup (the backup job's grants), restores it for
         the dry run (the restore target), and migrates the database (its secret, read only)."""
         config = self.config
-        grants = Grants()
-        grants.statements += [s for s in backup.statements if s.sid != "OwnReports"]
-        grants.wildcards.update(backup.wildcards)
+        grants = Grants().include(backup, without=("OwnReports",))
         grants.objects("OwnReports", primary, ["reports/migrate/*", "reports/backup/*"], write=True)
         grants.objects("Leases", primary, ["leases/*"], write=True, delete=True)
         grants.add(
