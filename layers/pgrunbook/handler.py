@@ -118,19 +118,25 @@ def handle(job: str, event: Any, context: Any, *, logger: Any, metrics: Any) -> 
     return report.to_dict()
 
 
-def make_handler(job: str) -> Any:
-    """The Lambda entry point of ``job``, observed by powertools."""
-    if job not in OPTIONS:
-        raise ValueError(f"unknown job {job!r}")
+def _observed(run: Any) -> Any:
+    """A Lambda entry point around ``run(event, context, logger=, metrics=)``, observed by
+    powertools (context in every log line, X-Ray, metrics flushed as embedded metric format)."""
     logger, tracer, metrics = observability()
 
     @logger.inject_lambda_context(log_event=False)
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def handler(event: Any, context: Any) -> dict[str, Any]:
-        return handle(job, event, context, logger=logger, metrics=metrics)
+        return run(event, context, logger=logger, metrics=metrics)
 
     return handler
+
+
+def make_handler(job: str) -> Any:
+    """The Lambda entry point of ``job``."""
+    if job not in OPTIONS:
+        raise ValueError(f"unknown job {job!r}")
+    return _observed(lambda event, context, **observers: handle(job, event, context, **observers))
 
 
 # -- workflow phases (Step Functions tasks) ---------------------------------------------------
@@ -161,15 +167,12 @@ def handle_phase(workflow: str, event: Any, context: Any, *, logger: Any, metric
     ctx = JobContext(settings, progress=LoggerProgress(logger))
     module = importlib.import_module(WORKFLOWS[workflow])
     result = module.run_phase(ctx, event["phase"], state, execution=event.get("execution"))
-    figures = result.get("figures") if workflow == "pitr" and event["phase"] == "finish" else None
-    if figures:
+    # a phase that measured something (a finished recovery: downtime, data loss) says so
+    measured = result.pop("metrics", None) or {}
+    if measured:
         metrics.add_dimension(name="Database", value=database)
-        metrics.add_metric(
-            name="PitrDowntimeSeconds", unit="Seconds", value=float(figures["downtime_seconds"])
-        )
-        metrics.add_metric(
-            name="PitrDataLossSeconds", unit="Seconds", value=float(figures["data_loss_seconds"])
-        )
+    for name, (unit, value) in measured.items():
+        metrics.add_metric(name=name, unit=unit, value=float(value))
     logger.info(f"{workflow} phase {event['phase']} done", extra={"outcome": result.get("outcome")})
     return result
 
@@ -178,12 +181,4 @@ def make_phase_handler(workflow: str) -> Any:
     """The Lambda entry point of a workflow's tasks (one function runs every phase)."""
     if workflow not in WORKFLOWS:
         raise ValueError(f"unknown workflow {workflow!r}")
-    logger, tracer, metrics = observability()
-
-    @logger.inject_lambda_context(log_event=False)
-    @tracer.capture_lambda_handler(capture_response=False)
-    @metrics.log_metrics
-    def handler(event: Any, context: Any) -> dict[str, Any]:
-        return handle_phase(workflow, event, context, logger=logger, metrics=metrics)
-
-    return handler
+    return _observed(lambda event, context, **observers: handle_phase(workflow, event, context, **observers))

@@ -314,3 +314,24 @@ def test_the_drill_never_uses_the_primary_regions_restore_target(env, monkeypatc
     report = invoke("dr-drill")
     assert report["figures"]["recovered"] is True  # restored into the embedded server instead
     assert "127.0.0.1" not in json.dumps(report["detail"])
+
+
+def test_a_finished_recovery_emits_its_downtime_and_data_loss_metrics(env, capfd):
+    capfd.readouterr()
+    state = {
+        "recovery_id": "20250907T151200.000Z-3fa9c1",
+        "database": env.settings.database_label,
+        "provider": "logical",
+        "target_time": "2025-09-07T14:30:00+00:00",
+        "started_at": "2025-09-07T15:12:00+00:00",
+        "maintenance": {"parameter": None, "enabled_at": "2025-09-07T15:12:05+00:00"},
+        "recovery_point": "2025-09-07T14:00:00+00:00",
+        "verification": {"tables": 2, "rows": 550, "checks": []},
+        "warnings": [],
+    }
+    result = invoke("pitr", {"phase": "finish", "state": state})
+    assert result["outcome"] == "recovered" and "metrics" not in result  # emitted, not passed on
+    [blob] = [b for b in emf(capfd.readouterr().out) if "PitrDowntimeSeconds" in b]
+    assert blob["Database"] == env.settings.database_label
+    assert blob["PitrDataLossSeconds"] == [72 * 60 + 5]  # recovery point 14:00 to writes stopped 15:12:05
+    assert blob["PitrDowntimeSeconds"][0] > 0

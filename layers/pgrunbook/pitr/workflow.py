@@ -468,6 +468,7 @@ def finish(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
         notice["subject"], notice["message"], job="pitr", database=state["database"], severity="resolved"
     )
     state.update(
+        metrics=report.metrics,  # emitted by the Lambda handler (pgrunbook.handler.handle_phase)
         outcome="recovered",
         maintenance_after=maintenance_now,
         resolved=fields,
