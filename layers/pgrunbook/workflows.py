@@ -307,15 +307,15 @@ class Executions:
 
     def _approval(self, execution: str) -> dict[str, Any]:
         described = self.describe(execution)
+        name = _name(described)
         if described["status"] != "RUNNING":
-            raise ConfigError(
-                f"execution {described['name']} is {described['status']}: there is nothing to answer"
-            )
-        pending = self.pending_approval(self.history(execution))
+            raise ConfigError(f"execution {name} is {described['status']}: there is nothing to answer")
+        events = self.history(execution)
+        pending = self.pending_approval(events)
         if pending is None:
-            where = self.where(self.current_state(self.history(execution)))
-            raise ConfigError(f"execution {described['name']} is not waiting for approval (it is {where})")
-        return {**pending, "name": _name(described), "arn": described["executionArn"]}
+            where = self.where(self.current_state(events))
+            raise ConfigError(f"execution {name} is not waiting for approval (it is {where})")
+        return {**pending, "name": name, "arn": described["executionArn"]}
 
     def approve(
         self, execution: str, *, by: str, now: datetime, confirm: Callable[[dict], None] | None = None
