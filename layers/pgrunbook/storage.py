@@ -12,8 +12,9 @@ SHA-256s", suffixed ``-N``), computed locally in the same single read of the fil
 manifest records both the file's SHA-256 and the checksum S3 stores, so a later verification
 can compare S3's stored checksums without downloading anything.
 
-Cross-region copies use ``CopyObject`` with ``ChecksumAlgorithm=SHA256`` (S3 recomputes a
-whole-object SHA-256 on the copy), or, above ``single_copy_max`` (S3's 5 GiB limit), a
+Cross-region copies use ``CopyObject``: a single-part object keeps its SHA-256 (S3 copies the
+source's checksum), a multipart one is given ``ChecksumAlgorithm=SHA256`` (S3 recomputes a
+whole-object SHA-256 on the copy); above ``single_copy_max`` (S3's 5 GiB limit), a
 multipart copy with the same part boundaries as the upload, which reproduces the composite.
 """
 
@@ -108,6 +109,14 @@ def s3_errors(what: str) -> Iterator[None]:
         raise TransientStorageError(f"{what} failed: {_describe(exc)}") from None
 
 
+# Over HTTPS the payload is not hashed a second time for the SigV4 signature: every upload
+# carries its own SHA-256 in a signed ``x-amz-checksum-sha256`` header, which S3 checks, and
+# TLS protects the rest.  (botocore does this by itself only for checksums it computes; for a
+# checksum the caller supplies it would SHA-256 every byte again.)  A plain-HTTP endpoint, a
+# local emulator say, keeps signed payloads.
+UNSIGNED_PAYLOAD = Config(s3={"payload_signing_enabled": False})
+
+
 def make_client(region: str, concurrency: int = 8) -> Any:
     config = Config(
         region_name=region,
@@ -116,6 +125,8 @@ def make_client(region: str, concurrency: int = 8) -> Any:
     )
     with _session_lock:
         client = _shared_session().client("s3", config=config)
+        if client.meta.endpoint_url.startswith("https://"):
+            client = _shared_session().client("s3", config=config.merge(UNSIGNED_PAYLOAD))
     for hook in CLIENT_HOOKS:
         hook(client)
     return client
@@ -254,12 +265,12 @@ class ObjectStore:
         copy_source = {"Bucket": source.bucket, "Key": source_key}
         try:
             if entry.size <= self.transfer.single_copy_max:
+                # A single-part source keeps its whole-file SHA-256 on the copy (S3 copies the
+                # source's checksum by default); a multipart one asks S3 for a whole-object
+                # SHA-256.  Either way verify_object checks what the copy stores.
+                recompute = {"ChecksumAlgorithm": "SHA256"} if entry.parts > 1 else {}
                 self.client.copy_object(
-                    Bucket=self.bucket,
-                    Key=key,
-                    CopySource=copy_source,
-                    ChecksumAlgorithm="SHA256",
-                    MetadataDirective="COPY",
+                    Bucket=self.bucket, Key=key, CopySource=copy_source, MetadataDirective="COPY", **recompute
                 )
                 return
             self._copy_multipart(copy_source, key, entry)

@@ -9,7 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgrunbook.manifest import FileEntry
-from pgrunbook.storage import MiB, TransferSettings, composite_checksum, expected_checksums
+from pgrunbook.storage import (
+    MiB,
+    ObjectStore,
+    TransferSettings,
+    composite_checksum,
+    expected_checksums,
+    make_client,
+)
 
 GiB = 1024 * MiB
 TiB = 1024 * GiB
@@ -121,3 +128,70 @@ def test_part_size_never_needs_more_than_10000_parts(size, part_size):
     assert part >= part_size  # never below the configured size (S3's 5 MiB minimum included)
     assert part <= 5 * GiB  # S3's maximum part size, for objects up to S3's 5 TiB maximum
     assert -(-size // part) <= 10_000
+
+
+# -- request signing ------------------------------------------------------------------------
+
+
+def sent_headers(store: ObjectStore) -> list[dict[str, str]]:
+    """Records the headers of every request ``store`` sends from now on."""
+    seen: list[dict[str, str]] = []
+
+    def record(request, **_kwargs):
+        seen.append(
+            {k.lower(): v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+        )
+
+    store.client.meta.events.register_first("before-send.s3", record)
+    return seen
+
+
+def test_uploads_over_https_sign_their_checksum_header_instead_of_hashing_the_body_again(
+    s3, tmp_path, monkeypatch
+):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    store = ObjectStore(s3.primary, s3.primary_region, "pgrunbook", "app")
+    assert store.client.meta.endpoint_url.startswith("https://")
+    seen = sent_headers(store)
+    path = tmp_path / "toc.dat"
+    path.write_bytes(b"table data " * 1000)
+
+    entry = store.upload_file(path, store.key("20260101T000000Z", path.name))
+
+    (put,) = seen
+    assert put["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
+    assert put["x-amz-checksum-sha256"] == entry.s3_checksum  # signed, and checked by S3
+    assert "x-amz-checksum-sha256" in put["authorization"].split("SignedHeaders=")[1]
+    assert store.verify_object(store.key("20260101T000000Z", path.name), entry) is None
+
+
+def test_a_plain_http_endpoint_keeps_signed_payloads(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    client = make_client("us-east-1")
+    assert client.meta.endpoint_url.startswith("http://")
+    assert (client.meta.config.s3 or {}).get("payload_signing_enabled") is not False
+
+
+def test_dr_copies_keep_a_single_part_sha256_and_recompute_a_multipart_one(s3, tmp_path, monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    transfer = TransferSettings(single_put_max=5 * MiB, part_size=5 * MiB)
+    primary = ObjectStore(s3.primary, s3.primary_region, "pgrunbook", "app", transfer=transfer)
+    dr = ObjectStore(s3.dr, s3.dr_region, "pgrunbook", "app", transfer=transfer)
+    small, big = tmp_path / "toc.dat", tmp_path / "3456.dat.gz"
+    small.write_bytes(b"toc " * 1000)
+    big.write_bytes(bytes(range(256)) * (11 * MiB // 256))
+    backup_id = "20260101T000000Z"
+    entries = {p.name: primary.upload_file(p, primary.key(backup_id, p.name)) for p in (small, big)}
+    assert (entries[small.name].parts, entries[big.name].parts) == (1, 3)
+    seen = sent_headers(dr)
+
+    for name, entry in entries.items():
+        dr.copy_from(primary, primary.key(backup_id, name), dr.key(backup_id, name), entry)
+        assert dr.verify_object(dr.key(backup_id, name), entry) is None
+
+    copy_small, copy_big = [h for h in seen if "x-amz-copy-source" in h]
+    assert "x-amz-checksum-algorithm" not in copy_small  # S3 copies the source's SHA-256
+    assert copy_big["x-amz-checksum-algorithm"] == "SHA256"  # the composite is replaced by a whole-file one
+    stored = dr.head(dr.key(backup_id, small.name))["ChecksumSHA256"]
+    assert stored == entries[small.name].s3_checksum
