@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -240,7 +241,7 @@ class Results:
     """Seconds per measurement, one sample per timed round, plus pgrunbook's own durations."""
 
     samples: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    cpu: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    cpu: dict[str, list[Cpu]] = field(default_factory=lambda: defaultdict(list))
     backup_durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     restore_durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     sizes: dict[str, int] = field(default_factory=dict)
@@ -249,26 +250,96 @@ class Results:
         return statistics.median(self.samples[name])
 
 
-def machine_cpu_seconds() -> float:
-    """CPU time the whole machine has spent so far (Linux /proc/stat; 0 elsewhere).
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds spent so far (or over a measurement), split by who spent them.
 
-    The database server, pg_dump, pgrunbook and moto all run on this machine, so the
-    difference over a measurement is the total work it cost, whoever did it."""
+    ``server``: the PostgreSQL server (postmaster, its live processes, and the backends
+    that have exited, which the kernel adds to the postmaster's children time);
+    ``tools``: pg_dump and pg_restore (this process's waited-for children);
+    ``pgrunbook``: this process, i.e. pgrunbook and the in-process moto;
+    ``machine``: the whole machine, so ``other`` is the kernel's own threads and the rest.
+    """
+
+    machine: float = 0.0
+    server: float = 0.0
+    tools: float = 0.0
+    pgrunbook: float = 0.0
+
+    PARTS = ("server", "tools", "pgrunbook", "other")
+
+    @property
+    def other(self) -> float:
+        return self.machine - self.server - self.tools - self.pgrunbook
+
+    def __sub__(self, before: Cpu) -> Cpu:
+        return Cpu(
+            self.machine - before.machine,
+            self.server - before.server,
+            self.tools - before.tools,
+            self.pgrunbook - before.pgrunbook,
+        )
+
+    def __add__(self, more: Cpu) -> Cpu:
+        return Cpu(
+            self.machine + more.machine,
+            self.server + more.server,
+            self.tools + more.tools,
+            self.pgrunbook + more.pgrunbook,
+        )
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SERVER_PID: int | None = None  # the postmaster, once the embedded server runs
+
+
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state is [0], ppid [1])."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def server_cpu_seconds(postmaster: int) -> float:
+    own = _proc_stat(postmaster)
+    if own is None:
+        return 0.0
+    ticks = sum(int(v) for v in own[11:15])  # utime, stime, and those of reaped children
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _proc_stat(entry)
+            if fields is not None and fields[1] == str(postmaster):
+                ticks += int(fields[11]) + int(fields[12])
+    return ticks / CLOCK_TICKS
+
+
+def cpu_now() -> Cpu:
+    """CPU time so far, from Linux's /proc and getrusage (zeros where unavailable)."""
     try:
         with open("/proc/stat") as stat:
             fields = [int(v) for v in stat.readline().split()[1:8]]
+        user, nice, system, _idle, _iowait, irq, softirq = fields
+        machine = (user + nice + system + irq + softirq) / CLOCK_TICKS
     except (OSError, ValueError):
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq = fields
-    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+        return Cpu()
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return Cpu(
+        machine=machine,
+        server=server_cpu_seconds(SERVER_PID) if SERVER_PID else 0.0,
+        tools=children.ru_utime + children.ru_stime,
+        pgrunbook=me.ru_utime + me.ru_stime,
+    )
 
 
-def timed(action: Callable[[], Any]) -> tuple[float, float, Any]:
-    """(wall seconds, machine CPU seconds, result) of ``action``."""
-    cpu = machine_cpu_seconds()
+def timed(action: Callable[[], Any]) -> tuple[float, Cpu, Any]:
+    """(wall seconds, CPU spent, result) of ``action``."""
+    cpu = cpu_now()
     started = time.perf_counter()
     result = action()
-    return time.perf_counter() - started, machine_cpu_seconds() - cpu, result
+    return time.perf_counter() - started, cpu_now() - cpu, result
 
 
 def record_durations(into: dict[str, list[float]], durations: dict[str, float], wall_s: float) -> None:
@@ -302,7 +373,7 @@ class Bench:
         dump_file = self.workdir / f"bare-{number}.dump"
         restored = f"bench_bare_restore_{number}"
 
-        def measure(name: str, action: Callable[[], Any]) -> tuple[float, float, Any]:
+        def measure(name: str, action: Callable[[], Any]) -> tuple[float, Cpu, Any]:
             self.settle()
             seconds, cpu_s, result = timed(action)
             samples[name].append(seconds)
@@ -431,6 +502,33 @@ RATIOS = (
 )
 
 
+def median_cpu(samples: Sequence[Cpu]) -> dict[str, float]:
+    """Per-part medians (each part on its own, so they need not add up exactly)."""
+    return {
+        part: round(statistics.median(getattr(c, part) for c in samples), 3)
+        for part in ("machine", *Cpu.PARTS)
+    }
+
+
+def cpu_bound(results: Results, cpus: int) -> dict[str, float]:
+    """The best backup ratio this machine allows for the work the backup did.
+
+    Even if every core were busy every moment, the backup cannot take less wall time than
+    its CPU seconds divided by the cores; over the bare dump's wall time that is a floor on
+    the ratio, whatever the scheduling.  The bare dump's own use of the cores is given too.
+    """
+    backup_cpu = statistics.median(c.machine for c in results.cpu["pgrunbook_backup"])
+    bare_cpu = statistics.median(c.machine for c in results.cpu["bare_dump_dir"])
+    bare_wall = results.median("bare_dump_dir")
+    return {
+        "cores": cpus,
+        "bare_dump_cores_busy": round(bare_cpu / bare_wall, 2),
+        "backup_cpu_over_bare_cpu": round(backup_cpu / bare_cpu, 3),
+        "backup_min_wall_s": round(backup_cpu / cpus, 3),
+        "backup_ratio_floor": round(backup_cpu / cpus / bare_wall, 3),
+    }
+
+
 def summarize(bench: Bench, meta: dict[str, Any]) -> dict[str, Any]:
     results = bench.results
     ratios = []
@@ -458,7 +556,8 @@ def summarize(bench: Bench, meta: dict[str, Any]) -> dict[str, Any]:
         **meta,
         "dr_copy_included_in_backup": True,
         "median_s": {name: round(results.median(name), 3) for name in LABELS},
-        "median_cpu_s": {name: round(statistics.median(results.cpu[name]), 3) for name in LABELS},
+        "median_cpu_s": {name: median_cpu(results.cpu[name]) for name in LABELS},
+        "cpu_bound": cpu_bound(results, meta["cpus"]),
         "samples_s": {name: [round(s, 3) for s in results.samples[name]] for name in LABELS},
         "ratios": ratios,
         "pgrunbook_backup_durations_median_s": medians(results.backup_durations),
@@ -486,7 +585,7 @@ def render(summary: dict[str, Any]) -> str:
         samples = summary["samples_s"][name]
         lines.append(
             f"{label:<66} {summary['median_s'][name]:8.2f} {min(samples):8.2f} {max(samples):8.2f} "
-            f"{summary['median_cpu_s'][name]:8.2f}"
+            f"{summary['median_cpu_s'][name]['machine']:8.2f}"
         )
     lines += ["", f"{'ratio of the medians':<66} {'value':>8} {'rounds':>8} {'target':>8} {'verdict':>8}"]
     for ratio in summary["ratios"]:
@@ -500,6 +599,22 @@ def render(summary: dict[str, Any]) -> str:
         "(CPU-s: CPU time of the whole machine during the measurement: database server, tools, "
         "pgrunbook and moto)"
     )
+    lines += ["", f"{'where the CPU went (median CPU-s)':<66}" + "".join(f"{p:>10}" for p in Cpu.PARTS)]
+    for name in ("bare_dump_dir", "pgrunbook_backup", "bare_restore_count", "restore_test"):
+        cpu = summary["median_cpu_s"][name]
+        lines.append(f"{LABELS[name].strip():<66}" + "".join(f"{cpu[p]:10.2f}" for p in Cpu.PARTS))
+    lines.append(
+        "(server: PostgreSQL; tools: pg_dump/pg_restore; pgrunbook: this process, moto included; "
+        "other: the kernel's threads)"
+    )
+    bound = summary["cpu_bound"]
+    lines += [
+        "",
+        f"the bare dump keeps {bound['bare_dump_cores_busy']:.2f} of {bound['cores']} cores busy; the backup does "
+        f"{bound['backup_cpu_over_bare_cpu']:.2f}x its CPU work,",
+        f"so even with every core busy every moment it needs {bound['backup_min_wall_s']:.2f} s here: "
+        f"a backup ratio of at least {bound['backup_ratio_floor']:.3f}x on this machine.",
+    ]
     backup = summary["pgrunbook_backup_durations_median_s"]
     restore = summary["pgrunbook_restore_durations_median_s"]
     lines += [
@@ -563,6 +678,13 @@ def bench_settings(source: ConnInfo, restore_target: ConnInfo, workdir: Path) ->
     )
 
 
+def postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
@@ -577,6 +699,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         log(f"starting the embedded PostgreSQL {PG_VERSION} in {workdir}")
         server = start_embedded(workdir / f"pg{PG_VERSION}", PG_VERSION, cleanup="delete")
+        global SERVER_PID
+        SERVER_PID = postmaster_pid(server.data_dir)
         rows = rows_at(args.scale)
         with Database.connect(server.conninfo, application_name="bench") as admin:
             log(
