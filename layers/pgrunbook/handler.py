@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,12 +88,27 @@ class LoggerProgress(Progress):
         self.logger.debug(redact(message))
 
 
+class CurrentStdout:
+    """``sys.stdout`` as it is when a line is written.
+
+    powertools configures the ``pgrunbook`` logger once per process and keeps the stream it
+    was given; every later Logger of the same service reuses that handler.  Writing through
+    this indirection keeps log lines with the metrics, on whatever stdout the process has now
+    (a test's capture, say), instead of on the one the first handler found."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
 def observability() -> tuple[Any, Any, Any]:
     """The powertools Logger, Tracer and Metrics every handler uses."""
     from aws_lambda_powertools import Logger, Metrics, Tracer
     from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
-    logger = Logger(service=SERVICE)
+    logger = Logger(service=SERVICE, stream=CurrentStdout())
     logger.addFilter(RedactingFilter())
     copy_config_to_registered_loggers(source_logger=logger, include={"pgrunbook"})
     for handler in logging.getLogger("pgrunbook").handlers:
@@ -123,7 +139,9 @@ def _observed(run: Any) -> Any:
     powertools (context in every log line, X-Ray, metrics flushed as embedded metric format)."""
     logger, tracer, metrics = observability()
 
-    @logger.inject_lambda_context(log_event=False)
+    # clear_state: the keys one invocation appends (job, phase, run id) must not carry over
+    # into the next one a warm container runs.
+    @logger.inject_lambda_context(log_event=False, clear_state=True)
     @tracer.capture_lambda_handler(capture_response=False)
     @metrics.log_metrics
     def handler(event: Any, context: Any) -> dict[str, Any]:
