@@ -124,21 +124,35 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _end_check(db: Database, nested: bool) -> None:
+    if nested:
+        db.run("ROLLBACK TO SAVEPOINT pgrunbook_check")
+        db.run("RELEASE SAVEPOINT pgrunbook_check")
+    else:
+        db.run("ROLLBACK")
+
+
 def run_check(db: Database, check: SqlCheck) -> CheckResult:
     missing = [t for t in check.requires if db.scalar("SELECT to_regclass(:t) IS NULL", t=t)]
     if missing:
         return CheckResult(check.name, "info", f"skipped: {', '.join(missing)} not in this database")
-    db.run("BEGIN READ ONLY")
+    # A check runs read-only under its own statement timeout.  On a connection with no
+    # transaction open it gets one of its own; inside the caller's transaction it runs in a
+    # savepoint that is rolled back afterwards, which undoes its settings and leaves the
+    # caller's transaction open and as it was (never committed by a check).
+    nested = db.in_transaction
+    db.run("SAVEPOINT pgrunbook_check" if nested else "BEGIN")
     try:
+        db.run("SET LOCAL transaction_read_only TO on")
         db.run(f"SET LOCAL statement_timeout TO {quote_literal(STATEMENT_TIMEOUT)}")
         rows = db.rows(f"SELECT * FROM ({check.query}) AS violations LIMIT {ROW_SAMPLE + 1}")
         count = len(rows)
         if count > ROW_SAMPLE:
             count = int(db.scalar(f"SELECT count(*) FROM ({check.query}) AS violations"))
     except SqlError as exc:
-        db.run("ROLLBACK")
+        _end_check(db, nested)
         return CheckResult(check.name, "warning", f"the check could not run: {exc}")
-    db.run("COMMIT")
+    _end_check(db, nested)
     sample = [{k: jsonable(v) for k, v in row.items()} for row in rows[:ROW_SAMPLE]]
     if not count:
         message = f"no violations: {check.description}" if check.description else "no violations"

@@ -126,6 +126,12 @@ class Database:
         self.run("SET max_parallel_workers_per_gather TO 0")
 
     @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open (or failed) on this connection, by the server's last
+        ReadyForQuery status."""
+        return getattr(self._conn, "_transaction_status", None) in (b"T", b"E")
+
+    @property
     def server_version_num(self) -> int:
         return int(
             self._conn.parameter_statuses.get("server_version_num") or self.scalar("SHOW server_version_num")

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgrunbook.checks import CheckResult, check_dirs, load_checks, run_checks
+from pgrunbook.checks import CheckResult, SqlCheck, check_dirs, load_checks, run_check, run_checks
 from pgrunbook.dbchecks import builtin_checks
 from pgrunbook.pg import Database, quote_ident
 from pgrunbook.thresholds import Threshold, Thresholds
@@ -346,3 +346,40 @@ def test_shipped_checks_are_skipped_where_their_tables_do_not_exist(new_db):
     assert {r.severity for r in results.values()} == {"info"}
     assert results["orphaned_tasks"].message == "skipped: tasks not in this database"
     assert results["vehicles_without_auction"].message == "skipped: vehicles, auctions not in this database"
+
+
+# -- a check inside the caller's transaction --------------------------------------------------
+
+NEGATIVE = SqlCheck("negative_amounts", "SELECT id FROM ledger WHERE amount < 0", "critical", ("ledger",))
+BROKEN = SqlCheck("broken", "SELECT no_such_column FROM ledger", "critical", ("ledger",))
+
+
+def test_a_check_inside_the_callers_transaction_sees_it_and_neither_commits_nor_changes_it(new_db):
+    info = new_db(sql="CREATE TABLE ledger (id int PRIMARY KEY, amount numeric)")
+    with Database.connect(info) as db:
+        db.run("BEGIN")
+        db.run("SET LOCAL statement_timeout TO '7s'")
+        db.run("INSERT INTO ledger VALUES (1, -5)")
+
+        found = run_check(db, NEGATIVE)
+        failed = run_check(db, BROKEN)
+
+        assert found.severity == "critical" and found.count == 1  # the uncommitted row is seen
+        assert failed.severity == "warning" and "could not run" in failed.message
+        assert db.in_transaction  # still the caller's, still usable
+        assert db.scalar("SHOW statement_timeout") == "7s"
+        assert db.scalar("SHOW transaction_read_only") == "off"
+        db.run("INSERT INTO ledger VALUES (2, 3)")
+        db.run("ROLLBACK")
+        assert db.scalar("SELECT count(*) FROM ledger") == 0  # nothing was committed by a check
+
+
+def test_a_check_on_its_own_is_read_only_and_leaves_no_transaction(new_db):
+    info = new_db(sql="CREATE TABLE ledger (id int PRIMARY KEY, amount numeric); CREATE SEQUENCE ids")
+    writer = SqlCheck("writes", "SELECT nextval('ids') AS id", "warning")
+    with Database.connect(info) as db:
+        assert run_check(db, NEGATIVE).severity == "ok"
+        refused = run_check(db, writer)
+        assert refused.severity == "warning" and "read-only transaction" in refused.message
+        assert not db.in_transaction
+        assert db.run("SELECT is_called FROM ids") == [[False]]  # nextval() never ran
