@@ -190,9 +190,18 @@ def _migrate_parsers(sub: Any) -> None:
         return p
 
     p = workflow(
-        "start", help="start the deployed migration workflow (lint, backup, dry run, approval, apply)"
+        "start",
+        help="start the migration workflow (lint, backup, dry run, approval, apply): deployed, or --local",
     )
     p.add_argument("--reason", help="why (shown in the approval request and the report)")
+    p.add_argument("--local", action="store_true", help="run every phase in this process, not Step Functions")
+    p.add_argument("--yes", action="store_true", help="--local: approve without asking")
+    p.add_argument(
+        "--approval",
+        choices=("on", "off"),
+        help="--local: ask for approval after the dry run (default PGRUNBOOK_MIGRATION_APPROVAL, on); "
+        "destructive migrations always ask",
+    )
     p = workflow("approve", help="approve the migrations an execution is waiting on")
     p.add_argument("execution", help="execution name or ARN")
     p.add_argument("--yes", action="store_true", help="do not ask to confirm")

@@ -102,6 +102,42 @@ def run_phase(
     return phases[phase](ctx, state)
 
 
+def with_retries(
+    phases: dict[str, PhaseFunction],
+    retries: dict[str, Retry],
+    phase: str,
+    ctx: Any,
+    state: dict[str, Any],
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Run a phase in this process with the retries its state machine task has (``--local``)."""
+    policy = retries[phase]
+    interval = float(policy.interval_seconds)
+    for attempt in range(policy.attempts + 1):
+        try:
+            return phases[phase](ctx, state)
+        except PgRunbookError as exc:
+            if type(exc).__name__ not in policy.errors or attempt == policy.attempts:
+                raise
+            sleep(interval)
+            interval *= policy.backoff
+    raise AssertionError("unreachable")
+
+
+def local_approval(
+    settings: Any, summary: Callable[[dict[str, Any]], list[str]], *, yes: bool
+) -> Callable[[dict[str, Any]], tuple[bool, str]]:
+    """The approval step of a ``--local`` run: ``--yes``, or a confirmation at the terminal.
+    Returns ``(approved, who approved or why not)``."""
+
+    def approve(state: dict[str, Any]) -> tuple[bool, str]:
+        if yes or confirm_at_terminal(state["database"], "\n".join(summary(state))):
+            return True, settings.creator
+        return False, f"not approved at the terminal by {settings.creator}"
+
+    return approve
+
+
 def request_approval(
     ctx: Any,
     state: dict[str, Any],

@@ -4,6 +4,7 @@ approval, apply, verify, and rollback of what the run applied when it fails."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from pgrunbook.catalog import Catalog
 from pgrunbook.cli import main
+from pgrunbook.migrate.workflow import run_local
 from pgrunbook.pg import Database
 from pgrunbook.reports import ReportStore
 
@@ -215,3 +217,91 @@ def test_rejected_migration_changes_nothing(workflow: Workflow, migrations, caps
     assert done["status"] == "FAILED" and done["error"] == "MigrationAborted"
     assert done["cause"] == "approval rejected: not during the sale (rejected by pytest)"
     assert applied(flow) is None
+
+
+# -- the same phases in this process: migrate start --local -----------------------------------
+
+
+def test_local_run_lints_backs_up_rehearses_and_applies_without_step_functions(
+    workflow: Workflow, migrations, capsys, monkeypatch
+):
+    flow = workflow
+    monkeypatch.delenv("PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN")
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # not a terminal: --yes is required
+    code, out, err = cli(capsys, "migrate", "start", "--local")
+    assert code == 2 and "pass --yes" in err
+    assert applied(flow) is None and backups(flow) == []  # refused before anything ran
+
+    code, out, err = cli(capsys, "migrate", "start", "--local", "--yes", "--reason", "release 42")
+    assert code == 0, err + out
+    assert applied(flow) == ["20250907090000", "20250907090100"] and "priority" in columns(flow)
+    [manifest] = backups(flow)
+    assert manifest.tiers == ["manual"] and manifest.labels["migrations"] == "20250907090000,20250907090100"
+    assert scratch_databases(flow) == []  # the dry run's copy is gone
+    assert (
+        f"backup        {manifest.backup_id}" in out and "applied       20250907090000, 20250907090100" in out
+    )
+    assert "approved by   pytest" in out
+    [resolved] = [
+        m for m in flow.messages() if m.get("Subject", "").startswith("RESOLVED - Schema Migration")
+    ]
+    assert manifest.backup_id in resolved["Message"]
+    report = ReportStore(flow.settings.primary_store()).latest("migrate")
+    assert report.status == "ok" and report.detail["migration"]["dry_run"]["ok"] is True
+    assert report.detail["migration"]["reason"] == "release 42"
+
+    # nothing pending: ends at once, no second backup, and no terminal needed without approval
+    code, out, err = cli(capsys, "migrate", "start", "--local", "--approval", "off", "--json")
+    assert code == 0, err
+    assert json.loads(out)["outcome"] == "nothing-pending" and len(backups(flow)) == 1
+
+
+def test_local_run_refuses_yes_without_local_and_a_lint_error_before_the_backup(
+    workflow: Workflow, migrations, capsys
+):
+    flow = workflow
+    code, _, err = cli(capsys, "migrate", "start", "--yes")
+    assert code == 2 and "--local only" in err
+    (migrations / "20250907090200_vacuum_projects.sql").write_text("-- migrate:up\nVACUUM projects;\n")
+    code, _, err = cli(capsys, "migrate", "start", "--local", "--yes")
+    assert code == 2 and "VACUUM cannot run inside a transaction block" in err, err
+    assert applied(flow) is None and backups(flow) == []
+
+
+def local_context(flow: Workflow):
+    from pgrunbook.jobs import JobContext
+
+    return JobContext(flow.settings)
+
+
+def test_local_apply_failure_rolls_back_what_this_run_applied(workflow: Workflow, migrations):
+    flow = workflow
+
+    def approve_after_a_conflicting_write(state):
+        # the real database changes after the backup the dry run used: a duplicate name
+        with Database.connect(flow.source) as db:
+            db.run("INSERT INTO projects (id, client_id, user_id, name) VALUES (9999, 1, 1, 'project 1')")
+        return True, "pytest"
+
+    state = run_local(
+        local_context(flow), {}, approve=approve_after_a_conflicting_write, sleep=lambda s: None
+    )
+
+    assert state["outcome"] == "failed" and state["failed_phase"] == "apply"
+    assert state["applied"] == ["20250907090000"] and state["rolled_back"] == ["20250907090000"]
+    assert applied(flow) == [] and "priority" not in columns(flow)
+    [critical] = [m for m in flow.messages() if "CRITICAL" in m.get("Subject", "")]
+    assert (
+        "failed in the apply phase" in critical["Message"]
+        and "rolled back 20250907090000" in critical["Message"]
+    )
+    [manifest] = backups(flow)
+    assert f"backup {manifest.backup_id} (taken before this run)" in critical["Message"]
+
+
+def test_local_rejection_changes_nothing(workflow: Workflow, migrations):
+    flow = workflow
+    state = run_local(local_context(flow), {}, approve=lambda state: (False, "not during the sale"))
+    assert state["outcome"] == "aborted" and "not during the sale" in state["abort_reason"]
+    assert applied(flow) is None and "priority" not in columns(flow)
+    assert not [m for m in flow.messages() if "CRITICAL" in m.get("Subject", "")]

@@ -1,8 +1,8 @@
-"""``pgrunbook migrate lint|status|plan|apply|rollback``.
+"""``pgrunbook migrate lint|status|plan|apply|rollback|start|approve|reject|runs``.
 
 Exit status: 0 good; 1 a lint error, a disagreement between files and database, or a
-migration that failed (it was rolled back; the ones before it stay applied); 2 bad input
-(nothing ran).
+migration that failed (it was rolled back; the ones before it stay applied), or a
+``start --local`` run that was not approved or failed; 2 bad input (nothing ran).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigError
 from ..progress import Progress
-from ..workflows import Executions, answer, now_utc
+from ..workflows import Executions, answer, local_approval, now_utc, require_terminal_or_yes
 from .engine import Migrator, RunResult, Status
 from .files import discover
 from .lint import lint_all
@@ -76,7 +76,7 @@ def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress
         _print(args, data, text)
         return 1 if any(f.severity == "error" for f in findings) else 0
     if command in ("start", "approve", "reject", "runs"):
-        return _workflow(args, settings)
+        return _workflow(args, settings, progress)
     engine = Migrator.from_settings(settings, progress)
     if command in ("status", "plan"):
         status = engine.status()
@@ -107,12 +107,67 @@ def executions(settings: Settings) -> Executions:
     return Executions(settings.migration_state_machine_arn, workflow="migrate", validate_state="Lint")
 
 
-def _workflow(args: argparse.Namespace, settings: Settings) -> int:
+def render_local(state: dict[str, Any]) -> str:
+    """What a ``--local`` run did, phase by phase."""
+    outcome = state.get("outcome", "unknown")
+    lines = [f"pgrunbook migrate  {state.get('migration_id', '')}  {outcome}"]
+    pending = [f"{p['version']}_{p['name']}" for p in state.get("pending", [])]
+    lines.append(f"  pending       {', '.join(pending) or 'nothing'}")
+    if state.get("backup"):
+        lines.append(f"  backup        {state['backup'].get('backup_id')}  (restores the database as it was)")
+    if state.get("dry_run"):
+        lines.append(
+            f"  dry run       applied on a restored copy in {state['dry_run'].get('apply_seconds')} s"
+        )
+    if state.get("approval"):
+        lines.append(f"  approved by   {state['approval'].get('by')}")
+    if "applied" in state:
+        lines.append(f"  applied       {', '.join(state['applied']) or 'nothing'}")
+    if "rolled_back" in state:
+        lines.append(f"  rolled back   {', '.join(state['rolled_back']) or 'nothing'}")
+    for check in (state.get("verification") or {}).get("problems", []):
+        lines.append(f"  check         {check}")
+    if state.get("abort_reason"):
+        lines.append(f"  not applied   {state['abort_reason']}")
+    if state.get("failure_message"):
+        lines.append(f"  FAILED        {state['failure_message']}")
+    if state.get("report"):
+        lines.append(f"  report        {state['report']}")
+    return "\n".join(lines)
+
+
+def _start_local(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    """``migrate start --local``: the workflow's phases in this process (no AWS account
+    beyond the buckets; approval with ``--yes`` or at the terminal)."""
+    from ..jobs import JobContext
+    from .workflow import approval_summary, run_local
+
+    request: dict[str, Any] = {"requested_by": settings.creator}
+    if args.reason:
+        request["reason"] = args.reason
+    if args.approval:
+        request["approval"] = args.approval == "on"
+    if request.get("approval", settings.migration_approval == "on"):
+        require_terminal_or_yes(args.yes, "pgrunbook migrate start --local")
+    ctx = JobContext(settings, progress=progress)
+    state = run_local(ctx, request, approve=local_approval(settings, approval_summary, yes=args.yes))
+    _print(args, state, render_local(state))
+    return 0 if state.get("outcome") in ("applied", "nothing-pending") else 1
+
+
+def _workflow(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
     """The deployed migration workflow: start it, answer its approval, see its runs."""
     from .workflow import approval_summary
 
-    runs = executions(settings)
     command = args.migrate_command
+    if command == "start" and args.local:
+        return _start_local(args, settings, progress)
+    if command == "start" and (args.yes or args.approval):
+        raise ConfigError(
+            "--yes and --approval apply to --local only: a deployed run is approved with "
+            "pgrunbook migrate approve"
+        )
+    runs = executions(settings)
     if command == "start":
         request = {"requested_by": settings.creator}
         if args.reason:

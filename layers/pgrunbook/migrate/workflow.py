@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .. import workflows
@@ -356,3 +357,58 @@ def run_phase(
     ctx: JobContext, phase: str, state: dict[str, Any], *, execution: str | None = None
 ) -> dict[str, Any]:
     return workflows.run_phase(PHASES, ctx, phase, state, execution=execution, what="migration")
+
+
+# -- the same phases on a laptop -----------------------------------------------------------
+
+
+def run_local(
+    ctx: JobContext,
+    request: dict[str, Any],
+    *,
+    approve: Callable[[dict[str, Any]], tuple[bool, str]],
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
+    """Every phase in this process, in the state machine's order and with its retries: what
+    ``pgrunbook migrate start --local`` runs.
+
+    A request the lint or validation refuses raises (nothing changed).  With nothing pending
+    the run ends there (outcome ``nothing-pending``).  ``approve(state)`` is asked after the
+    dry run when approval is required and returns ``(approved, who or why not)``.  A failed
+    apply or verification rolls back what this run applied and reports; any other failure
+    after validation runs the ``fail`` phase, as the state machine's catch does.
+    """
+
+    def step(phase: str, state: dict[str, Any]) -> dict[str, Any]:
+        return workflows.with_retries(PHASES, RETRIES, phase, ctx, state, sleep)
+
+    state = step("validate", request)
+    if state["pending_count"] == 0:
+        state["outcome"] = "nothing-pending"
+        return state
+    phase = "backup"
+    try:
+        for phase in ("backup", "dry_run"):
+            state = step(phase, state)
+        if state["approval_required"]:
+            phase = "request_approval"
+            approved, answer = approve(state)
+            if not approved:
+                state["error"] = {"Error": "ApprovalRejected", "Cause": answer}
+                return abort(ctx, state)
+            state["approval"] = {"approved": True, "by": answer, "at": ctx.now().isoformat()}
+        phase = "apply"
+        state = step("apply", state)
+        if state["apply_ok"]:
+            phase = "verify"
+            state = step("verify", state)
+            if state["verify_ok"]:
+                phase = "finish"
+                return step("finish", state)
+        phase = "rollback"
+        state = step("rollback", state)
+        return fail(ctx, state)
+    except Exception as exc:  # every failure after validation must be reported
+        state["error"] = {"Error": type(exc).__name__, "Cause": str(exc)}
+        state["failed_phase"] = phase
+        return fail(ctx, state)

@@ -14,7 +14,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import ConfigError, InvalidTarget
 from ..progress import Progress
-from ..workflows import answer, confirm_at_terminal, now_utc, require_terminal_or_yes
+from ..workflows import answer, local_approval, now_utc, require_terminal_or_yes
 from .control import executions, maintenance, render_outcome, render_status, validate_request
 from .workflow import approval_summary
 
@@ -119,13 +119,7 @@ def _start_local(
     require_terminal_or_yes(args.yes, "pgrunbook pitr start --local")
     ctx = JobContext(settings, progress=progress)
 
-    def approve(state: dict[str, Any]) -> tuple[bool, str]:
-        if args.yes:
-            return True, settings.creator
-        if confirm_at_terminal(state["database"], "\n".join(approval_summary(state))):
-            return True, settings.creator
-        return False, f"not approved at the terminal by {settings.creator}"
-
+    approve = local_approval(settings, approval_summary, yes=args.yes)
     state = run_local(ctx, request, approve=approve)
     _print(args, state, render_outcome(state))
     return 0 if state.get("outcome") == "recovered" else 1

@@ -574,26 +574,6 @@ def run_phase(
 # -- the same phases on a laptop -----------------------------------------------------------
 
 
-def _with_retries(
-    phase: str,
-    ctx: JobContext,
-    state: dict[str, Any],
-    sleep: Callable[[float], None],
-) -> dict[str, Any]:
-    """Run a phase with the retries :data:`RETRIES` allows it, like the state machine does."""
-    policy = RETRIES[phase]
-    interval = float(policy.interval_seconds)
-    for attempt in range(policy.attempts + 1):
-        try:
-            return PHASES[phase](ctx, state)
-        except PgRunbookError as exc:
-            if type(exc).__name__ not in policy.errors or attempt == policy.attempts:
-                raise
-            sleep(interval)
-            interval *= policy.backoff
-    raise AssertionError("unreachable")
-
-
 def run_local(
     ctx: JobContext,
     request: dict[str, Any],
@@ -607,11 +587,15 @@ def run_local(
     not)``.  A validation error is raised (nothing changed); any later failure runs the
     ``fail`` phase and returns its state, as the state machine does.
     """
-    state = _with_retries("validate", ctx, request, sleep)
+
+    def step(phase: str, state: dict[str, Any]) -> dict[str, Any]:
+        return workflows.with_retries(PHASES, RETRIES, phase, ctx, state, sleep)
+
+    state = step("validate", request)
     phase = "prepare"
     try:
         for phase in ("prepare", "safety_point"):
-            state = _with_retries(phase, ctx, state, sleep)
+            state = step(phase, state)
         phase = "request_approval"
         approved, answer = approve(state)
         if not approved:
@@ -619,15 +603,15 @@ def run_local(
             return abort(ctx, state)
         state["approval"] = {"approved": True, "by": answer, "at": ctx.now().isoformat()}
         phase = "start"
-        state = _with_retries("start", ctx, state, sleep)
+        state = step("start", state)
         while True:
             phase = "poll"
-            state = _with_retries("poll", ctx, state, sleep)
+            state = step("poll", state)
             if state["recovery_done"]:
                 break
             sleep(state["poll_seconds"])
         for phase in ("verify", "cutover", "finish"):
-            state = _with_retries(phase, ctx, state, sleep)
+            state = step(phase, state)
         return state
     except Exception as exc:  # every failure after validation must be reported
         state["error"] = {"Error": type(exc).__name__, "Cause": str(exc)}
