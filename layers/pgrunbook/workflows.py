@@ -138,6 +138,27 @@ def local_approval(
     return approve
 
 
+def approved_locally(
+    ctx: Any, state: dict[str, Any], approve: Callable[[dict[str, Any]], tuple[bool, str]]
+) -> bool:
+    """Ask ``approve`` (a ``--local`` run's approval step) and record the answer in the state
+    as the state machine's approval task would: ``approval`` when approved, the
+    ``ApprovalRejected`` error otherwise."""
+    approved, answer = approve(state)
+    if approved:
+        state["approval"] = {"approved": True, "by": answer, "at": ctx.now().isoformat()}
+    else:
+        state["error"] = {"Error": "ApprovalRejected", "Cause": answer}
+    return approved
+
+
+def failed_in(state: dict[str, Any], phase: str, exc: Exception) -> dict[str, Any]:
+    """The state a phase's catch hands to ``fail``: the error and the phase it came from."""
+    state["error"] = {"Error": type(exc).__name__, "Cause": str(exc)}
+    state["failed_phase"] = phase
+    return state
+
+
 def request_approval(
     ctx: Any,
     state: dict[str, Any],

@@ -392,11 +392,8 @@ def run_local(
             state = step(phase, state)
         if state["approval_required"]:
             phase = "request_approval"
-            approved, answer = approve(state)
-            if not approved:
-                state["error"] = {"Error": "ApprovalRejected", "Cause": answer}
+            if not workflows.approved_locally(ctx, state, approve):
                 return abort(ctx, state)
-            state["approval"] = {"approved": True, "by": answer, "at": ctx.now().isoformat()}
         phase = "apply"
         state = step("apply", state)
         if state["apply_ok"]:
@@ -409,6 +406,4 @@ def run_local(
         state = step("rollback", state)
         return fail(ctx, state)
     except Exception as exc:  # every failure after validation must be reported
-        state["error"] = {"Error": type(exc).__name__, "Cause": str(exc)}
-        state["failed_phase"] = phase
-        return fail(ctx, state)
+        return fail(ctx, workflows.failed_in(state, phase, exc))

@@ -597,11 +597,8 @@ def run_local(
         for phase in ("prepare", "safety_point"):
             state = step(phase, state)
         phase = "request_approval"
-        approved, answer = approve(state)
-        if not approved:
-            state["error"] = {"Error": "ApprovalRejected", "Cause": answer}
+        if not workflows.approved_locally(ctx, state, approve):
             return abort(ctx, state)
-        state["approval"] = {"approved": True, "by": answer, "at": ctx.now().isoformat()}
         phase = "start"
         state = step("start", state)
         while True:
@@ -614,6 +611,4 @@ def run_local(
             state = step(phase, state)
         return state
     except Exception as exc:  # every failure after validation must be reported
-        state["error"] = {"Error": type(exc).__name__, "Cause": str(exc)}
-        state["failed_phase"] = phase
-        return fail(ctx, state)
+        return fail(ctx, workflows.failed_in(state, phase, exc))
