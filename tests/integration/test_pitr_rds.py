@@ -734,6 +734,8 @@ def test_a_multi_az_db_cluster_is_restored_with_its_instance_class(rds, clock):
         AllocatedStorage=100,
         Iops=3000,
         StorageType="io1",
+        VpcSecurityGroupIds=["sg-0a1b2c3d"],
+        DeletionProtection=True,
     )
     provider = provider_for(clock, PGRUNBOOK_RDS_CLUSTER=CLUSTER)
     sent = record_requests(provider)
@@ -742,6 +744,9 @@ def test_a_multi_az_db_cluster_is_restored_with_its_instance_class(rds, clock):
     [request] = of(sent, "RestoreDBClusterToPointInTime")
     assert request["DBClusterInstanceClass"] == "db.m6gd.large"
     assert (request["StorageType"], request["Iops"], request["PubliclyAccessible"]) == ("io1", 3000, False)
+    # what clusters and instances carry over alike
+    assert request["BackupRetentionPeriod"] == 3 and request["VpcSecurityGroupIds"] == ["sg-0a1b2c3d"]
+    assert (request["DeletionProtection"], request["EnableIAMDatabaseAuthentication"]) == (True, False)
     assert state["recovery"]["kind"] == KIND_MULTI_AZ_CLUSTER and "instance" not in state["recovery"]
 
     result = provider.status(state)  # RDS creates the three instances itself

@@ -100,6 +100,19 @@ CLUSTER_MISSING = ("DBClusterNotFoundFault", "DBClusterNotFound")
 SNAPSHOT_EXISTS = ("DBSnapshotAlreadyExists", "DBSnapshotAlreadyExistsFault")
 CLUSTER_SNAPSHOT_EXISTS = ("DBClusterSnapshotAlreadyExistsFault", "DBClusterSnapshotAlreadyExists")
 
+# How to describe one DB instance or DB cluster: operation, identifier parameter, result
+# key, the error codes that mean "no such thing", and what a message calls it.
+_DESCRIBE = {
+    "instance": (
+        "describe_db_instances",
+        "DBInstanceIdentifier",
+        "DBInstances",
+        INSTANCE_MISSING,
+        "RDS instance",
+    ),
+    "cluster": ("describe_db_clusters", "DBClusterIdentifier", "DBClusters", CLUSTER_MISSING, "DB cluster"),
+}
+
 DONE_STATUSES = frozenset({"available"})
 # Statuses a restore does not come back from by itself: waiting would only burn the RTO.
 FAILED_STATUSES = frozenset(
@@ -247,33 +260,20 @@ class RdsProvider(Provider):
         except BotoCoreError as exc:
             raise ProviderError(f"{what} failed: {_one_line(exc)}") from None
 
-    def _describe_instance(self, identifier: str, what: str) -> dict[str, Any] | None:
+    def _find(self, kind: str, identifier: str) -> dict[str, Any] | None:
+        """The DB instance or DB cluster (``kind``) with this identifier, or None."""
+        operation, parameter, key, missing, label = _DESCRIBE[kind]
         try:
             found = self._call(
-                "describe_db_instances",
-                f"describing {what}",
-                expect=INSTANCE_MISSING,
-                DBInstanceIdentifier=identifier,
-            )["DBInstances"]
-        except ClientError:
-            return None
-        return found[0] if found else None
-
-    def _describe_cluster(self, identifier: str, what: str) -> dict[str, Any] | None:
-        try:
-            found = self._call(
-                "describe_db_clusters",
-                f"describing {what}",
-                expect=CLUSTER_MISSING,
-                DBClusterIdentifier=identifier,
-            )["DBClusters"]
+                operation, f"describing {label} {identifier}", expect=missing, **{parameter: identifier}
+            )[key]
         except ClientError:
             return None
         return found[0] if found else None
 
     def _source_instance(self) -> dict[str, Any]:
         assert self.instance
-        found = self._describe_instance(self.instance, f"RDS instance {self.instance}")
+        found = self._find("instance", self.instance)
         if found is None:
             raise ConfigError(
                 f"RDS instance {self.instance} does not exist in {self._region_label} (PGRUNBOOK_RDS_INSTANCE)"
@@ -292,7 +292,7 @@ class RdsProvider(Provider):
 
     def _source_cluster(self) -> dict[str, Any]:
         assert self.cluster
-        found = self._describe_cluster(self.cluster, f"DB cluster {self.cluster}")
+        found = self._find("cluster", self.cluster)
         if found is None:
             raise ConfigError(
                 f"DB cluster {self.cluster} does not exist in {self._region_label} (PGRUNBOOK_RDS_CLUSTER)"
@@ -471,7 +471,7 @@ class RdsProvider(Provider):
             record,
             params,
             what=f"RDS instance {new}",
-            find=lambda: self._describe_instance(new, f"RDS instance {new}"),
+            find=lambda: self._find("instance", new),
             operation="restore_db_instance_to_point_in_time",
             exists=INSTANCE_EXISTS,
             SourceDBInstanceIdentifier=self.instance,
@@ -540,20 +540,14 @@ class RdsProvider(Provider):
         return record
 
     @staticmethod
-    def _instance_restore_params(source: dict[str, Any]) -> dict[str, Any]:
-        """The source's settings a point-in-time restore would not carry over by itself."""
+    def _shared_restore_params(source: dict[str, Any]) -> dict[str, Any]:
+        """What instances and clusters carry over alike: tags to snapshots, deletion
+        protection, IAM authentication, security groups, backup retention, log exports."""
         params: dict[str, Any] = {
-            "DBInstanceClass": source["DBInstanceClass"],
-            "MultiAZ": bool(source.get("MultiAZ")),
-            "PubliclyAccessible": bool(source.get("PubliclyAccessible")),
             "CopyTagsToSnapshot": bool(source.get("CopyTagsToSnapshot")),
             "DeletionProtection": bool(source.get("DeletionProtection")),
-            "AutoMinorVersionUpgrade": bool(source.get("AutoMinorVersionUpgrade", True)),
             "EnableIAMDatabaseAuthentication": bool(source.get("IAMDatabaseAuthenticationEnabled")),
         }
-        subnet_group = (source.get("DBSubnetGroup") or {}).get("DBSubnetGroupName")
-        if subnet_group:
-            params["DBSubnetGroupName"] = subnet_group
         security_groups = [
             g["VpcSecurityGroupId"]
             for g in source.get("VpcSecurityGroups") or []
@@ -561,6 +555,25 @@ class RdsProvider(Provider):
         ]
         if security_groups:
             params["VpcSecurityGroupIds"] = security_groups
+        if source.get("BackupRetentionPeriod"):
+            params["BackupRetentionPeriod"] = int(source["BackupRetentionPeriod"])
+        if source.get("EnabledCloudwatchLogsExports"):
+            params["EnableCloudwatchLogsExports"] = list(source["EnabledCloudwatchLogsExports"])
+        return params
+
+    @classmethod
+    def _instance_restore_params(cls, source: dict[str, Any]) -> dict[str, Any]:
+        """The source's settings a point-in-time restore would not carry over by itself."""
+        params = cls._shared_restore_params(source)
+        params.update(
+            DBInstanceClass=source["DBInstanceClass"],
+            MultiAZ=bool(source.get("MultiAZ")),
+            PubliclyAccessible=bool(source.get("PubliclyAccessible")),
+            AutoMinorVersionUpgrade=bool(source.get("AutoMinorVersionUpgrade", True)),
+        )
+        subnet_group = (source.get("DBSubnetGroup") or {}).get("DBSubnetGroupName")
+        if subnet_group:
+            params["DBSubnetGroupName"] = subnet_group
         parameter_groups = [g["DBParameterGroupName"] for g in source.get("DBParameterGroups") or []]
         if parameter_groups:
             params["DBParameterGroupName"] = parameter_groups[0]
@@ -581,10 +594,6 @@ class RdsProvider(Provider):
                 params["StorageThroughput"] = int(source["StorageThroughput"])
         if source.get("MaxAllocatedStorage"):
             params["MaxAllocatedStorage"] = int(source["MaxAllocatedStorage"])
-        if source.get("BackupRetentionPeriod"):
-            params["BackupRetentionPeriod"] = int(source["BackupRetentionPeriod"])
-        if source.get("EnabledCloudwatchLogsExports"):
-            params["EnableCloudwatchLogsExports"] = list(source["EnabledCloudwatchLogsExports"])
         if source.get("CACertificateIdentifier"):
             params["CACertificateIdentifier"] = source["CACertificateIdentifier"]
         return params
@@ -613,7 +622,7 @@ class RdsProvider(Provider):
             record,
             self._cluster_restore_params(source, aurora),
             what=f"DB cluster {new}",
-            find=lambda: self._describe_cluster(new, f"DB cluster {new}"),
+            find=lambda: self._find("cluster", new),
             operation="restore_db_cluster_to_point_in_time",
             exists=CLUSTER_EXISTS,
             SourceDBClusterIdentifier=self.cluster,
@@ -631,9 +640,7 @@ class RdsProvider(Provider):
         writer = next((m for m in members if m.get("IsClusterWriter")), members[0] if members else None)
         if writer is None:
             raise ConfigError(f"DB cluster {self.cluster} has no instance to copy the instance class from")
-        found = self._describe_instance(
-            writer["DBInstanceIdentifier"], f"writer {writer['DBInstanceIdentifier']}"
-        )
+        found = self._find("instance", writer["DBInstanceIdentifier"])
         if found is None:
             raise ProviderError(
                 f"the writer {writer['DBInstanceIdentifier']} of {self.cluster} vanished while it was read"
@@ -655,30 +662,15 @@ class RdsProvider(Provider):
             settings["EnablePerformanceInsights"] = True
         return settings
 
-    @staticmethod
-    def _cluster_restore_params(source: dict[str, Any], aurora: bool) -> dict[str, Any]:
-        params: dict[str, Any] = {
-            "CopyTagsToSnapshot": bool(source.get("CopyTagsToSnapshot")),
-            "DeletionProtection": bool(source.get("DeletionProtection")),
-            "EnableIAMDatabaseAuthentication": bool(source.get("IAMDatabaseAuthenticationEnabled")),
-        }
+    @classmethod
+    def _cluster_restore_params(cls, source: dict[str, Any], aurora: bool) -> dict[str, Any]:
+        params = cls._shared_restore_params(source)
         if source.get("DBSubnetGroup"):
             params["DBSubnetGroupName"] = source["DBSubnetGroup"]
-        security_groups = [
-            g["VpcSecurityGroupId"]
-            for g in source.get("VpcSecurityGroups") or []
-            if g.get("VpcSecurityGroupId")
-        ]
-        if security_groups:
-            params["VpcSecurityGroupIds"] = security_groups
         if source.get("DBClusterParameterGroup"):
             params["DBClusterParameterGroupName"] = source["DBClusterParameterGroup"]
         if source.get("Port"):
             params["Port"] = int(source["Port"])
-        if source.get("BackupRetentionPeriod"):
-            params["BackupRetentionPeriod"] = int(source["BackupRetentionPeriod"])
-        if source.get("EnabledCloudwatchLogsExports"):
-            params["EnableCloudwatchLogsExports"] = list(source["EnabledCloudwatchLogsExports"])
         if source.get("StorageType"):
             params["StorageType"] = source["StorageType"]
         scaling = source.get("ServerlessV2ScalingConfiguration")
@@ -709,7 +701,7 @@ class RdsProvider(Provider):
                 status=status,
                 detail=f"RDS instance {recovery['instance']}",
             )
-        cluster = self._describe_cluster(recovery["cluster"], f"DB cluster {recovery['cluster']}")
+        cluster = self._find("cluster", recovery["cluster"])
         if cluster is None:
             raise RecoveryFailed(f"the recovered DB cluster {recovery['cluster']} no longer exists")
         cluster_status = cluster.get("Status", "unknown")
@@ -742,7 +734,7 @@ class RdsProvider(Provider):
             raise RecoveryFailed(f"the point-in-time restore failed: {what} is {status}")
 
     def _recovered_instance(self, identifier: str) -> dict[str, Any]:
-        found = self._describe_instance(identifier, f"RDS instance {identifier}")
+        found = self._find("instance", identifier)
         if found is None:
             raise RecoveryFailed(f"the recovered RDS instance {identifier} no longer exists")
         return found
@@ -752,7 +744,7 @@ class RdsProvider(Provider):
         available (RDS accepts it no earlier); a retried poll finds it by its tag."""
         recovery = state["recovery"]
         identifier = recovery["instance"]
-        existing = self._describe_instance(identifier, f"RDS instance {identifier}")
+        existing = self._find("instance", identifier)
         if existing is not None:
             if not self._ours(existing, state):
                 raise RecoveryFailed(
@@ -780,7 +772,7 @@ class RdsProvider(Provider):
             )["DBInstance"]
         except ClientError:
             # Created meanwhile (a concurrent or retried poll): it must be ours.
-            existing = self._describe_instance(identifier, f"RDS instance {identifier}")
+            existing = self._find("instance", identifier)
             if existing is None or not self._ours(existing, state):
                 raise ProviderError(
                     f"RDS instance {identifier} exists and was not created by this recovery"
@@ -800,7 +792,7 @@ class RdsProvider(Provider):
             host, port = endpoint.get("Address"), endpoint.get("Port")
             what = f"RDS instance {recovery['instance']}"
         else:
-            found = self._describe_cluster(recovery["cluster"], f"DB cluster {recovery['cluster']}")
+            found = self._find("cluster", recovery["cluster"])
             if found is None:
                 raise RecoveryFailed(f"the recovered DB cluster {recovery['cluster']} no longer exists")
             host, port = found.get("Endpoint"), found.get("Port")
