@@ -244,11 +244,9 @@ def _settings(args: argparse.Namespace):
 
 
 def _emit(args: argparse.Namespace, report: Any, render: Any) -> int:
-    if args.json:
-        sys.stdout.write(json.dumps(report.to_dict(), indent=1, default=str) + "\n")
-    else:
-        sys.stdout.write(render(report) + "\n")
-    sys.stdout.flush()
+    from .report import print_result
+
+    print_result(args.json, report.to_dict(), render(report))
     return report.exit_code
 
 
@@ -318,22 +316,19 @@ def _run(args: argparse.Namespace) -> int:
 def _emit_raw(args: argparse.Namespace, report: Any, render: Any) -> int:
     """Backup and restore-test print their engine's own report (richer than the job
     report), with the job report's findings and location added."""
-    from .report import render_job
+    from dataclasses import replace
+
+    from .report import print_result, render_job
 
     raw = report.raw
-    if args.json:
-        data = {**raw.to_dict(), "report": report.to_dict()}
-        sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
-    else:
-        text = render(raw)
-        extra = [f for f in report.findings if ":" in f.check]  # e.g. checks on the restored copy
-        if extra:
-            report.findings = extra
-            text += "\n\n" + "\n".join(render_job(report).splitlines()[1:])
-        elif report.location:
-            text += f"\n  report        {report.location}"
-        sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    data = {**raw.to_dict(), "report": report.to_dict()}
+    text = render(raw)
+    extra = [f for f in report.findings if ":" in f.check]  # e.g. checks on the restored copy
+    if extra:
+        text += "\n\n" + "\n".join(render_job(replace(report, findings=extra)).splitlines()[1:])
+    elif report.location:
+        text += f"\n  report        {report.location}"
+    print_result(args.json, data, text)
     return max(raw.exit_code, report.exit_code)
 
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
+from typing import Any
 
 from .backup import BackupReport
 from .reports import JobReport
 from .restore import RestoreReport
 from .status import StatusReport
+
+
+def print_result(as_json: bool, data: Any, text: str) -> None:
+    """What every command prints: ``data`` as JSON with ``--json``, else the readable ``text``."""
+    sys.stdout.write((json.dumps(data, indent=1, default=str) if as_json else text) + "\n")
+    sys.stdout.flush()
 
 
 def size(n: int | float) -> str:

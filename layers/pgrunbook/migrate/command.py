@@ -8,23 +8,17 @@ migration that failed (it was rolled back; the ones before it stay applied), or 
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import sys
 from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError
 from ..progress import Progress
+from ..report import print_result
 from ..workflows import Executions, answer, local_approval, now_utc, require_terminal_or_yes
 from .engine import Migrator, RunResult, Status
 from .files import discover
 from .lint import lint_all
-
-
-def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    sys.stdout.write((json.dumps(data, indent=1, default=str) if args.json else text) + "\n")
-    sys.stdout.flush()
 
 
 def render_status(status: Status, *, title: str) -> str:
@@ -73,7 +67,7 @@ def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress
             [f"pgrunbook migrate lint  {len(files)} files, {len(findings)} findings"]
             + [f"  {f}" for f in findings]
         )
-        _print(args, data, text)
+        print_result(args.json, data, text)
         return 1 if any(f.severity == "error" for f in findings) else 0
     if command in ("start", "approve", "reject", "runs"):
         return _workflow(args, settings, progress)
@@ -82,7 +76,7 @@ def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress
         status = engine.status()
         if command == "status":
             status.findings = []
-        _print(args, status.to_dict(), render_status(status, title=command))
+        print_result(args.json, status.to_dict(), render_status(status, title=command))
         failed = status.problems or any(f.severity == "error" for f in status.findings)
         return 1 if failed else 0
     if command == "apply":
@@ -94,7 +88,7 @@ def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress
         result = engine.rollback(steps=None if to else (args.steps or 1), to_version=to)
     else:
         raise ConfigError(f"unknown migrate command {command}")
-    _print(args, result.to_dict(), render_run(result))
+    print_result(args.json, result.to_dict(), render_run(result))
     return 0 if result.ok else 1
 
 
@@ -151,7 +145,7 @@ def _start_local(args: argparse.Namespace, settings: Settings, progress: Progres
         require_terminal_or_yes(args.yes, "pgrunbook migrate start --local")
     ctx = JobContext(settings, progress=progress)
     state = run_local(ctx, request, approve=local_approval(settings, approval_summary, yes=args.yes))
-    _print(args, state, render_local(state))
+    print_result(args.json, state, render_local(state))
     return 0 if state.get("outcome") in ("applied", "nothing-pending") else 1
 
 
@@ -178,7 +172,7 @@ def _workflow(args: argparse.Namespace, settings: Settings, progress: Progress) 
             "  next          lint, backup and dry run; then the approval request goes to the SNS topic: "
             f"pgrunbook migrate approve {started['name']}"
         )
-        _print(args, started, text)
+        print_result(args.json, started, text)
         return 0
     if command in ("approve", "reject"):
         answered = answer(
@@ -195,7 +189,7 @@ def _workflow(args: argparse.Namespace, settings: Settings, progress: Progress) 
             if command == "approve"
             else f"rejected {answered['name']}: nothing is applied"
         )
-        _print(args, answered, text)
+        print_result(args.json, answered, text)
         return 0
     status = runs.status(getattr(args, "execution", None))
     lines = ["pgrunbook migrate runs"]
@@ -206,5 +200,5 @@ def _workflow(args: argparse.Namespace, settings: Settings, progress: Progress) 
             lines.append(f"  reason        {status['reason']}")
     for e in status.get("executions", []):
         lines.append(f"    {e['name']:<48} {e['status']:<10} {e['started']}")
-    _print(args, status, "\n".join(lines))
+    print_result(args.json, status, "\n".join(lines))
     return 0

@@ -7,24 +7,15 @@ validation), 1 aborted or failed, 2 a request refused before anything changed.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
 from ..config import Settings
 from ..errors import ConfigError, InvalidTarget
 from ..progress import Progress
+from ..report import print_result
 from ..workflows import answer, local_approval, now_utc, require_terminal_or_yes
 from .control import executions, maintenance, render_outcome, render_status, validate_request
 from .workflow import approval_summary
-
-
-def _print(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
-    if args.json:
-        sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
-    else:
-        sys.stdout.write(text + "\n")
-    sys.stdout.flush()
 
 
 def run_pitr(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
@@ -50,7 +41,7 @@ def run_pitr(args: argparse.Namespace, settings: Settings, progress: Progress) -
             if command == "approve"
             else f"rejected {answered['name']}: the recovery is aborted and nothing changes"
         )
-        _print(args, answered, text)
+        print_result(args.json, answered, text)
         return 0
     raise ConfigError(f"unknown pitr command {command}")
 
@@ -84,7 +75,7 @@ def _start(args: argparse.Namespace, settings: Settings, progress: Progress) -> 
     ]
     if args.no_wait:
         lines.append("  next          the approval request goes to the SNS topic; see pgrunbook pitr status")
-        _print(args, started, "\n".join(lines))
+        print_result(args.json, started, "\n".join(lines))
         return 0
     progress.step("waiting for the execution to validate the request")
     checked = runs.wait_past_validation(started["execution"])
@@ -98,7 +89,7 @@ def _start(args: argparse.Namespace, settings: Settings, progress: Progress) -> 
         ):
             raise InvalidTarget(f"the recovery was refused before anything changed: {reason}")
         lines.append(f"  ended         {checked['status']}: {reason}")
-        _print(args, started, "\n".join(lines))
+        print_result(args.json, started, "\n".join(lines))
         return 1
     lines.append(
         "  next          validated; the approval request goes to the SNS topic: answer with "
@@ -106,7 +97,7 @@ def _start(args: argparse.Namespace, settings: Settings, progress: Progress) -> 
         if checked["validated"]
         else "  next          still validating; see pgrunbook pitr status"
     )
-    _print(args, started, "\n".join(lines))
+    print_result(args.json, started, "\n".join(lines))
     return 0
 
 
@@ -121,7 +112,7 @@ def _start_local(
 
     approve = local_approval(settings, approval_summary, yes=args.yes)
     state = run_local(ctx, request, approve=approve)
-    _print(args, state, render_outcome(state))
+    print_result(args.json, state, render_outcome(state))
     return 0 if state.get("outcome") == "recovered" else 1
 
 
@@ -144,7 +135,7 @@ def _status(args: argparse.Namespace, settings: Settings) -> int:
                 "location": report.location,
                 "findings": [f"{f.severity:<8} {f.message}" for f in report.findings],
             }
-    _print(args, out, render_status(out))
+    print_result(args.json, out, render_status(out))
     return 0
 
 
@@ -173,5 +164,5 @@ def _maintenance(args: argparse.Namespace, settings: Settings) -> int:
         )
     value = mode.read()
     out = {"maintenance": {"parameter": mode.parameter, "value": value}}
-    _print(args, out, render_status(out))
+    print_result(args.json, out, render_status(out))
     return 0
