@@ -526,21 +526,32 @@ def _library_version() -> str:
     return found.group(1) if found else "unknown"
 
 
-def pgrunbook_layer(scope: Construct, id: str, *, runtime: lambda_.Runtime) -> lambda_.LayerVersion:
-    """The library layer for ``runtime`` (python3.12 or newer), x86_64."""
-    python_version = _python_version(runtime)
-    code = lambda_.Code.from_asset(
+def _layer_code(asset_hash: str, *, image: DockerImage, local: object, command: list[str]) -> lambda_.Code:
+    """A layer's contents, built locally when possible (no Docker), else in ``image``; the
+    asset hash is ours, so the layer changes exactly when its inputs do."""
+    return lambda_.Code.from_asset(
         str(ROOT),
         asset_hash_type=AssetHashType.CUSTOM,
-        asset_hash=pgrunbook_layer_hash(python_version=python_version),
+        asset_hash=asset_hash,
         bundling=BundlingOptions(
-            image=runtime.bundling_image,
-            local=_pgrunbook_bundling(python_version, DEFAULT_PLATFORM),
-            command=_docker_pgrunbook_command(),
+            image=image,
+            local=local,
+            command=command,
             environment=_DOCKER_ENVIRONMENT,
             platform="linux/amd64",
             output_type=BundlingOutput.NOT_ARCHIVED,
         ),
+    )
+
+
+def pgrunbook_layer(scope: Construct, id: str, *, runtime: lambda_.Runtime) -> lambda_.LayerVersion:
+    """The library layer for ``runtime`` (python3.12 or newer), x86_64."""
+    python_version = _python_version(runtime)
+    code = _layer_code(
+        pgrunbook_layer_hash(python_version=python_version),
+        image=runtime.bundling_image,
+        local=_pgrunbook_bundling(python_version, DEFAULT_PLATFORM),
+        command=_docker_pgrunbook_command(),
     )
     return lambda_.LayerVersion(
         scope,
@@ -561,18 +572,11 @@ def pgtools_layer(
     """pg_dump, pg_restore and psql at ``/opt/pgtools/<major>/bin``, libraries in ``/opt/lib``."""
     chosen = tuple(sorted(set(majors)))
     version = pgserver_version()
-    code = lambda_.Code.from_asset(
-        str(ROOT),
-        asset_hash_type=AssetHashType.CUSTOM,
-        asset_hash=pgtools_layer_hash(majors=chosen, version=version),
-        bundling=BundlingOptions(
-            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.12"),
-            local=_pgtools_bundling(chosen),
-            command=_docker_pgtools_command(chosen, version),
-            environment=_DOCKER_ENVIRONMENT,
-            platform="linux/amd64",
-            output_type=BundlingOutput.NOT_ARCHIVED,
-        ),
+    code = _layer_code(
+        pgtools_layer_hash(majors=chosen, version=version),
+        image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.12"),
+        local=_pgtools_bundling(chosen),
+        command=_docker_pgtools_command(chosen, version),
     )
     return lambda_.LayerVersion(
         scope,
