@@ -120,6 +120,15 @@ class Buckets:
     dr: str
     dr_region: str
 
+    def variables(self) -> dict[str, str]:
+        """The PGRUNBOOK_* variables that name both buckets."""
+        return {
+            "PGRUNBOOK_BUCKET": self.primary,
+            "PGRUNBOOK_REGION": self.primary_region,
+            "PGRUNBOOK_DR_BUCKET": self.dr,
+            "PGRUNBOOK_DR_REGION": self.dr_region,
+        }
+
     def client(self, which: str = "primary"):
         region = self.primary_region if which == "primary" else self.dr_region
         return boto3.client("s3", region_name=region)

@@ -140,17 +140,21 @@ def _pitr_parsers(sub: Any) -> None:
     p = add("status", help="where a recovery stands, maintenance mode, the last recovery report")
     p.add_argument("execution", nargs="?", help="execution name or ARN (default: the newest)")
 
-    p = add("approve", help="approve the recovery an execution is waiting on")
-    p.add_argument("execution", help="execution name or ARN")
-    p.add_argument("--yes", action="store_true", help="do not ask to confirm")
-
-    p = add("reject", help="reject the recovery an execution is waiting on")
-    p.add_argument("execution", help="execution name or ARN")
-    p.add_argument("--reason", required=True, help="why (goes into the report)")
+    _answer_parsers(add, "the recovery")
 
     p = add("maintenance", help="the application's maintenance mode: on, off or status")
     p.add_argument("switch", choices=("on", "off", "status"))
     p.add_argument("--reason", default="switched on by an operator", help="with on: shown to the application")
+
+
+def _answer_parsers(add: Any, what: str) -> None:
+    """``approve`` and ``reject`` of a workflow's waiting execution (``add`` makes a subcommand)."""
+    p = add("approve", help=f"approve {what} an execution is waiting on")
+    p.add_argument("execution", help="execution name or ARN")
+    p.add_argument("--yes", action="store_true", help="do not ask to confirm")
+    p = add("reject", help=f"reject {what} an execution is waiting on")
+    p.add_argument("execution", help="execution name or ARN")
+    p.add_argument("--reason", required=True, help="why (goes into the report)")
 
 
 def _migrate_parsers(sub: Any) -> None:
@@ -202,12 +206,7 @@ def _migrate_parsers(sub: Any) -> None:
         help="--local: ask for approval after the dry run (default PGRUNBOOK_MIGRATION_APPROVAL, on); "
         "destructive migrations always ask",
     )
-    p = workflow("approve", help="approve the migrations an execution is waiting on")
-    p.add_argument("execution", help="execution name or ARN")
-    p.add_argument("--yes", action="store_true", help="do not ask to confirm")
-    p = workflow("reject", help="reject the migrations an execution is waiting on")
-    p.add_argument("execution", help="execution name or ARN")
-    p.add_argument("--reason", required=True, help="why")
+    _answer_parsers(workflow, "the migrations")
     p = workflow("runs", help="the migration workflow's executions and where the newest stands")
     p.add_argument("execution", nargs="?", help="execution name or ARN (default: the newest)")
 

@@ -14,10 +14,7 @@ def env(monkeypatch, s3, new_db, tmp_path):
     source = new_db(sql="CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1), (2);")
     values = {
         "PGRUNBOOK_DATABASE_URL": source.libpq_uri(),
-        "PGRUNBOOK_BUCKET": s3.primary,
-        "PGRUNBOOK_REGION": s3.primary_region,
-        "PGRUNBOOK_DR_BUCKET": s3.dr,
-        "PGRUNBOOK_DR_REGION": s3.dr_region,
+        **s3.variables(),
         "PGRUNBOOK_WORK_DIR": str(tmp_path),
     }
     for key, value in values.items():

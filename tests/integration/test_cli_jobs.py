@@ -24,10 +24,7 @@ def cli(monkeypatch, s3, new_db, pg18, tmp_path, capsys):
     source = new_db(sql=APP)
     for key, value in {
         "PGRUNBOOK_DATABASE_URL": source.libpq_uri(),
-        "PGRUNBOOK_BUCKET": s3.primary,
-        "PGRUNBOOK_REGION": s3.primary_region,
-        "PGRUNBOOK_DR_BUCKET": s3.dr,
-        "PGRUNBOOK_DR_REGION": s3.dr_region,
+        **s3.variables(),
         "PGRUNBOOK_RESTORE_TARGET_URL": pg18.conninfo.libpq_uri(),
         "PGRUNBOOK_DR_RESTORE_TARGET_URL": pg18.conninfo.libpq_uri(),
         "PGRUNBOOK_WORK_DIR": str(tmp_path),

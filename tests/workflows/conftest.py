@@ -236,10 +236,7 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions) -> Iterator[W
 
     variables = {
         "PGRUNBOOK_DATABASE_SECRET_ARN": arn,
-        "PGRUNBOOK_BUCKET": s3.primary,
-        "PGRUNBOOK_REGION": s3.primary_region,
-        "PGRUNBOOK_DR_BUCKET": s3.dr,
-        "PGRUNBOOK_DR_REGION": s3.dr_region,
+        **s3.variables(),
         "PGRUNBOOK_RESTORE_TARGET_URL": pg18.conninfo.libpq_uri(),
         "PGRUNBOOK_SNS_TOPIC_ARN": inbox.topic_arn,
         "PGRUNBOOK_PITR_STATE_MACHINE_ARN": machines["pitr"],
