@@ -124,9 +124,9 @@ def make_client(region: str, concurrency: int = 8) -> Any:
         max_pool_connections=max(10, concurrency * 2),
     )
     with _session_lock:
-        client = _shared_session().client("s3", config=config)
-        if client.meta.endpoint_url.startswith("https://"):
-            client = _shared_session().client("s3", config=config.merge(UNSIGNED_PAYLOAD))
+        client = _shared_session().client("s3", config=config.merge(UNSIGNED_PAYLOAD))
+        if not client.meta.endpoint_url.startswith("https://"):  # rare: a local emulator, say
+            client = _shared_session().client("s3", config=config)
     for hook in CLIENT_HOOKS:
         hook(client)
     return client
