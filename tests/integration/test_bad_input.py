@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pgrunbook.backup import run_backup
-from pgrunbook.cli import main
-from pgrunbook.pg import Database
+from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.entrypoints.cli import main
+from pgrunbook.operations.backup import run_backup
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from pgrunbook.pg import Database
+from pgrunbook.adapters.postgres.connection import Database
 
 PASSWORD = "S3cret-Pa55word-xyzzy"
 PGRUNBOOK = str(Path(sys.executable).parent / "pgrunbook")

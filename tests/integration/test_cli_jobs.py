@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pgrunbook.cli import main
+from pgrunbook.entrypoints.cli import main
 
 APP = """
 CREATE TABLE projects (id int PRIMARY KEY, user_id int NOT NULL);
@@ -65,7 +65,7 @@ def test_the_morning_check_from_the_command_line(cli):
 
 
 def test_verify_exits_1_on_a_critical_finding_and_0_on_a_warning(cli):
-    from pgrunbook.pg import Database
+    from pgrunbook.adapters.postgres.connection import Database
 
     run, source = cli
     run("backup")

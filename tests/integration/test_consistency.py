@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-from pgrunbook.backup import run_backup
-from pgrunbook.catalog import Catalog
-from pgrunbook.fingerprint import compute_one, discover_tables, method_for
-from pgrunbook.pg import Database
-from pgrunbook.restore import run_restore_test
+from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.adapters.postgres.fingerprints import compute_one, discover_tables, method_for
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.operations.backup import run_backup
+from pgrunbook.operations.restorer import run_restore_test
 
 SCHEMA = """
 CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgrunbook.checks import CheckResult, SqlCheck, check_dirs, load_checks, run_check, run_checks
-from pgrunbook.dbchecks import builtin_checks
-from pgrunbook.pg import Database, quote_ident
-from pgrunbook.thresholds import Threshold, Thresholds
+from pgrunbook.adapters.postgres.connection import Database, quote_ident
+from pgrunbook.checks.live import builtin_checks
+from pgrunbook.checks.sql import CheckResult, SqlCheck, check_dirs, load_checks, run_check, run_checks
+from pgrunbook.domain.thresholds import Threshold, Thresholds
 
 LONG_QUERY = "SELECT 1 AS still_here /* " + "x" * 300 + " */"
 

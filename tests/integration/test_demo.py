@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from pgrunbook.demo import run_demo
+from pgrunbook.entrypoints.demo import run_demo
 
 
 def test_demo_end_to_end():
@@ -22,8 +22,8 @@ def test_demo_end_to_end():
 
 
 def test_demo_dataset_is_deterministic(pg18):
-    from pgrunbook.demo import load_demo_dataset
-    from pgrunbook.pg import Database
+    from pgrunbook.adapters.postgres.connection import Database
+    from pgrunbook.entrypoints.demo import load_demo_dataset
 
     sums = []
     with Database.connect(pg18.conninfo) as admin:

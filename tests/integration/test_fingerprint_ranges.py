@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from pgrunbook.fingerprint import compute_all, compute_one, discover_tables, plan, table_sizes
-from pgrunbook.pg import Database, quote_literal
+from pgrunbook.adapters.postgres.connection import Database, quote_literal
+from pgrunbook.adapters.postgres.fingerprints import (
+    compute_all,
+    compute_one,
+    discover_tables,
+    plan,
+    table_sizes,
+)
 
 SQL = """
 CREATE TABLE big (id int PRIMARY KEY, v text, j jsonb);

@@ -11,11 +11,11 @@ from datetime import datetime, timedelta
 import boto3
 import pytest
 
-from pgrunbook.config import Settings
-from pgrunbook.handler import BadEvent
-from pgrunbook.jobs import JobContext, run_job
-from pgrunbook.mirror import Mirror
-from pgrunbook.storage import b64
+from pgrunbook.adapters.s3.store import b64
+from pgrunbook.catalog.metadata_mirror import Mirror
+from pgrunbook.entrypoints.aws_lambda import BadEvent
+from pgrunbook.operations.context import JobContext, run_job
+from pgrunbook.settings.model import Settings
 
 from ..lambda_env import Context, Inbox, database_secret, load_handler
 
@@ -158,7 +158,7 @@ def test_a_damaged_dr_object_is_reported_with_its_key(damage, env, s3):
 
 
 def test_a_violated_user_check_is_reported_with_the_offending_rows(env):
-    from pgrunbook.pg import Database
+    from pgrunbook.adapters.postgres.connection import Database
 
     invoke("backup")
     with Database.connect(env.settings.conninfo()) as db:
@@ -173,7 +173,7 @@ def test_a_violated_user_check_is_reported_with_the_offending_rows(env):
 
 
 def test_rls_disabled_table_is_critical_with_the_supabase_profile(env, monkeypatch):
-    from pgrunbook.pg import Database
+    from pgrunbook.adapters.postgres.connection import Database
 
     monkeypatch.setenv("PGRUNBOOK_PROFILE", "supabase")
     invoke("backup")
@@ -187,7 +187,7 @@ def test_rls_disabled_table_is_critical_with_the_supabase_profile(env, monkeypat
 
 def test_backup_age_thresholds_are_exact(env):
     invoke("backup")
-    from pgrunbook.catalog import Catalog
+    from pgrunbook.catalog.backups import Catalog
 
     snapshot = Catalog(env.settings.primary_store()).latest().snapshot_time
     ctx = lambda at: JobContext(env.settings, clock=lambda: at, store_reports=False)  # noqa: E731
@@ -220,7 +220,7 @@ class StepClock:
     [(timedelta(minutes=90), "ok", "ok"), (timedelta(hours=5), "critical", "critical")],
 )
 def test_drill_measures_rto_and_rpo_from_a_known_history(since_snapshot, rpo_severity, status, env):
-    from pgrunbook.catalog import Catalog
+    from pgrunbook.catalog.backups import Catalog
 
     invoke("backup")
     snapshot = Catalog(env.settings.dr_store()).latest().snapshot_time
@@ -241,7 +241,7 @@ def test_drill_measures_rto_and_rpo_from_a_known_history(since_snapshot, rpo_sev
 
 
 def test_drill_falls_back_to_an_older_dr_backup_and_keeps_a_trend(env, s3, monkeypatch):
-    from pgrunbook.status import build_status
+    from pgrunbook.operations.status import build_status
 
     first = invoke("backup")["figures"]["backup_id"]
     second = invoke("backup")["figures"]["backup_id"]

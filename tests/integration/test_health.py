@@ -10,11 +10,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from pgrunbook.dburl import ConnInfo
-from pgrunbook.health import slowest_statements
-from pgrunbook.jobs import JobContext, run_job
-from pgrunbook.pg import Database
-from pgrunbook.reports import Finding, JobReport
+from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.adapters.postgres.dburl import ConnInfo
+from pgrunbook.catalog.reports import Finding, JobReport
+from pgrunbook.operations.context import JobContext, run_job
+from pgrunbook.operations.health import slowest_statements
 
 HEALTH_SCHEMA = """
 -- lookups: a primary key and a unique index, both over 1 MB and never scanned (they enforce

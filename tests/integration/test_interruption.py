@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ConnectionClosedError
 
-from pgrunbook.backup import run_backup
-from pgrunbook.catalog import Catalog
-from pgrunbook.errors import BackupIncomplete, BackupNotFound
-from pgrunbook.mirror import Mirror
-from pgrunbook.pg import Database
-from pgrunbook.restore import run_restore_test
-from pgrunbook.status import build_status
-from pgrunbook.storage import CLIENT_HOOKS
+from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.adapters.s3.store import CLIENT_HOOKS
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.catalog.metadata_mirror import Mirror
+from pgrunbook.domain.errors import BackupIncomplete, BackupNotFound
+from pgrunbook.operations.backup import run_backup
+from pgrunbook.operations.restorer import run_restore_test
+from pgrunbook.operations.status import build_status
 
 SQL = """
 CREATE TABLE a (id int PRIMARY KEY, v text);

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pgrunbook.cli import main
-from pgrunbook.errors import ConfigError
-from pgrunbook.migrate.engine import Migrator
-from pgrunbook.pg import Database
+from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.domain.errors import ConfigError
+from pgrunbook.entrypoints.cli import main
+from pgrunbook.workflows.migrate.engine import Migrator
 
 ADD_VIN = """-- migrate:up
 CREATE TABLE vehicles (id int PRIMARY KEY, make text);

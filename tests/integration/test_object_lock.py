@@ -6,9 +6,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, ConnectionClosedError
 
-from pgrunbook.backup import run_backup
-from pgrunbook.catalog import Catalog
-from pgrunbook.storage import CLIENT_HOOKS
+from pgrunbook.adapters.s3.store import CLIENT_HOOKS
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.operations.backup import run_backup
 
 SQL = "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g;"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pgrunbook.backup import run_backup
-from pgrunbook.cli import main
-from pgrunbook.errors import ToolVersionError
-from pgrunbook.pgtools import _embedded_dirs, _probe, find_pg_dump, find_pg_restore
+from pgrunbook.adapters.postgres.tools import _embedded_dirs, _probe, find_pg_dump, find_pg_restore
+from pgrunbook.domain.errors import ToolVersionError
+from pgrunbook.entrypoints.cli import main
+from pgrunbook.operations.backup import run_backup
 
 
 def bindir(major: int):

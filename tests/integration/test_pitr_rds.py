@@ -37,8 +37,7 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.rds.models import rds_backends
 
-from pgrunbook.config import Settings
-from pgrunbook.errors import (
+from pgrunbook.domain.errors import (
     ConfigError,
     InvalidTarget,
     PitrNotEnabled,
@@ -47,8 +46,9 @@ from pgrunbook.errors import (
     ProviderUnavailable,
     RecoveryFailed,
 )
-from pgrunbook.pitr.providers import get_provider
-from pgrunbook.pitr.rds import (
+from pgrunbook.settings.model import Settings
+from pgrunbook.workflows.pitr.providers import get_provider
+from pgrunbook.workflows.pitr.rds import (
     KIND_AURORA,
     KIND_INSTANCE,
     KIND_MULTI_AZ_CLUSTER,

@@ -17,8 +17,7 @@ import pytest
 from moto import mock_aws
 
 from pgrunbook import __version__
-from pgrunbook.config import Settings
-from pgrunbook.errors import (
+from pgrunbook.domain.errors import (
     ConfigError,
     InvalidTarget,
     PitrNotEnabled,
@@ -27,9 +26,10 @@ from pgrunbook.errors import (
     ProviderUnavailable,
     RecoveryFailed,
 )
-from pgrunbook.pitr.providers import get_provider
-from pgrunbook.pitr.supabase import RESTORE_POINT_NAME_LIMIT, SupabaseProvider, restore_point_name
-from pgrunbook.redact import MASK
+from pgrunbook.domain.redact import MASK
+from pgrunbook.settings.model import Settings
+from pgrunbook.workflows.pitr.providers import get_provider
+from pgrunbook.workflows.pitr.supabase import RESTORE_POINT_NAME_LIMIT, SupabaseProvider, restore_point_name
 
 from ..supabase_api import REF, TOKEN, Answer, FakeSupabase, serve
 

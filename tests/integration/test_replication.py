@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from botocore.exceptions import ConnectionClosedError
 
-from pgrunbook.backup import run_backup
-from pgrunbook.catalog import Catalog
-from pgrunbook.report import render_status
-from pgrunbook.restore import run_restore_test
-from pgrunbook.status import build_status
-from pgrunbook.storage import CLIENT_HOOKS, MiB, TransferSettings
+from pgrunbook.adapters.s3.store import CLIENT_HOOKS, MiB, TransferSettings
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.entrypoints.cli.render import render_status
+from pgrunbook.operations.backup import run_backup
+from pgrunbook.operations.restorer import run_restore_test
+from pgrunbook.operations.status import build_status
 
 SMALL = "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 500) g;"
 

@@ -15,17 +15,17 @@ import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError
 
-from pgrunbook.catalog import Catalog
-from pgrunbook.config import Settings
-from pgrunbook.dburl import ConnInfo
-from pgrunbook.errors import BucketUnavailable
-from pgrunbook.jobs import JobContext, run_job
-from pgrunbook.leases import Lease
-from pgrunbook.manifest import FileEntry, Manifest
+from pgrunbook.adapters.postgres.dburl import ConnInfo
+from pgrunbook.adapters.s3.store import CLIENT_HOOKS, ObjectStore, b64
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.catalog.leases import Lease
+from pgrunbook.catalog.reports import JobReport, ReportStore
+from pgrunbook.domain.errors import BucketUnavailable
+from pgrunbook.domain.manifest import FileEntry, Manifest
+from pgrunbook.domain.tiers import RetentionPolicy, new_backup_id
+from pgrunbook.operations.context import JobContext, run_job
 from pgrunbook.progress import NullProgress
-from pgrunbook.reports import JobReport, ReportStore
-from pgrunbook.storage import CLIENT_HOOKS, ObjectStore, b64
-from pgrunbook.tiers import RetentionPolicy, new_backup_id
+from pgrunbook.settings.model import Settings
 
 NOW = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)  # the daily run, 03:00 UTC
 DAY = timedelta(days=1)
@@ -468,7 +468,7 @@ def test_a_missing_dr_bucket_stops_the_run_before_anything_changes(settings, sto
 
 def test_a_complete_restore_verifies_a_backup_even_when_a_data_check_warned(settings, stores):
     """Integrity 100 % proves the backup; a warning about the data in it does not unprove it."""
-    from pgrunbook.retention import read_verified
+    from pgrunbook.operations.retention import read_verified
 
     primary = stores["primary"]
     store_report(primary, "restore-test", NOW - DAY, ok=True, figures={"backup_id": "a"})
@@ -481,7 +481,7 @@ def test_a_complete_restore_verifies_a_backup_even_when_a_data_check_warned(sett
 
 
 def test_expired_leases_are_swept(settings, stores):
-    from pgrunbook.leases import held_backups
+    from pgrunbook.catalog.leases import held_backups
 
     primary = stores["primary"]
     Lease(primary, "old-run", "killed restore", NOW - 2 * DAY).__enter__()  # expired long ago

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pgrunbook.backup import run_backup
-from pgrunbook.catalog import Catalog
-from pgrunbook.pg import Database
-from pgrunbook.restore import run_restore_test
+from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.operations.backup import run_backup
+from pgrunbook.operations.restorer import run_restore_test
 
 from ..conftest import drop_database, schema_dump, scratch_databases
 

@@ -6,9 +6,9 @@ import hashlib
 
 import pytest
 
-from pgrunbook.backup import run_backup
-from pgrunbook.catalog import Catalog
-from pgrunbook.storage import b64
+from pgrunbook.adapters.s3.store import b64
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.operations.backup import run_backup
 
 from ..conftest import scratch_databases
 
@@ -43,7 +43,7 @@ def _flip_a_byte(client, bucket: str, key: str) -> None:
 
 @pytest.mark.parametrize("which", ["primary", "dr"])
 def test_a_changed_byte_is_caught_and_named(which, backed_up, s3, pg18):
-    from pgrunbook.restore import run_restore_test
+    from pgrunbook.operations.restorer import run_restore_test
 
     settings, manifest, victim = backed_up
     store = settings.store(which)
@@ -64,7 +64,7 @@ def test_a_changed_byte_is_caught_and_named(which, backed_up, s3, pg18):
 
 @pytest.mark.parametrize("which", ["primary", "dr"])
 def test_a_missing_file_is_caught_and_named(which, backed_up, s3, pg18):
-    from pgrunbook.restore import run_restore_test
+    from pgrunbook.operations.restorer import run_restore_test
 
     settings, manifest, victim = backed_up
     store = settings.store(which)

@@ -20,13 +20,13 @@ from typing import Any
 
 import pytest
 
-from pgrunbook.checks import load_checks, run_checks
-from pgrunbook.demo import load_demo_dataset
-from pgrunbook.migrate.engine import Migrator
-from pgrunbook.migrate.files import MigrationFile, discover
-from pgrunbook.migrate.lint import lint_all
-from pgrunbook.paths import sql_dir
-from pgrunbook.pg import Database, SqlError, quote_ident
+from pgrunbook.adapters.postgres.connection import Database, SqlError, quote_ident
+from pgrunbook.checks.sql import load_checks, run_checks
+from pgrunbook.entrypoints.demo import load_demo_dataset
+from pgrunbook.resources import sql_dir
+from pgrunbook.workflows.migrate.engine import Migrator
+from pgrunbook.workflows.migrate.files import MigrationFile, discover
+from pgrunbook.workflows.migrate.lint import lint_all
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 MESSY_SQL = (FIXTURES / "messy_tasks.sql").read_text()

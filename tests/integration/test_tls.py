@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pgrunbook.backup import run_backup
-from pgrunbook.dburl import ConnInfo
-from pgrunbook.errors import DatabaseUnreachable
-from pgrunbook.pg import Database
-from pgrunbook.pgtools import ToolProcess, find_pg_dump
-from pgrunbook.restore import run_restore_test
-from pgrunbook.tlsproxy import tools_support_tls
+from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.adapters.postgres.dburl import ConnInfo
+from pgrunbook.adapters.postgres.tls import tools_support_tls
+from pgrunbook.adapters.postgres.tools import ToolProcess, find_pg_dump
+from pgrunbook.domain.errors import DatabaseUnreachable
+from pgrunbook.operations.backup import run_backup
+from pgrunbook.operations.restorer import run_restore_test
 
 from ..conftest import TlsServer
 

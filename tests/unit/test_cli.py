@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pgrunbook.cli import main
+from pgrunbook.entrypoints.cli import main
 
 PASSWORD = "Cli-pw-3b9f04"
 

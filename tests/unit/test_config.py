@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgrunbook.config import Settings
-from pgrunbook.errors import ConfigError
+from pgrunbook.domain.errors import ConfigError
+from pgrunbook.settings.model import Settings
 
 PASSWORD = "Cfg-pw-5d2e81"
 

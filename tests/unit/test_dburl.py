@@ -7,8 +7,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from pgrunbook.dburl import ConnInfo
-from pgrunbook.errors import ConfigError
+from pgrunbook.adapters.postgres.dburl import ConnInfo
+from pgrunbook.domain.errors import ConfigError
 
 PASSWORD = "Pw-7c1e9aQz"  # distinctive: parse() registers it with the redactor
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgrunbook.fingerprint import (
+from pgrunbook.adapters.postgres.fingerprints import (
     HASH_SAFE_TYPES,
     MOD64,
     TableSpec,
@@ -21,7 +21,7 @@ from pgrunbook.fingerprint import (
     method_for,
     schema_pattern_regex,
 )
-from pgrunbook.manifest import TableEntry
+from pgrunbook.domain.manifest import TableEntry
 
 
 def matches(pattern: str, schema: str) -> bool:

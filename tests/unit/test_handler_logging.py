@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from pgrunbook.handler import _observed
+from pgrunbook.entrypoints.aws_lambda import _observed
 from tests.lambda_env import Context
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pgrunbook.dbchecks import count_of, state_key
-from pgrunbook.health import (
+from pgrunbook.checks.live import count_of, state_key
+from pgrunbook.operations.health import (
     is_bloated,
     lock_waits_sql,
     slow_statements_sql,

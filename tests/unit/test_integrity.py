@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pgrunbook.integrity import compare, integrity_pct
-from pgrunbook.manifest import TableEntry
+from pgrunbook.domain.integrity import compare, integrity_pct
+from pgrunbook.domain.manifest import TableEntry
 
 EXPECTED = [
     TableEntry("public", "tasks", 1000, "00000000000000a1", "record", (("id", "hash"),)),

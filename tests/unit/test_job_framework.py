@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgrunbook.errors import ConfigError
-from pgrunbook.handler import BadEvent, JobEvent
-from pgrunbook.notify import critical_message, resolved_message, resolved_subject, subject
-from pgrunbook.reports import JobReport
-from pgrunbook.secrets import conninfo_from_secret
-from pgrunbook.thresholds import Threshold, Thresholds
+from pgrunbook.adapters.aws.secrets import conninfo_from_secret
+from pgrunbook.adapters.aws.sns import critical_message, resolved_message, resolved_subject, subject
+from pgrunbook.catalog.reports import JobReport
+from pgrunbook.domain.errors import ConfigError
+from pgrunbook.domain.thresholds import Threshold, Thresholds
+from pgrunbook.entrypoints.aws_lambda import BadEvent, JobEvent
 
 NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgrunbook.errors import BackupIncomplete
-from pgrunbook.manifest import FORMAT, FileEntry, Manifest, Prerequisites, RoleEntry, TableEntry
+from pgrunbook.domain.errors import BackupIncomplete
+from pgrunbook.domain.manifest import FORMAT, FileEntry, Manifest, Prerequisites, RoleEntry, TableEntry
 
 
 def make_manifest() -> Manifest:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pgrunbook.errors import ConfigError
-from pgrunbook.migrate.files import parse_text, split_statements
-from pgrunbook.migrate.lint import code_only, lint
+from pgrunbook.domain.errors import ConfigError
+from pgrunbook.workflows.migrate.files import parse_text, split_statements
+from pgrunbook.workflows.migrate.lint import code_only, lint
 
 
 def migration(text: str, name: str = "20250907143000_change.sql"):

@@ -8,15 +8,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgrunbook import errors, notify
-from pgrunbook.config import Settings
-from pgrunbook.errors import ConfigError, InvalidTarget
-from pgrunbook.migrate import command as migrate_command
-from pgrunbook.pitr import control
-from pgrunbook.pitr.control import validate_request
-from pgrunbook.pitr.workflow import PHASES, RETRIES, parse_target_time
-from pgrunbook.redact import register_secret
-from pgrunbook.workflows import Executions, abort_reason, duration, error_message
+from pgrunbook.adapters.aws import sns as notify
+from pgrunbook.domain import errors
+from pgrunbook.domain.errors import ConfigError, InvalidTarget
+from pgrunbook.domain.redact import register_secret
+from pgrunbook.entrypoints.cli import migrate as migrate_command
+from pgrunbook.settings.model import Settings
+from pgrunbook.workflows.engine import Executions, abort_reason, duration, error_message
+from pgrunbook.workflows.pitr import control
+from pgrunbook.workflows.pitr.control import validate_request
+from pgrunbook.workflows.pitr.phases import PHASES, RETRIES, parse_target_time
 
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:pgrunbook-app-pitr"
 

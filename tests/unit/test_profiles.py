@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from pgrunbook.errors import ConfigError
-from pgrunbook.fingerprint import excluded_schema_regex, schema_pattern_regex
-from pgrunbook.profiles import get_profile
+from pgrunbook.adapters.postgres.fingerprints import excluded_schema_regex, schema_pattern_regex
+from pgrunbook.domain.errors import ConfigError
+from pgrunbook.domain.profiles import get_profile
 
 
 def test_unknown_profile_is_a_config_error_listing_the_choices():

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pgrunbook import redact as redact_module
-from pgrunbook.dburl import ConnInfo
-from pgrunbook.redact import MASK, RedactingFilter, install_logging_filter, redact, register_secret
+from pgrunbook.adapters.postgres.dburl import ConnInfo
+from pgrunbook.domain import redact as redact_module
+from pgrunbook.domain.redact import MASK, RedactingFilter, install_logging_filter, redact, register_secret
 
 
 @pytest.fixture(autouse=True)

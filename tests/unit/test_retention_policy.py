@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgrunbook.retention import (
+from pgrunbook.domain.tiers import FLOOR_DAYS, TIERS, RetentionPolicy, derive_tiers, time_stamp
+from pgrunbook.operations.retention import (
     DELETE,
     KEEP,
     BackupFacts,
@@ -16,7 +17,6 @@ from pgrunbook.retention import (
     RetentionPlan,
     plan_retention,
 )
-from pgrunbook.tiers import FLOOR_DAYS, TIERS, RetentionPolicy, derive_tiers, time_stamp
 
 NOW = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)  # a Monday, 03:00: the daily retention run
 DAY = timedelta(days=1)

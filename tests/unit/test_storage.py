@@ -8,8 +8,7 @@ import hashlib
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgrunbook.manifest import FileEntry
-from pgrunbook.storage import (
+from pgrunbook.adapters.s3.store import (
     MiB,
     ObjectStore,
     TransferSettings,
@@ -17,6 +16,7 @@ from pgrunbook.storage import (
     expected_checksums,
     make_client,
 )
+from pgrunbook.domain.manifest import FileEntry
 
 GiB = 1024 * MiB
 TiB = 1024 * GiB

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgrunbook.errors import ConfigError
-from pgrunbook.tiers import (
+from pgrunbook.domain.errors import ConfigError
+from pgrunbook.domain.tiers import (
     RetentionPolicy,
     backup_time,
     derive_tiers,

@@ -26,9 +26,9 @@ from moto.core.config import default_user_config
 from moto.core.responses import EmptyResult
 from moto.stepfunctions.responses import StepFunctionResponse
 
-from pgrunbook.config import Settings
-from pgrunbook.dburl import ConnInfo
-from pgrunbook.pg import Database, quote_ident
+from pgrunbook.adapters.postgres.connection import Database, quote_ident
+from pgrunbook.adapters.postgres.dburl import ConnInfo
+from pgrunbook.settings.model import Settings
 
 from ..lambda_env import ACCOUNT, Context, Inbox, database_secret, load_handler
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pgrunbook.catalog import Catalog
-from pgrunbook.cli import main
-from pgrunbook.migrate.workflow import run_local
-from pgrunbook.pg import Database
-from pgrunbook.reports import ReportStore
+from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.catalog.reports import ReportStore
+from pgrunbook.entrypoints.cli import main
+from pgrunbook.workflows.migrate.phases import run_local
 
 from .conftest import Workflow
 
@@ -269,7 +269,7 @@ def test_local_run_refuses_yes_without_local_and_a_lint_error_before_the_backup(
 
 
 def local_context(flow: Workflow):
-    from pgrunbook.jobs import JobContext
+    from pgrunbook.operations.context import JobContext
 
     return JobContext(flow.settings)
 

@@ -11,12 +11,12 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from pgrunbook.catalog import Catalog
-from pgrunbook.cli import main
-from pgrunbook.jobs import JobContext, run_job
-from pgrunbook.manifest import Manifest
-from pgrunbook.pg import Database
-from pgrunbook.pitr.supabase import restore_point_name
+from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.domain.manifest import Manifest
+from pgrunbook.entrypoints.cli import main
+from pgrunbook.operations.context import JobContext, run_job
+from pgrunbook.workflows.pitr.supabase import restore_point_name
 
 from ..supabase_api import REF, TOKEN, serve
 from .conftest import REGION, Workflow

@@ -1,0 +1,79 @@
+"""The catalog: the set of manifests in S3.
+
+The catalog lives next to the data it describes, not in the database it protects: it must
+survive the loss of that database.  A backup folder without a manifest is *incomplete*: it
+is listed as such (so that an operator sees it and retention removes it) and is never
+offered for restore.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from pgrunbook.adapters.s3.store import ObjectStore
+from pgrunbook.domain.errors import BackupIncomplete, BackupNotFound
+from pgrunbook.domain.manifest import Manifest
+from pgrunbook.domain.tiers import is_backup_id
+
+
+@dataclass
+class CatalogEntry:
+    backup_id: str
+    manifest: Manifest | None
+    problem: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.manifest is not None
+
+
+class Catalog:
+    def __init__(self, store: ObjectStore):
+        self.store = store
+
+    def _load(self, backup_id: str) -> CatalogEntry:
+        raw = self.store.get_bytes(self.store.manifest_key(backup_id))
+        if raw is None:
+            return CatalogEntry(backup_id, None, "no manifest: incomplete, not restorable")
+        try:
+            return CatalogEntry(
+                backup_id, Manifest.from_json(raw, source=self.store.uri(self.store.manifest_key(backup_id)))
+            )
+        except BackupIncomplete as exc:
+            return CatalogEntry(backup_id, None, str(exc))
+
+    def backup_ids(self) -> list[str]:
+        return [b for b in self.store.list_backup_ids() if is_backup_id(b)]
+
+    def entries(self, limit: int | None = None) -> list[CatalogEntry]:
+        """Every backup folder, newest first, with its manifest when it has one."""
+        ids = sorted(self.backup_ids(), reverse=True)
+        if limit is not None:
+            ids = ids[:limit]
+        if not ids:
+            return []
+        with ThreadPoolExecutor(max_workers=min(16, len(ids))) as pool:
+            return list(pool.map(self._load, ids))
+
+    def manifest(self, backup_id: str) -> Manifest:
+        entry = self._load(backup_id)
+        if entry.manifest is not None:
+            return entry.manifest
+        if not any(True for _ in self.store.list_keys(self.store.backup_prefix(backup_id))):
+            raise BackupNotFound(f"no backup {backup_id} in {self.store.describe()}")
+        raise BackupIncomplete(
+            f"backup {backup_id} in {self.store.describe()} is not restorable: {entry.problem}"
+        )
+
+    def latest(self, tier: str | None = None) -> Manifest:
+        """The newest complete backup (of ``tier``, when given)."""
+        for backup_id in sorted(self.backup_ids(), reverse=True):
+            entry = self._load(backup_id)
+            if entry.manifest is not None and (tier is None or tier in entry.manifest.tiers):
+                return entry.manifest
+        what = f"{tier} backup" if tier else "complete backup"
+        raise BackupNotFound(f"no {what} in {self.store.describe()}")
+
+    def has_manifest(self, backup_id: str) -> bool:
+        return self.store.head(self.store.manifest_key(backup_id)) is not None

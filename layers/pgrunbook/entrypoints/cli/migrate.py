@@ -1,0 +1,204 @@
+"""``pgrunbook migrate lint|status|plan|apply|rollback|start|approve|reject|runs``.
+
+Exit status: 0 good; 1 a lint error, a disagreement between files and database, or a
+migration that failed (it was rolled back; the ones before it stay applied), or a
+``start --local`` run that was not approved or failed; 2 bad input (nothing ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from pgrunbook.domain.errors import ConfigError
+from pgrunbook.entrypoints.cli.render import print_result
+from pgrunbook.progress import Progress
+from pgrunbook.settings.model import Settings
+from pgrunbook.workflows.engine import Executions, answer, local_approval, now_utc, require_terminal_or_yes
+from pgrunbook.workflows.migrate.engine import Migrator, RunResult, Status
+from pgrunbook.workflows.migrate.files import discover
+from pgrunbook.workflows.migrate.lint import lint_all
+
+
+def render_status(status: Status, *, title: str) -> str:
+    lines = [f"pgrunbook migrate {title}"]
+    for a in status.applied:
+        lines.append(
+            f"  applied   {a.version}_{a.name}  {a.applied_at:%Y-%m-%d %H:%M:%S}  {a.duration_ms} ms  {a.applied_by}"
+        )
+    for m in status.pending:
+        mode = "" if m.transaction else "  (outside a transaction)"
+        lines.append(f"  pending   {m.label}{mode}")
+    if not status.applied and not status.pending:
+        lines.append("  no migrations")
+    for p in status.problems:
+        lines.append(f"  PROBLEM   {p}")
+    for f in status.findings:
+        lines.append(f"  {f.severity:<9} {f.file}:{f.line}: {f.message}")
+    return "\n".join(lines)
+
+
+def render_run(result: RunResult) -> str:
+    lines = [f"pgrunbook migrate {result.action}  {'OK' if result.ok else 'FAILED'}"]
+    if not result.steps:
+        lines.append("  nothing to do")
+    for s in result.steps:
+        lines.append(
+            f"  {s.status:<7} {s.version}_{s.name}  {s.duration_ms} ms"
+            + (f"\n          {s.error}" if s.error else "")
+        )
+    return "\n".join(lines)
+
+
+def _version(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"\d{14}", value):
+        raise ConfigError(f"{value!r} is not a migration version (YYYYMMDDHHMMSS)")
+    return value
+
+
+def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    command = args.migrate_command
+    if command == "lint":
+        files = discover(settings.migrations_path)
+        findings = lint_all(files)
+        data = {"files": [m.path.name for m in files], "findings": [f.to_dict() for f in findings]}
+        text = "\n".join(
+            [f"pgrunbook migrate lint  {len(files)} files, {len(findings)} findings"]
+            + [f"  {f}" for f in findings]
+        )
+        print_result(args.json, data, text)
+        return 1 if any(f.severity == "error" for f in findings) else 0
+    if command in ("start", "approve", "reject", "runs"):
+        return _workflow(args, settings, progress)
+    engine = Migrator.from_settings(settings, progress)
+    if command in ("status", "plan"):
+        status = engine.status()
+        if command == "status":
+            status.findings = []
+        print_result(args.json, status.to_dict(), render_status(status, title=command))
+        failed = status.problems or any(f.severity == "error" for f in status.findings)
+        return 1 if failed else 0
+    if command == "apply":
+        result = engine.apply(allow_destructive=args.allow_destructive, to_version=_version(args.to))
+    elif command == "rollback":
+        if args.steps is not None and args.steps < 1:
+            raise ConfigError("--steps must be at least 1")
+        to = _version(args.to)
+        result = engine.rollback(steps=None if to else (args.steps or 1), to_version=to)
+    else:
+        raise ConfigError(f"unknown migrate command {command}")
+    print_result(args.json, result.to_dict(), render_run(result))
+    return 0 if result.ok else 1
+
+
+def executions(settings: Settings) -> Executions:
+    if not settings.migration_state_machine_arn:
+        raise ConfigError(
+            "no migration state machine: set PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN (the stack's output "
+            "MigrationStateMachineArn)"
+        )
+    return Executions(settings.migration_state_machine_arn, workflow="migrate", validate_state="Lint")
+
+
+def render_local(state: dict[str, Any]) -> str:
+    """What a ``--local`` run did, phase by phase."""
+    outcome = state.get("outcome", "unknown")
+    lines = [f"pgrunbook migrate  {state.get('migration_id', '')}  {outcome}"]
+    pending = [f"{p['version']}_{p['name']}" for p in state.get("pending", [])]
+    lines.append(f"  pending       {', '.join(pending) or 'nothing'}")
+    if state.get("backup"):
+        lines.append(f"  backup        {state['backup'].get('backup_id')}  (restores the database as it was)")
+    if state.get("dry_run"):
+        lines.append(
+            f"  dry run       applied on a restored copy in {state['dry_run'].get('apply_seconds')} s"
+        )
+    if state.get("approval"):
+        lines.append(f"  approved by   {state['approval'].get('by')}")
+    if "applied" in state:
+        lines.append(f"  applied       {', '.join(state['applied']) or 'nothing'}")
+    if "rolled_back" in state:
+        lines.append(f"  rolled back   {', '.join(state['rolled_back']) or 'nothing'}")
+    for check in (state.get("verification") or {}).get("problems", []):
+        lines.append(f"  check         {check}")
+    if state.get("abort_reason"):
+        lines.append(f"  not applied   {state['abort_reason']}")
+    if state.get("failure_message"):
+        lines.append(f"  FAILED        {state['failure_message']}")
+    if state.get("report"):
+        lines.append(f"  report        {state['report']}")
+    return "\n".join(lines)
+
+
+def _start_local(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    """``migrate start --local``: the workflow's phases in this process (no AWS account
+    beyond the buckets; approval with ``--yes`` or at the terminal)."""
+    from pgrunbook.operations.context import JobContext
+    from pgrunbook.workflows.migrate.phases import approval_summary, run_local
+
+    request: dict[str, Any] = {"requested_by": settings.creator}
+    if args.reason:
+        request["reason"] = args.reason
+    if args.approval:
+        request["approval"] = args.approval == "on"
+    if request.get("approval", settings.migration_approval == "on"):
+        require_terminal_or_yes(args.yes, "pgrunbook migrate start --local")
+    ctx = JobContext(settings, progress=progress)
+    state = run_local(ctx, request, approve=local_approval(settings, approval_summary, yes=args.yes))
+    print_result(args.json, state, render_local(state))
+    return 0 if state.get("outcome") in ("applied", "nothing-pending") else 1
+
+
+def _workflow(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+    """The deployed migration workflow: start it, answer its approval, see its runs."""
+    from pgrunbook.workflows.migrate.phases import approval_summary
+
+    command = args.migrate_command
+    if command == "start" and args.local:
+        return _start_local(args, settings, progress)
+    if command == "start" and (args.yes or args.approval):
+        raise ConfigError(
+            "--yes and --approval apply to --local only: a deployed run is approved with "
+            "pgrunbook migrate approve"
+        )
+    runs = executions(settings)
+    if command == "start":
+        request = {"requested_by": settings.creator}
+        if args.reason:
+            request["reason"] = args.reason
+        started = runs.start(request, database=settings.database_label, now=now_utc())
+        text = (
+            f"pgrunbook migrate  started {started['name']}\n"
+            "  next          lint, backup and dry run; then the approval request goes to the SNS topic: "
+            f"pgrunbook migrate approve {started['name']}"
+        )
+        print_result(args.json, started, text)
+        return 0
+    if command in ("approve", "reject"):
+        answered = answer(
+            runs,
+            command,
+            args.execution,
+            by=settings.creator,
+            yes=getattr(args, "yes", False),
+            reason=getattr(args, "reason", None),
+            summary=approval_summary,
+        )
+        text = (
+            f"approved {answered['name']} as {answered['by']}: the migrations are applied now"
+            if command == "approve"
+            else f"rejected {answered['name']}: nothing is applied"
+        )
+        print_result(args.json, answered, text)
+        return 0
+    status = runs.status(getattr(args, "execution", None))
+    lines = ["pgrunbook migrate runs"]
+    if status.get("execution"):
+        lines.append(f"  execution     {status['name']}  {status['status']}  ({status['where']})")
+        lines += [f"  answer with   {c}" for c in status.get("answer", [])]
+        if status.get("reason"):
+            lines.append(f"  reason        {status['reason']}")
+    for e in status.get("executions", []):
+        lines.append(f"    {e['name']:<48} {e['status']:<10} {e['started']}")
+    print_result(args.json, status, "\n".join(lines))
+    return 0

@@ -1,0 +1,210 @@
+"""Readable renderings of job reports (the CLI prints these; ``--json`` prints to_dict())."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from pgrunbook.catalog.reports import JobReport
+from pgrunbook.operations.backup import BackupReport
+from pgrunbook.operations.restorer import RestoreReport
+from pgrunbook.operations.status import StatusReport
+
+
+def print_result(as_json: bool, data: Any, text: str) -> None:
+    """What every command prints: ``data`` as JSON with ``--json``, else the readable ``text``."""
+    sys.stdout.write((json.dumps(data, indent=1, default=str) if as_json else text) + "\n")
+    sys.stdout.flush()
+
+
+def size(n: int | float) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"
+
+
+def _durations(d: dict[str, float]) -> str:
+    return ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in d.items())
+
+
+def render_backup(r: BackupReport) -> str:
+    lines = [f"BACKUP {r.status.upper()} - {r.database}"]
+    if r.backup_id:
+        lines.append(f"  backup id     {r.backup_id}  (tiers: {', '.join(r.tiers)})")
+    if r.location:
+        lines.append(f"  location      {r.location}")
+    if r.snapshot:
+        lines.append(f"  snapshot      {r.snapshot.get('time')}  LSN {r.snapshot.get('lsn')}")
+    if r.tables:
+        lines.append(f"  contents      {r.tables} tables, {r.rows:,} rows, {size(r.size_bytes)} compressed")
+    if r.dr:
+        status = r.dr.get("status")
+        where = r.dr.get("location", "")
+        extra = f" ({r.dr.get('files')} files verified)" if status == "copied" else ""
+        lines.append(f"  DR copy       {status}{extra} {where}".rstrip())
+        if r.dr.get("problem"):
+            lines.append(f"                {r.dr['problem']}")
+    for backup_id in r.repaired_dr:
+        lines.append(f"  DR repaired   {backup_id}")
+    if r.object_lock:
+        locks = ", ".join(f"{where} {mode}" for where, mode in r.object_lock.items())
+        lines.append(f"  object lock   {locks} (until the retention date)")
+    lines.append(f"  mirror        {r.mirror}")
+    if r.durations:
+        lines.append(f"  durations     {_durations(r.durations)}")
+    for warning in r.warnings:
+        lines.append(f"  WARNING       {warning}")
+    if r.error:
+        lines.append(f"  {'ERROR' if r.status == 'critical' else 'NOTE':<13} {r.error}")
+    return "\n".join(lines)
+
+
+def render_restore(r: RestoreReport) -> str:
+    verdict = "PASSED" if r.status == "ok" else "FAILED"
+    lines = [f"RESTORE TEST {verdict} - {r.database}"]
+    lines.append(f"  backup id     {r.backup_id}  (from {r.source}: {r.location})")
+    lines.append(f"  snapshot      {r.snapshot_time}")
+    lines.append(f"  target        {r.target}  database {r.scratch_database}{' (kept)' if r.kept else ''}")
+    if r.roles_created:
+        kept = " (kept with the database)" if r.kept else " (dropped after the test)"
+        lines.append(f"  roles created {', '.join(r.roles_created)}{kept}")
+    lines.append(
+        f"  integrity     {r.integrity_pct:.2f} % ({r.tables_matching}/{r.tables_total} tables match)"
+    )
+    if r.durations:
+        lines.append(f"  durations     {_durations(r.durations)}")
+    if r.tables:
+        width = max(len(t.table) for t in r.tables)
+        lines.append("")
+        lines.append(f"  {'table':<{width}}  {'expected rows':>14}  {'actual rows':>14}  fingerprint")
+        for t in r.tables:
+            actual = "-" if t.actual_rows is None else f"{t.actual_rows:,}"
+            mark = "match" if t.fingerprint_match else "MISMATCH"
+            if t.error:
+                mark = f"ERROR {t.error}"
+            lines.append(f"  {t.table:<{width}}  {t.expected_rows:>14,}  {actual:>14}  {mark}")
+    for item in r.skipped:
+        lines.append(f"  SKIPPED       {item}")
+    for error in r.restore_errors:
+        lines.append(f"  RESTORE ERROR {error}")
+    for note in r.notes:
+        lines.append(f"  note          {note}")
+    if r.error:
+        lines.append(f"  ERROR         {r.error}")
+    return "\n".join(lines)
+
+
+def _when(iso: str | None) -> str:
+    return (iso or "")[:16].replace("T", " ")
+
+
+def _run_line(name: str, run: dict | None, describe) -> str:
+    if run is None:
+        return f"  {name:<17} never"
+    return f"  {name:<17} {_when(run['started_at'])}  {run['status'].upper():<8} {describe(run['figures'])}"
+
+
+def render_status(r: StatusReport) -> str:
+    lines = [f"MORNING CHECK - {r.database}  ({_when(r.generated_at)} UTC)"]
+    lines.append(f"  primary           {r.location}")
+    lines.append(f"  DR                {r.dr_location or 'not configured'}")
+    if r.last_backup_age_hours is not None:
+        lines.append(f"  last backup       {r.last_backup_age_hours:.1f} h ago")
+    else:
+        lines.append("  last backup       none")
+    if r.tiers:
+        parts = []
+        for tier, info in r.tiers.items():
+            if info["count"]:
+                parts.append(f"{tier} {info['age_hours']:.1f} h ago ({info['status']}, {info['count']} kept)")
+            else:
+                parts.append(f"{tier} none")
+        lines.append("  tiers             " + "; ".join(parts))
+    runs = r.last_runs or {}
+    if runs:
+        lines.append(
+            _run_line("last backup run", runs.get("backup"), lambda f: f"{size(f.get('size_bytes') or 0)}")
+        )
+        lines.append(
+            _run_line(
+                "last verification",
+                runs.get("verify"),
+                lambda f: (
+                    f"backup age {f.get('backup_age_hours', '?')} h, "
+                    f"{f.get('verified_primary', 0)} backups verified, DR {f.get('verified_dr', 0)}"
+                ),
+            )
+        )
+        lines.append(
+            _run_line(
+                "last restore test",
+                runs.get("restore-test"),
+                lambda f: (
+                    f"integrity {f.get('integrity_pct', 0):.2f} % in {f.get('duration_s') or 0:.0f}s "
+                    f"({f.get('backup_id')})"
+                ),
+            )
+        )
+        lines.append(
+            _run_line(
+                "last DR drill",
+                runs.get("dr-drill"),
+                lambda f: f"RTO {f.get('rto_hours')} h, RPO {f.get('rpo_hours')} h",
+            )
+        )
+        for run in runs.values():
+            for problem in (run or {}).get("problems", []):
+                lines.append(f"                    {problem}")
+    if r.drill_trend:
+        rto = " ".join("-" if d["rto_hours"] is None else f"{d['rto_hours']:.2f}" for d in r.drill_trend)
+        rpo = " ".join("-" if d["rpo_hours"] is None else f"{d['rpo_hours']:.1f}" for d in r.drill_trend)
+        lines.append(f"  drill trend       RTO h: {rto}  |  RPO h: {rpo}")
+    restorable = [b for b in r.backups if b.restorable]
+    incomplete = [b for b in r.backups if not b.restorable]
+    if restorable:
+        lines.append("")
+        lines.append(
+            f"  {'backup id':<28} {'tiers':<22} {'snapshot (UTC)':<20} {'size':>10} {'rows':>13}  DR"
+        )
+        for b in restorable:
+            dr = "-" if b.dr_copy is None else ("yes" if b.dr_copy else "MISSING")
+            when = (b.snapshot_time or "")[:19].replace("T", " ")
+            lines.append(
+                f"  {b.backup_id:<28} {','.join(b.tiers):<22} {when:<20} {size(b.size_bytes):>10} {b.rows:>13,}  {dr}"
+            )
+    if incomplete:
+        lines.append("")
+        lines.append("  not restorable:")
+        for b in incomplete:
+            lines.append(f"  {b.backup_id:<28} {b.problem}")
+    return "\n".join(lines)
+
+
+def render_job(r: JobReport) -> str:
+    """Any job report: findings worst first, then the figures."""
+    order = {"critical": 0, "warning": 1, "ok": 2, "info": 3}
+    head = f"{r.title.upper()} {r.status.upper()} - {r.database}"
+    lines = [head]
+    if r.skipped:
+        lines.append(f"  skipped: {r.skipped}")
+    width = max((len(f.check) for f in r.findings), default=10)
+    for finding in sorted(r.findings, key=lambda f: order.get(f.severity, 9)):
+        lines.append(f"  {finding.severity.upper():<8} {finding.check:<{width}}  {finding.message}")
+        rows = finding.details.get("rows") if isinstance(finding.details, dict) else None
+        for row in (rows or [])[:5]:
+            lines.append(f"  {'':<8} {'':<{width}}    {json.dumps(row, default=str)[:160]}")
+    if r.figures:
+        lines.append(
+            "  figures   "
+            + ", ".join(f"{k}={v}" for k, v in r.figures.items() if not isinstance(v, dict | list))
+        )
+    resolved = r.detail.get("resolved_notice") if isinstance(r.detail, dict) else None
+    if resolved:
+        lines += ["", f"  {resolved['subject']}", *("  " + line for line in resolved["message"].splitlines())]
+    if r.location:
+        lines.append(f"  report    {r.location}")
+    return "\n".join(lines)

@@ -1,0 +1,392 @@
+"""The restore test: prove that a backup restores completely.
+
+1. Find the backup (by id, or the newest complete one) in the primary or the DR bucket.
+2. Download every file and check its size and SHA-256 against the manifest *before*
+   anything is restored: a mismatch names the file and stops.
+3. Create a scratch database on the restore target (``PGRUNBOOK_RESTORE_TARGET_URL``, or the
+   embedded server), with the source's encoding and locale when the target has them.
+4. Recreate the roles the dump refers to (``NOLOGIN``, never superuser) and the
+   prerequisites a profile left out (schemas, functions such as ``auth.uid()``).
+5. ``pg_restore --jobs=N`` into it.  Foreign keys to tables in profile-excluded schemas are
+   left out (the restore report lists them); subscriptions are never restored (they would
+   connect to publishers) and tablespaces are ignored (the target may not have them).
+6. Recompute every table's row count and fingerprint and compare with the manifest.
+7. Drop the scratch database (and the roles step 4 created) unless ``keep``.
+
+The scratch restore runs with ``synchronous_commit=off``: a crash would lose a disposable
+database, never data, and the restore is faster for it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pgrunbook.adapters.postgres.connection import Database, SqlError, quote_ident, quote_literal
+from pgrunbook.adapters.postgres.dburl import ConnInfo
+from pgrunbook.adapters.postgres.embedded import default_data_dir, pick_version
+from pgrunbook.adapters.postgres.embedded import start as start_embedded
+from pgrunbook.adapters.postgres.fingerprints import compute_all, table_sizes
+from pgrunbook.adapters.postgres.tools import find_pg_restore, run_tool
+from pgrunbook.adapters.s3.store import ObjectStore, TransferSettings
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.catalog.leases import Lease
+from pgrunbook.domain.errors import (
+    BackupIncomplete,
+    BackupNotFound,
+    ConfigError,
+    PgRunbookError,
+    RestoreFailed,
+)
+from pgrunbook.domain.integrity import TableCheck, compare, integrity_pct
+from pgrunbook.domain.manifest import Manifest
+from pgrunbook.domain.redact import redact
+from pgrunbook.progress import Progress
+from pgrunbook.settings.model import Settings
+
+RESTORE_PGOPTIONS = "-c synchronous_commit=off -c maintenance_work_mem=256MB"
+
+
+@dataclass
+class RestoreReport:
+    status: str  # ok | critical
+    database: str
+    backup_id: str | None = None
+    source: str = "primary"
+    location: str | None = None
+    snapshot_time: str | None = None
+    target: str | None = None
+    scratch_database: str | None = None
+    kept: bool = False
+    roles_created: list[str] = field(default_factory=list)  # dropped again unless kept
+    integrity_pct: float = 0.0
+    tables_total: int = 0
+    tables_matching: int = 0
+    tables: list[TableCheck] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)
+    restore_errors: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.status == "ok" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items() if k != "tables"}
+        data["tables"] = [t.to_dict() for t in self.tables]
+        return {"job": "restore-test", **data}
+
+
+class RestoreTest:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backup_id: str | None = None,
+        source: str = "primary",
+        keep: bool = False,
+        progress: Progress | None = None,
+        transfer: TransferSettings | None = None,
+        target: ConnInfo | None = None,
+        prefer_tier: str | None = None,
+        inspect: Callable[[ConnInfo], None] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        holder: str = "restore-test",
+        use_configured_target: bool = True,
+        database_name: str | None = None,
+    ):
+        self.settings = settings
+        self.backup_id = backup_id
+        self.source = source
+        self.keep = keep
+        self.progress = progress or Progress()
+        self.store: ObjectStore = settings.store(source, transfer)
+        self.explicit_target = target
+        self.prefer_tier = prefer_tier
+        self.inspect = inspect
+        self.clock = clock
+        self.holder = holder
+        # False for a DR drill: without an explicit (DR) target it must not fall back to the
+        # primary region's restore target, only to the embedded server.
+        self.use_configured_target = use_configured_target
+        self.database_name = database_name  # the new database's name (a recovery), else a scratch name
+        self.report = RestoreReport(status="ok", database=settings.database_label, source=source)
+
+    def run(self) -> RestoreReport:
+        t_start = time.monotonic()
+        self.store.check_bucket()
+        catalog = Catalog(self.store)
+        manifest = self._choose(catalog)
+        lease = Lease(self.store, manifest.backup_id, self.holder, self.clock())
+        with lease:
+            # Retention may have removed the backup between choosing it and leasing it.
+            if not catalog.has_manifest(manifest.backup_id):
+                raise BackupIncomplete(
+                    f"backup {manifest.backup_id} was removed before the restore test began"
+                )
+            return self._run(manifest, t_start)
+
+    def _choose(self, catalog: Catalog) -> Manifest:
+        if self.backup_id:
+            return catalog.manifest(self.backup_id)
+        if self.prefer_tier:
+            try:
+                return catalog.latest(self.prefer_tier)
+            except BackupNotFound:
+                self.report.notes.append(
+                    f"no {self.prefer_tier} backup yet: tested the newest backup instead"
+                )
+        return catalog.latest()
+
+    def _run(self, manifest: Manifest, t_start: float) -> RestoreReport:
+        report = self.report
+        report.backup_id = manifest.backup_id
+        report.location = self.store.uri(self.store.backup_prefix(manifest.backup_id))
+        report.snapshot_time = manifest.snapshot["time"]
+        report.tables_total = len(manifest.tables)
+        target = self._target(manifest)
+        report.target = target.display()
+        admin = Database.connect(target, application_name="pgrunbook-restore")
+        workdir = self.settings.work_path / f"pgrunbook-restore-{manifest.backup_id}-{secrets.token_hex(3)}"
+        scratch: str | None = None
+        created_roles: list[str] = []
+        try:
+            target_major = admin.server_version_num // 10000
+            source_major = int(manifest.server["version_num"]) // 10000
+            pg_restore = find_pg_restore(manifest.pg_dump_major, target_major)
+            if target_major < source_major:
+                report.notes.append(
+                    f"restoring a PostgreSQL {source_major} backup into PostgreSQL {target_major}: "
+                    "expect errors for features the older server lacks"
+                )
+            # 1. download and verify everything before restoring anything --------------------
+            t0 = time.monotonic()
+            dump_dir = workdir / "dump"
+            dump_dir.mkdir(parents=True)
+            self._download(manifest, dump_dir)
+            report.durations["download_s"] = round(time.monotonic() - t0, 3)
+            self.progress.step(
+                f"downloaded and verified {len(manifest.files)} files ({manifest.size_bytes / 1e6:.1f} MB) "
+                f"of {manifest.backup_id} from {self.source}"
+            )
+            # 2. scratch database, roles, prerequisites, pg_restore ---------------------------
+            t1 = time.monotonic()
+            scratch = self._create_database(admin, manifest)
+            report.scratch_database = scratch
+            created_roles = self._create_roles(admin, manifest)
+            report.roles_created = list(created_roles)
+            scratch_info = target.with_dbname(scratch)
+            self._prerequisites(scratch_info, manifest)
+            self._pg_restore(pg_restore, scratch_info, dump_dir, manifest, workdir)
+            report.durations["restore_s"] = round(time.monotonic() - t1, 3)
+            # 3. verify ------------------------------------------------------------------------
+            t2 = time.monotonic()
+            report.tables = self._verify(scratch_info, manifest)
+            report.durations["verify_s"] = round(time.monotonic() - t2, 3)
+            if self.inspect is not None:
+                self.inspect(scratch_info)
+        except ConfigError:
+            raise  # bad configuration (pg_restore too old, ...): exit 2, nothing was restored
+        except PgRunbookError as exc:
+            # corrupt or missing files, S3 or database failures mid-run: a problem found
+            report.status, report.error = "critical", str(exc)
+            self.progress.step(f"restore test stopped: {exc}")
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            if scratch is not None and not self.keep:
+                self._drop(admin, scratch, created_roles)
+            report.kept = scratch is not None and self.keep
+            admin.close()
+        report.tables_matching = sum(1 for t in report.tables if t.match)
+        report.integrity_pct = integrity_pct(report.tables) if report.error is None else 0.0
+        if report.error is None and (report.integrity_pct < 100.0 or report.restore_errors):
+            report.status = "critical"
+        report.durations["total_s"] = round(time.monotonic() - t_start, 3)
+        return report
+
+    # -- steps ---------------------------------------------------------------------------
+
+    def _target(self, manifest: Manifest) -> ConnInfo:
+        explicit = self.explicit_target
+        if explicit is None and self.use_configured_target:
+            explicit = self.settings.restore_target()
+        if explicit is not None:
+            return explicit
+        version = pick_version(int(manifest.server["version_num"]) // 10000)
+        server = start_embedded(default_data_dir(self.settings.home_path, version), version)
+        self.report.notes.append(f"restore target: embedded PostgreSQL {version}")
+        return server.conninfo
+
+    def _download(self, manifest: Manifest, dump_dir: Path) -> None:
+        def fetch(entry):
+            self.store.download_file(
+                self.store.key(manifest.backup_id, entry.name), dump_dir / entry.name, entry
+            )
+
+        if manifest.file("toc.dat") is None:
+            raise BackupIncomplete(f"the manifest of {manifest.backup_id} lists no toc.dat")
+        workers = max(1, min(self.store.transfer.concurrency, len(manifest.files)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+            futures = [pool.submit(fetch, entry) for entry in manifest.files]
+            try:
+                for future in futures:
+                    future.result()
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def _create_database(self, admin: Database, manifest: Manifest) -> str:
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        name = self.database_name or f"pgrunbook_restore_{stamp}_{secrets.token_hex(3)}"
+        base = f"CREATE DATABASE {quote_ident(name)} TEMPLATE template0"
+        encoding = manifest.server.get("encoding")
+        locale = ""
+        if encoding:
+            locale = f" ENCODING {quote_literal(encoding)}"
+            if manifest.server.get("collate") and manifest.server.get("ctype"):
+                locale += (
+                    f" LC_COLLATE {quote_literal(manifest.server['collate'])}"
+                    f" LC_CTYPE {quote_literal(manifest.server['ctype'])}"
+                )
+        try:
+            admin.run(base + locale)
+        except SqlError as exc:
+            if not locale:
+                raise RestoreFailed(f"cannot create the scratch database: {exc}") from None
+            try:
+                admin.run(base)
+            except SqlError as exc2:
+                raise RestoreFailed(f"cannot create the scratch database: {exc2}") from None
+            self.report.notes.append(
+                f"source encoding/locale not available on the target ({exc}); used defaults"
+            )
+        return name
+
+    def _create_roles(self, admin: Database, manifest: Manifest) -> list[str]:
+        existing = {r[0] for r in admin.run("SELECT rolname FROM pg_catalog.pg_roles")}
+        created = []
+        for role in manifest.roles:
+            if role.name in existing:
+                continue
+            options = ["NOLOGIN", "INHERIT" if role.inherit else "NOINHERIT"]
+            if role.bypassrls:
+                options.append("BYPASSRLS")
+            if role.superuser:
+                self.report.notes.append(
+                    f"role {role.name} is a superuser at the source; recreated without it"
+                )
+            try:
+                admin.run(f"CREATE ROLE {quote_ident(role.name)} {' '.join(options)}")
+                created.append(role.name)
+            except SqlError as exc:
+                self.report.restore_errors.append(f"cannot create role {role.name}: {exc}")
+        if created:
+            self.progress.detail(f"created {len(created)} roles: {', '.join(created)}")
+        return created
+
+    def _prerequisites(self, scratch: ConnInfo, manifest: Manifest) -> None:
+        prereq = manifest.prerequisites
+        if not (prereq.schemas or prereq.functions):
+            return
+        with Database.connect(scratch, application_name="pgrunbook-restore") as db:
+            db.run("SET check_function_bodies TO off")
+            for schema in prereq.schemas:
+                db.run(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+            for function in prereq.functions:
+                try:
+                    db.run(function["definition"])
+                except SqlError as exc:
+                    self.report.restore_errors.append(
+                        f"cannot recreate prerequisite {function['schema']}.{function['name']}(): {exc}"
+                    )
+        self.report.notes.append(
+            f"recreated {len(prereq.schemas)} schemas and {len(prereq.functions)} functions the "
+            f"{manifest.options.get('profile')} profile leaves out"
+        )
+
+    def _pg_restore(self, tool, scratch: ConnInfo, dump_dir: Path, manifest: Manifest, workdir: Path) -> None:
+        args = [
+            f"--jobs={self.settings.jobs}",
+            "--no-password",
+            "--no-tablespaces",
+            "--no-subscriptions",
+        ]
+        skip = [
+            f"FK CONSTRAINT {fk['schema']} {fk['table']} {fk['constraint']} "
+            for fk in manifest.prerequisites.external_foreign_keys
+        ]
+        if skip:
+            listing_file = workdir / "restore.list"
+            listing = run_tool(tool, ["--list", f"--file={listing_file}", str(dump_dir)])
+            if listing.returncode != 0:
+                raise RestoreFailed(f"pg_restore --list failed: {listing.tail(3)}")
+            lines = listing_file.read_text().splitlines()
+            listing_file.write_text(
+                "\n".join(";" + line if any(s in line + " " for s in skip) else line for line in lines) + "\n"
+            )
+            args.append(f"--use-list={listing_file}")
+            for fk in manifest.prerequisites.external_foreign_keys:
+                self.report.skipped.append(
+                    f"foreign key {fk['constraint']} on {fk['schema']}.{fk['table']} references "
+                    f"{fk['references']}, which the {manifest.options.get('profile')} profile leaves out"
+                )
+        args.append(str(dump_dir))
+        self.progress.step(f"restoring with {tool.path.name} {tool.version}, {self.settings.jobs} jobs")
+        result = run_tool(tool, args, scratch, extra_env={"PGOPTIONS": RESTORE_PGOPTIONS})
+        errors = [line for line in result.stderr_lines if "error:" in line and "errors ignored" not in line]
+        self.report.restore_errors.extend(redact(e) for e in errors[:50])
+        if result.returncode != 0 and not errors:
+            self.report.restore_errors.append(f"pg_restore exited {result.returncode}: {result.tail(4)}")
+
+    def _verify(self, scratch: ConnInfo, manifest: Manifest) -> list[TableCheck]:
+        def session() -> Database:
+            db = Database.connect(scratch, application_name="pgrunbook-verify")
+            db.prepare_for_scans()
+            return db
+
+        errors: dict[str, str] = {}
+        with Database.connect(scratch, application_name="pgrunbook-verify") as db:
+            sizes = table_sizes(db)
+            ranges = db.server_version_num >= 140000
+        methods = {t.method for t in manifest.tables} or {"record"}
+        results: dict[str, tuple[int, str]] = {}
+        for method in sorted(methods):
+            tables = [t for t in manifest.tables if t.method == method]
+            results.update(
+                compute_all(
+                    session,
+                    tables,
+                    method,
+                    workers=self.settings.jobs,
+                    sizes=sizes,
+                    ranges=ranges,
+                    errors=errors,
+                )
+            )
+        checks = compare(manifest.tables, results, errors)
+        matching = sum(1 for c in checks if c.match)
+        self.progress.step(f"verified {len(checks)} tables: {matching} match the manifest")
+        return checks
+
+    def _drop(self, admin: Database, scratch: str, roles: list[str]) -> None:
+        try:
+            force = " WITH (FORCE)" if admin.server_version_num >= 130000 else ""
+            admin.run(f"DROP DATABASE IF EXISTS {quote_ident(scratch)}{force}")
+            for role in roles:
+                admin.run(f"DROP ROLE IF EXISTS {quote_ident(role)}")
+        except PgRunbookError as exc:
+            self.report.notes.append(f"could not clean up the scratch database {scratch}: {exc}")
+
+
+def run_restore_test(settings: Settings, **kwargs: Any) -> RestoreReport:
+    return RestoreTest(settings, **kwargs).run()

@@ -1,0 +1,153 @@
+"""``pgrunbook status``: the runbook's morning check on one screen.
+
+Health per tier (the age of each tier's newest backup against its cadence), the last backup,
+the last verification, the last restore test and the last DR drill with their figures and
+the drill trend; then the catalog itself: every backup with its tiers, time, size, rows and
+whether its DR copy is present, and incomplete folders listed as not restorable.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.catalog.reports import ReportStore
+from pgrunbook.domain.thresholds import Threshold
+from pgrunbook.settings.model import Settings
+
+# How old a tier's newest backup may get (hours) before it is a warning / critical.  Daily
+# uses the configured backup-age threshold; manual backups have no cadence.
+TIER_CADENCE = {
+    "hourly": Threshold(2, 4, "h"),
+    "weekly": Threshold(8 * 24, 15 * 24, "h"),
+    "monthly": Threshold(32 * 24, 63 * 24, "h"),
+}
+
+
+@dataclass
+class BackupLine:
+    backup_id: str
+    restorable: bool
+    tiers: list[str] = field(default_factory=list)
+    started_at: str | None = None
+    snapshot_time: str | None = None
+    size_bytes: int = 0
+    tables: int = 0
+    rows: int = 0
+    dr_copy: bool | None = None  # None: no DR bucket configured
+    problem: str | None = None
+
+
+@dataclass
+class StatusReport:
+    database: str
+    location: str
+    dr_location: str | None
+    backups: list[BackupLine]
+    generated_at: str
+    last_backup_age_hours: float | None = None
+    tiers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_runs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    drill_trend: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": "status", **asdict(self)}
+
+
+def _summary(report: Any) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    return {
+        "report_id": report.report_id,
+        "started_at": report.started_at,
+        "status": report.status,
+        "problems": [f"{f.severity}: {f.check}: {f.message}" for f in report.problems()][:5],
+        "figures": report.figures,
+        "location": report.location,
+    }
+
+
+def build_status(
+    settings: Settings, *, limit: int | None = None, now: datetime | None = None
+) -> StatusReport:
+    primary = settings.primary_store()
+    primary.check_bucket()
+    dr = settings.dr_store() if settings.has_dr else None
+    if dr is not None:
+        dr.check_bucket()
+    now = now or datetime.now(UTC)
+    entries = Catalog(primary).entries()
+    dr_catalog = Catalog(dr) if dr is not None else None
+
+    def line(entry) -> BackupLine:
+        if entry.manifest is None:
+            return BackupLine(entry.backup_id, restorable=False, problem=entry.problem)
+        m = entry.manifest
+        return BackupLine(
+            backup_id=m.backup_id,
+            restorable=True,
+            tiers=list(m.tiers),
+            started_at=m.started_at.isoformat(),
+            snapshot_time=m.snapshot["time"],
+            size_bytes=m.size_bytes,
+            tables=len(m.tables),
+            rows=m.total_rows,
+            dr_copy=dr_catalog.has_manifest(m.backup_id) if dr_catalog is not None else None,
+        )
+
+    shown = entries[:limit] if limit is not None else entries
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        lines = list(pool.map(line, shown))
+
+    def age_hours(snapshot_time: str) -> float:
+        return round((now - datetime.fromisoformat(snapshot_time)).total_seconds() / 3600, 2)
+
+    manifests = [e.manifest for e in entries if e.manifest is not None]
+    cadence = {"daily": settings.thresholds.backup_age_hours, **TIER_CADENCE}
+    tiers: dict[str, dict[str, Any]] = {}
+    for tier in ("hourly", "daily", "weekly", "monthly", "manual"):
+        newest = next((m for m in manifests if tier in m.tiers), None)
+        if newest is None:
+            tiers[tier] = {"status": "none", "backup_id": None, "age_hours": None, "count": 0}
+            continue
+        age = age_hours(newest.snapshot["time"])
+        threshold = cadence.get(tier)
+        tiers[tier] = {
+            "status": threshold.classify(age) if threshold else "ok",
+            "backup_id": newest.backup_id,
+            "age_hours": age,
+            "count": sum(1 for m in manifests if tier in m.tiers),
+        }
+    reports = ReportStore(primary)
+    last_runs = {job: _summary(reports.latest(job)) for job in ("backup", "verify", "restore-test")}
+    # the drill runs in the DR region and keeps its history there first
+    drill_reports = ReportStore(dr) if dr is not None else reports
+    drills = drill_reports.history("dr-drill", limit=12) or reports.history("dr-drill", limit=12)
+    trend = [
+        {
+            "started_at": r.started_at,
+            "status": r.status,
+            "rto_hours": r.figures.get("rto_hours"),
+            "rpo_hours": r.figures.get("rpo_hours"),
+        }
+        for r in drills
+    ]
+    last_runs["dr-drill"] = _summary(drills[-1]) if drills else None
+    return StatusReport(
+        database=settings.database_label,
+        location=primary.describe(),
+        dr_location=dr.describe() if dr is not None else None,
+        backups=lines,
+        generated_at=now.isoformat(),
+        last_backup_age_hours=age_hours(manifests[0].snapshot["time"]) if manifests else None,
+        tiers=tiers,
+        last_runs=last_runs,
+        drill_trend=trend,
+    )
