@@ -17,30 +17,28 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pgrunbook.domain.profiles import PROFILES
+from pgrunbook.domain.thresholds import Threshold, Thresholds
+from pgrunbook.domain.tiers import DEFAULT_RETENTION_DAYS
+from pgrunbook.operations import registry
+from pgrunbook.settings.options import option
+
+# Defaults come from the library: the registry's schedules, the thresholds and retention of
+# the domain, the options' defaults.  cdk.json overrides any of them.
 SCHEDULE_DEFAULTS = {
-    "backup": "cron(0 2 * * ? *)",  # daily 02:00; the job derives weekly/monthly tiers from the date
-    "retention": "cron(0 3 * * ? *)",
-    "verify": "cron(0 4 * * ? *)",
-    "restore_test": "cron(0 5 ? * SUN *)",
-    "dr_drill": "cron(0 6 ? * SUN#1 *)",  # the first Sunday of the month
-    "health": "cron(0 7 ? * MON *)",
-    "hourly_backup": "cron(0 * * * ? *)",  # only when hourly_backups is true
+    schedule.key: schedule.expression for op in registry.deployed() for schedule in op.schedules
 }
-THRESHOLD_DEFAULTS = {
-    "backup_age_hours": [26, 48],
-    "backup_failure_rate_pct": [5, 15],
-    "backup_duration_minutes": [30, 120],
-    "storage_growth_pct": [50, 100],
-    "rto_hours": [6, 12],
-    "rpo_hours": [2, 4],
-    "rto_target_hours": 4,
-    "rpo_target_hours": 1,
+THRESHOLD_DEFAULTS: dict[str, Any] = {
+    f.name: ([value.warning, value.critical] if isinstance(value, Threshold) else value)
+    for f in fields(Thresholds)
+    for value in [getattr(Thresholds(), f.name)]
 }
+PROVIDERS = option("pitr_provider").choices
 PITR_DEFAULTS: dict[str, Any] = {
-    "provider": "logical",  # logical | supabase | rds
-    "approval_timeout_minutes": 60,
-    "deadline_minutes": 240,  # the RTO target
-    "poll_seconds": 60,
+    "provider": option("pitr_provider").default,
+    "approval_timeout_minutes": option("pitr_approval_timeout").default // 60,
+    "deadline_minutes": option("pitr_deadline").default // 60,  # the RTO target
+    "poll_seconds": option("pitr_poll_seconds").default,
     "critical_tables": [],
     "supabase_project_ref": None,
     "supabase_token_secret_arn": None,
@@ -48,12 +46,12 @@ PITR_DEFAULTS: dict[str, Any] = {
     "rds_cluster": None,
 }
 MIGRATIONS_DEFAULTS: dict[str, Any] = {
-    "approval": True,  # the migration workflow waits for a person (pgrunbook migrate approve)
-    "approval_timeout_minutes": 60,
-    "lock_timeout": "5s",
-    "statement_timeout": "15min",
+    "approval": option("migration_approval").default == "on",  # the workflow waits for a person
+    "approval_timeout_minutes": option("pitr_approval_timeout").default // 60,
+    "lock_timeout": option("lock_timeout").default,
+    "statement_timeout": option("statement_timeout").default,
 }
-RETENTION_DEFAULTS = {"daily": 90, "weekly": 365, "monthly": 1095, "hourly": 2, "manual": 365}
+RETENTION_DEFAULTS = dict(DEFAULT_RETENTION_DAYS)
 _ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -154,8 +152,8 @@ class DeploymentConfig:
                 )
         if self.object_lock_mode not in ("governance", "compliance"):
             raise ConfigurationError("pgrunbook.object_lock_mode must be governance or compliance")
-        if self.profile not in ("default", "supabase"):
-            raise ConfigurationError("pgrunbook.profile must be default or supabase")
+        if self.profile not in PROFILES:
+            raise ConfigurationError(f"pgrunbook.profile must be one of {', '.join(PROFILES)}")
         for name, value in self.thresholds.items():
             if isinstance(THRESHOLD_DEFAULTS[name], list):
                 if not (isinstance(value, list) and len(value) == 2 and value[0] <= value[1]):
@@ -178,19 +176,10 @@ class DeploymentConfig:
             if not re.fullmatch(r"\d+\s*(ms|s|min|h)?", str(m[name])):
                 raise ConfigurationError(f"pgrunbook.migrations.{name} must be a duration like 5s or 15min")
 
-    def migrations_environment(self) -> dict[str, str]:
-        m = self.migrations
-        return {
-            "PGRUNBOOK_MIGRATION_APPROVAL": "on" if m["approval"] else "off",
-            "PGRUNBOOK_PITR_APPROVAL_TIMEOUT": str(m["approval_timeout_minutes"] * 60),
-            "PGRUNBOOK_LOCK_TIMEOUT": m["lock_timeout"],
-            "PGRUNBOOK_STATEMENT_TIMEOUT": m["statement_timeout"],
-        }
-
     def _validate_pitr(self) -> None:
         pitr = self.pitr
-        if pitr["provider"] not in ("logical", "supabase", "rds"):
-            raise ConfigurationError("pgrunbook.pitr.provider must be logical, supabase or rds")
+        if pitr["provider"] not in PROVIDERS:
+            raise ConfigurationError(f"pgrunbook.pitr.provider must be one of {', '.join(PROVIDERS)}")
         for name, low, high in (
             ("approval_timeout_minutes", 1, 7 * 24 * 60),
             ("deadline_minutes", 5, 7 * 24 * 60),
@@ -225,22 +214,6 @@ class DeploymentConfig:
     def maintenance_parameter(self) -> str:
         return f"/{self.key_prefix}/{self.database_name}/maintenance"
 
-    def pitr_environment(self) -> dict[str, str]:
-        pitr = self.pitr
-        env = {
-            "PGRUNBOOK_PITR_PROVIDER": pitr["provider"],
-            "PGRUNBOOK_MAINTENANCE_PARAMETER": self.maintenance_parameter,
-            "PGRUNBOOK_PITR_APPROVAL_TIMEOUT": str(pitr["approval_timeout_minutes"] * 60),
-            "PGRUNBOOK_PITR_DEADLINE": str(pitr["deadline_minutes"] * 60),
-            "PGRUNBOOK_PITR_POLL_SECONDS": str(pitr["poll_seconds"]),
-            "PGRUNBOOK_CRITICAL_TABLES": ",".join(pitr["critical_tables"]),
-            "PGRUNBOOK_SUPABASE_PROJECT_REF": pitr["supabase_project_ref"] or "",
-            "PGRUNBOOK_SUPABASE_TOKEN_SECRET_ARN": pitr["supabase_token_secret_arn"] or "",
-            "PGRUNBOOK_RDS_INSTANCE": pitr["rds_instance"] or "",
-            "PGRUNBOOK_RDS_CLUSTER": pitr["rds_cluster"] or "",
-        }
-        return {k: v for k, v in env.items() if v}
-
     # -- derived names -------------------------------------------------------------------
 
     @property
@@ -264,16 +237,44 @@ class DeploymentConfig:
         warning, critical = self.thresholds[name]
         return float(warning), float(critical)
 
-    def job_environment(self) -> dict[str, str]:
-        """What every function's PGRUNBOOK_* environment shares."""
+    def settings(self, *, bucket: str, dr_bucket: str, sns_topic_arn: str) -> dict[str, Any]:
+        """The deployment's settings, by option name (:mod:`pgrunbook.settings.options`): each
+        function gets those its operation reads, as ``PGRUNBOOK_*`` variables."""
+        pitr, migrations = self.pitr, self.migrations
         return {
-            "PGRUNBOOK_PREFIX": self.key_prefix,
-            "PGRUNBOOK_DATABASE_NAME": self.database_name,
-            "PGRUNBOOK_PROFILE": self.profile,
-            "PGRUNBOOK_THRESHOLDS": json.dumps(self.thresholds, sort_keys=True),
-            "PGRUNBOOK_RETENTION_DAYS": json.dumps(self.retention_days, sort_keys=True),
-            "PGRUNBOOK_OBJECT_LOCK": self.object_lock_mode,
-            "PGRUNBOOK_WORK_DIR": "/tmp",  # noqa: S108 - Lambda's only writable place, sized by ephemeral storage
-            "PGRUNBOOK_HOME": "/tmp/pgrunbook",  # noqa: S108
-            "POWERTOOLS_LOG_LEVEL": "INFO",
+            "database_secret_arn": self.database_secret_arn,
+            "database_name": self.database_name,
+            "profile": self.profile,
+            "bucket": bucket,
+            "region": self.primary_region,
+            "dr_bucket": dr_bucket,
+            "dr_region": self.dr_region,
+            "prefix": self.key_prefix,
+            "object_lock": self.object_lock_mode,
+            "retention_json": json.dumps(self.retention_days, sort_keys=True),
+            "thresholds_json": json.dumps(self.thresholds, sort_keys=True),
+            "work_dir": "/tmp",  # noqa: S108 - Lambda's only writable place, sized by ephemeral storage
+            "home": "/tmp/pgrunbook",  # noqa: S108
+            "restore_target_secret_arn": self.restore_target_secret_arn,
+            "dr_restore_target_secret_arn": self.dr_restore_target_secret_arn,
+            "sns_topic_arn": sns_topic_arn,
+            "pitr_provider": pitr["provider"],
+            "maintenance_parameter": self.maintenance_parameter,
+            "pitr_approval_timeout": (
+                pitr["approval_timeout_minutes"] * 60  # the migration function's comes from migrations
+            ),
+            "pitr_deadline": pitr["deadline_minutes"] * 60,
+            "pitr_poll_seconds": pitr["poll_seconds"],
+            "critical_tables": ",".join(pitr["critical_tables"]),
+            "supabase_project_ref": pitr["supabase_project_ref"],
+            "supabase_token_secret_arn": pitr["supabase_token_secret_arn"],
+            "rds_instance": pitr["rds_instance"],
+            "rds_cluster": pitr["rds_cluster"],
+            "migration_approval": "on" if migrations["approval"] else "off",
+            "lock_timeout": migrations["lock_timeout"],
+            "statement_timeout": migrations["statement_timeout"],
         }
+
+    def approval_timeout_seconds(self, workflow: str) -> int:
+        section = self.migrations if workflow == "migrate" else self.pitr
+        return int(section["approval_timeout_minutes"]) * 60

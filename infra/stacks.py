@@ -1,7 +1,10 @@
-"""The two stacks: they only assemble the constructs (storage, layers, jobs, monitoring).
+"""The two stacks: they only assemble constructs, one function per deployed operation of
+:mod:`pgrunbook.operations.registry` (its size, schedules, environment and grants come from
+its entry there).
 
 * ``PrimaryStack``, in the primary region: the primary backup bucket, the daily and weekly
-  jobs (backup, retention, verify, restore test, health), alerts and the dashboard.
+  jobs (backup, retention, verify, restore test, health), the recovery and migration
+  workflows, alerts and the dashboard.
 * ``DrStack``, in the second region: the DR bucket the backup job copies into, and the
   monthly DR drill, which assumes the primary region is gone and so runs here, with its own
   alerts, restoring into the DR region's restore target.
@@ -11,82 +14,39 @@ Deploy the DR stack first (the backup job in the primary region copies into its 
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Aws, CfnOutput, Duration, Stack
 from constructs import Construct
 
-from .access import BackupLocation, Grants
-from .config import DeploymentConfig
-from .layers import pgrunbook_layer, pgtools_layer
-from .monitoring import Alerts, Monitoring
-from .scheduled_job import RUNTIME, JobSpec, Schedule, ScheduledJob, _retention
-from .storage import BackupStorage
-from .workflows import MigrationWorkflow, PitrWorkflow
+from infra.config import DeploymentConfig
+from infra.constructs.access import BackupLocation, Grants
+from infra.constructs.function import RUNTIME, OperationFunction, Schedule, _retention
+from infra.constructs.layers import pgrunbook_layer, pgtools_layer
+from infra.constructs.monitoring import Alerts, Monitoring
+from infra.constructs.storage import BackupStorage
+from infra.constructs.workflows import MigrationWorkflow, PhaseWorkflow, PitrWorkflow
+from pgrunbook.domain.layout import REPORTS, everything_under
+from pgrunbook.operations import registry
+from pgrunbook.operations.registry import Operation
+from pgrunbook.settings.options import BY_NAME, environment
+
+WORKFLOW_CONSTRUCTS: dict[str, type[PhaseWorkflow]] = {"pitr": PitrWorkflow, "migrate": MigrationWorkflow}
+DR_SETTINGS = ("dr_bucket", "dr_region")
 
 
-def primary_jobs(config: DeploymentConfig) -> list[JobSpec]:
-    s = config.schedules
-    backup_schedules = [Schedule("Daily", s["backup"])]
-    backup_schedules.append(
-        Schedule("Hourly", s["hourly_backup"], {"tier": "hourly"}, enabled=config.hourly_backups)
-    )
-    return [
-        JobSpec(
-            "backup",
-            "pgrunbook backup: snapshot, pg_dump, fingerprints, upload, DR copy (tiers from the date)",
-            memory_mb=3008,
-            timeout_minutes=15,
-            ephemeral_mb=10240,
-            exclusive=True,
-            schedules=tuple(backup_schedules),
-        ),
-        JobSpec(
-            "retention",
-            "pgrunbook retention: grandfather-father-son by tier, both regions",
-            memory_mb=512,
-            timeout_minutes=10,
-            exclusive=True,
-            schedules=(Schedule("Daily", s["retention"]),),
-        ),
-        JobSpec(
-            "verify",
-            "pgrunbook verify: freshness, checksums in both regions, database checks",
-            memory_mb=1024,
-            timeout_minutes=10,
-            schedules=(Schedule("Daily", s["verify"]),),
-        ),
-        JobSpec(
-            "restore-test",
-            "pgrunbook restore-test: the latest weekly backup restored and proven complete",
-            memory_mb=3008,
-            timeout_minutes=15,
-            ephemeral_mb=10240,
-            exclusive=True,
-            schedules=(Schedule("Weekly", s["restore_test"], {"prefer_tier": "weekly"}),),
-        ),
-        JobSpec(
-            "health",
-            "pgrunbook health: slow queries, unused indexes, bloat, locks, statistics",
-            memory_mb=512,
-            timeout_minutes=5,
-            schedules=(Schedule("Weekly", s["health"]),),
-        ),
-    ]
-
-
-def drill_job(config: DeploymentConfig) -> JobSpec:
-    return JobSpec(
-        "dr-drill",
-        "pgrunbook dr-drill: restore from the DR region only; measure RTO and RPO",
-        memory_mb=3008,
-        timeout_minutes=15,
-        ephemeral_mb=10240,
-        exclusive=True,
-        schedules=(Schedule("Monthly", config.schedules["dr_drill"], {"scenario": "complete_data_loss"}),),
-    )
+def reads(op: Operation, option: str) -> bool:
+    """Whether ``op`` (or an operation it runs as a step) reads the setting ``option``."""
+    used_by = BY_NAME[option].used_by
+    return "*" in used_by or any(name in used_by for name in (op.name, *op.includes))
 
 
 class _PgRunbookStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs) -> None:
+    region_role = "primary"
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.storage = BackupStorage(
@@ -98,7 +58,14 @@ class _PgRunbookStack(Stack):
         )
         self.layers = [pgrunbook_layer(self, "Library", runtime=RUNTIME), pgtools_layer(self, "PgTools")]
         self.alerts = Alerts(self, "Alerts", config=config)
-        self.jobs: dict[str, ScheduledJob] = {}
+        self.functions: dict[str, OperationFunction] = {}
+        self.here = self.location(here=True)
+        self.other = self.location(here=False)
+        primary, dr = (self.here, self.other) if self.region_role == "primary" else (self.other, self.here)
+        self.locations = {"primary": primary, "dr": dr}
+        self.settings = config.settings(
+            bucket=primary.bucket_name, dr_bucket=dr.bucket_name, sns_topic_arn=self.alerts.topic.topic_arn
+        )
 
     def location(self, *, here: bool) -> BackupLocation:
         """This stack's bucket (``here``) or the other region's."""
@@ -115,18 +82,55 @@ class _PgRunbookStack(Stack):
             config.bucket_name("{account}", other), root, key_alias=config.key_alias, key_region=other
         )
 
-    def add_job(self, spec: JobSpec, grants: Grants, environment: dict[str, str]) -> ScheduledJob:
-        job = ScheduledJob(
+    # -- one operation ----------------------------------------------------------------------
+
+    def grants(self, op: Operation) -> Grants:
+        """The operation's declared grants, those of the operations it runs as steps, and
+        writing its own reports (a primary-region operation's, under reports/<operation>/)."""
+        grants = Grants()
+        if op.stores_report and op.region == "primary":
+            paths = [everything_under(REPORTS, name) for name in (op.name, *op.includes)]
+            grants.objects("OwnReports", self.locations["primary"], paths, write=True)
+        declared = [*op.grants, *(g for name in op.includes for g in registry.get(name).grants)]
+        return grants.declared(declared, self.locations.__getitem__, self.secret_arn)
+
+    def secret_arn(self, setting: str) -> str:
+        return str(self.settings[setting])
+
+    def environment(self, op: Operation, grants: Grants) -> dict[str, str]:
+        """The settings ``op`` reads, named and checked by the option table; the DR bucket
+        only for an operation that has access to it."""
+        dr_access = grants.reaches(self.locations["dr"])
+        values = {
+            name: value
+            for name, value in self.settings.items()
+            if reads(op, name) and (dr_access or name not in DR_SETTINGS)
+        }
+        if op.name == "migrate":
+            values["pitr_approval_timeout"] = self.config.approval_timeout_seconds("migrate")
+        return environment(values)
+
+    def schedules(self, op: Operation) -> list[Schedule]:
+        return [
+            Schedule(
+                s.id,
+                self.config.schedules[s.key],
+                s.input,
+                enabled=bool(getattr(self.config, s.enabled_by)) if s.enabled_by else True,
+            )
+            for s in op.schedules
+        ]
+
+    def add_function(self, op: Operation, grants: Grants | None = None) -> OperationFunction:
+        grants = grants or self.grants(op)
+        function = OperationFunction(
             self,
-            spec.folder.title().replace("_", ""),
-            spec=spec,
-            function_name=f"{self.config.name}-{spec.job}",
+            op.name.title().replace("-", ""),
+            operation=op,
+            schedules=self.schedules(op),
+            function_name=f"{self.config.name}-{op.name}",
             layers=self.layers,
-            environment={
-                **self.config.job_environment(),
-                **environment,
-                "PGRUNBOOK_SNS_TOPIC_ARN": self.alerts.topic.topic_arn,
-            },
+            environment=self.environment(op, grants),
             grants=grants,
             topic=self.alerts.topic,
             topic_key=self.alerts.key,
@@ -134,95 +138,35 @@ class _PgRunbookStack(Stack):
             log_retention_days=self.config.log_retention_days,
             vpc=self.config.vpc,
         )
-        self.jobs[spec.job] = job
-        return job
+        self.functions[op.name] = function
+        return function
+
+    def add_workflow(self, op: Operation, grants: Grants | None = None) -> PhaseWorkflow:
+        function = self.add_function(op, grants)
+        config = self.config
+        extra = config.pitr["deadline_minutes"] if op.name == "pitr" else 0
+        return WORKFLOW_CONSTRUCTS[op.name](
+            self,
+            f"{op.name.title()}Workflow" if op.name == "pitr" else "MigrationWorkflow",
+            function=function.function,
+            state_machine_name=f"{config.name}-{op.name}",
+            timeout=Duration.minutes(config.approval_timeout_seconds(op.name) // 60 + extra + 120),
+            log_retention=_retention(config.log_retention_days),
+        )
 
 
 class PrimaryStack(_PgRunbookStack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs) -> None:
+    region_role = "primary"
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, config=config, **kwargs)
-        primary, dr = self.location(here=True), self.location(here=False)
-        buckets = {
-            "PGRUNBOOK_BUCKET": primary.bucket_name,
-            "PGRUNBOOK_REGION": config.primary_region,
-            "PGRUNBOOK_DR_BUCKET": dr.bucket_name,
-            "PGRUNBOOK_DR_REGION": config.dr_region,
-        }
-        database = {"PGRUNBOOK_DATABASE_SECRET_ARN": config.database_secret_arn}
-        secret = [config.database_secret_arn]
-        specs = {spec.job: spec for spec in primary_jobs(config)}
-
-        def reports(grants: Grants, job: str) -> Grants:
-            return grants.objects("OwnReports", primary, [f"reports/{job}/*"], write=True)
-
-        backup = (
-            Grants()
-            .bucket("PrimaryBucket", primary, lock=True)
-            .objects("PrimaryBackups", primary, ["backups/*"], read=True, write=True, delete=True, lock=True)
-            .key("PrimaryKey", primary, encrypt=True, decrypt=True)
-            .bucket("DrBucket", dr, lock=True)
-            .objects("DrBackups", dr, ["backups/*"], read=True, write=True, delete=True, lock=True)
-            .key("DrKey", dr, encrypt=True, decrypt=True)
-            .add("DatabaseSecret", ["secretsmanager:GetSecretValue"], secret)
-        )
-        self.add_job(specs["backup"], reports(backup, "backup"), {**buckets, **database})
-
-        retention = (
-            Grants()
-            .bucket("PrimaryBucket", primary)
-            .objects("PrimaryBackups", primary, ["backups/*"], read=True, write=True, delete=True)
-            .objects("PrimaryLeases", primary, ["leases/*"], delete=True)
-            .objects("PrimaryReports", primary, ["reports/*"], read=True)
-            .key("PrimaryKey", primary, encrypt=True, decrypt=True)
-            .bucket("DrBucket", dr)
-            .objects("DrBackups", dr, ["backups/*"], read=True, write=True, delete=True)
-            .objects("DrLeases", dr, ["leases/*"], delete=True)
-            .key("DrKey", dr, encrypt=True, decrypt=True)
-        )
-        self.add_job(specs["retention"], reports(retention, "retention"), buckets)
-
-        verify = (
-            Grants()
-            .bucket("PrimaryBucket", primary)
-            .objects("PrimaryRead", primary, ["backups/*", "reports/*"], read=True)
-            .key("PrimaryKey", primary, encrypt=True, decrypt=True)
-            .bucket("DrBucket", dr)
-            .objects("DrBackups", dr, ["backups/*"], read=True)
-            .key("DrKey", dr, decrypt=True)
-            .add("DatabaseSecret", ["secretsmanager:GetSecretValue"], secret)
-        )
-        self.add_job(specs["verify"], reports(verify, "verify"), {**buckets, **database})
-
-        restore = (
-            Grants()
-            .bucket("PrimaryBucket", primary)
-            .objects("PrimaryBackups", primary, ["backups/*"], read=True)
-            .objects("PrimaryLeases", primary, ["leases/*"], write=True, delete=True)
-            .key("PrimaryKey", primary, encrypt=True, decrypt=True)
-            .add("RestoreTargetSecret", ["secretsmanager:GetSecretValue"], [config.restore_target_secret_arn])
-        )
-        self.add_job(
-            specs["restore-test"],
-            reports(restore, "restore-test"),
-            {
-                "PGRUNBOOK_BUCKET": primary.bucket_name,
-                "PGRUNBOOK_REGION": config.primary_region,
-                "PGRUNBOOK_RESTORE_TARGET_SECRET_ARN": config.restore_target_secret_arn,
-            },
-        )
-
-        health = (
-            Grants()
-            .key("PrimaryKey", primary, encrypt=True)
-            .add("DatabaseSecret", ["secretsmanager:GetSecretValue"], secret)
-        )
-        self.add_job(
-            specs["health"],
-            reports(health, "health"),
-            {"PGRUNBOOK_BUCKET": primary.bucket_name, "PGRUNBOOK_REGION": config.primary_region, **database},
-        )
-        self.pitr = self.add_pitr(primary, dr, buckets, database, backup)
-        self.migrations = self.add_migrations(primary, buckets, database, backup)
+        for op in registry.deployed():
+            if op.region == "primary" and op.kind == "job":
+                self.add_function(op)
+        self.pitr = self.add_workflow(registry.get("pitr"), self.pitr_grants())
+        self.migrations = self.add_workflow(registry.get("migrate"))
         CfnOutput(
             self,
             "MigrationStateMachineArn",
@@ -246,104 +190,41 @@ class PrimaryStack(_PgRunbookStack):
             "Monitoring",
             config=config,
             alerts=self.alerts,
-            functions={job: j.function for job, j in self.jobs.items()},
+            functions={name: f.function for name, f in self.functions.items()},
             dr_region=config.dr_region,
             metrics=("backup",),
             workflows={"pitr": self.pitr.state_machine, "migrate": self.migrations.state_machine},
         )
 
-    def add_pitr(
-        self,
-        primary: BackupLocation,
-        dr: BackupLocation,
-        buckets: dict[str, str],
-        database: dict[str, str],
-        backup: Grants,
-    ) -> PitrWorkflow:
-        """The recovery workflow and its function, with the grants of the configured provider."""
+    def pitr_grants(self) -> Grants:
+        """The recovery function's grants: the registry's, and the configured provider's."""
         config = self.config
-        pitr = config.pitr
-        grants = (
-            Grants()
-            .add(
-                "MaintenanceMode",
-                ["ssm:GetParameter", "ssm:PutParameter"],
-                ["arn:{partition}:ssm:{region}:{account}:parameter" + config.maintenance_parameter],
-            )
-            .objects("OwnReports", primary, ["reports/pitr/*"], write=True)
-            .key("PrimaryKey", primary, encrypt=True, decrypt=True)
+        provider = config.pitr["provider"]
+        grants = Grants().add(
+            "MaintenanceMode",
+            ["ssm:GetParameter", "ssm:PutParameter"],
+            ["arn:{partition}:ssm:{region}:{account}:parameter" + config.maintenance_parameter],
         )
+        grants = self.grants(registry.get("pitr")).include(grants)
         secret = [config.database_secret_arn]
-        if pitr["provider"] == "supabase":  # recovers in place: the secret is only read
+        if provider == "supabase":  # recovers in place: the secret is only read
             grants.add("DatabaseSecret", ["secretsmanager:GetSecretValue"], secret)
-            grants.add("ApiToken", ["secretsmanager:GetSecretValue"], [pitr["supabase_token_secret_arn"]])
+            grants.add(
+                "ApiToken", ["secretsmanager:GetSecretValue"], [config.pitr["supabase_token_secret_arn"]]
+            )
         else:  # cutover points the database secret at the recovered database
             grants.add(
                 "DatabaseSecret", ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"], secret
             )
-        if pitr["provider"] == "logical":
+        if provider == "logical":
             # the safety point is a backup (both regions), the recovery a restore on the live server
-            grants.include(backup, without=("DatabaseSecret", "PrimaryKey", "OwnReports"))
-            grants.objects("BackupReports", primary, ["reports/backup/*"], write=True)
+            primary = self.locations["primary"]
+            grants.declared(registry.get("backup").grants, self.locations.__getitem__, self.secret_arn)
+            grants.objects("BackupReports", primary, [everything_under(REPORTS, "backup")], write=True)
             grants.objects("Leases", primary, ["leases/*"], write=True, delete=True)
-        if pitr["provider"] == "rds":
+        if provider == "rds":
             grants = self._rds_grants(grants)
-        spec = JobSpec(
-            "pitr",
-            "pgrunbook point-in-time recovery: every phase of the recovery workflow",
-            memory_mb=3008,
-            timeout_minutes=15,
-            ephemeral_mb=10240,
-            schedules=(),
-        )
-        job = self.add_job(spec, grants, {**buckets, **database, **config.pitr_environment()})
-        return PitrWorkflow(
-            self,
-            "PitrWorkflow",
-            function=job.function,
-            state_machine_name=f"{config.name}-pitr",
-            timeout=Duration.minutes(pitr["approval_timeout_minutes"] + pitr["deadline_minutes"] + 120),
-            log_retention=_retention(config.log_retention_days),
-        )
-
-    def add_migrations(
-        self, primary: BackupLocation, buckets: dict[str, str], database: dict[str, str], backup: Grants
-    ) -> MigrationWorkflow:
-        """The migration workflow: it takes a backup (the backup job's grants), restores it for
-        the dry run (the restore target), and migrates the database (its secret, read only)."""
-        config = self.config
-        grants = Grants().include(backup, without=("OwnReports",))
-        grants.objects("OwnReports", primary, ["reports/migrate/*", "reports/backup/*"], write=True)
-        grants.objects("Leases", primary, ["leases/*"], write=True, delete=True)
-        grants.add(
-            "RestoreTargetSecret", ["secretsmanager:GetSecretValue"], [config.restore_target_secret_arn]
-        )
-        spec = JobSpec(
-            "migrate",
-            "pgrunbook schema migration: every phase of the migration workflow",
-            memory_mb=3008,
-            timeout_minutes=15,
-            ephemeral_mb=10240,
-            schedules=(),
-        )
-        job = self.add_job(
-            spec,
-            grants,
-            {
-                **buckets,
-                **database,
-                "PGRUNBOOK_RESTORE_TARGET_SECRET_ARN": config.restore_target_secret_arn,
-                **config.migrations_environment(),
-            },
-        )
-        return MigrationWorkflow(
-            self,
-            "MigrationWorkflow",
-            function=job.function,
-            state_machine_name=f"{config.name}-migrate",
-            timeout=Duration.minutes(config.migrations["approval_timeout_minutes"] + 120),
-            log_retention=_retention(config.log_retention_days),
-        )
+        return grants
 
     def _rds_grants(self, grants: Grants) -> Grants:
         pitr = self.config.pitr
@@ -394,41 +275,20 @@ class PrimaryStack(_PgRunbookStack):
 
 
 class DrStack(_PgRunbookStack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs) -> None:
+    region_role = "dr"
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
+    ) -> None:
         super().__init__(scope, construct_id, config=config, **kwargs)
-        dr, primary = self.location(here=True), self.location(here=False)
-        drill = (
-            Grants()
-            .bucket("DrBucket", dr)
-            .objects("DrBackups", dr, ["backups/*"], read=True)
-            .objects("DrReports", dr, ["reports/dr-drill/*"], read=True, write=True)
-            .objects("DrLeases", dr, ["leases/*"], write=True, delete=True)
-            .key("DrKey", dr, encrypt=True, decrypt=True)
-            .add(
-                "DrRestoreTargetSecret",
-                ["secretsmanager:GetSecretValue"],
-                [config.dr_restore_target_secret_arn],
-            )
-            # a copy of each drill report for the primary region's status and retention
-            .objects("PrimaryReports", primary, ["reports/dr-drill/*"], write=True)
-            .key("PrimaryKey", primary, encrypt=True)
-        )
-        self.add_job(
-            drill_job(config),
-            drill,
-            {
-                "PGRUNBOOK_DR_BUCKET": dr.bucket_name,
-                "PGRUNBOOK_DR_REGION": config.dr_region,
-                "PGRUNBOOK_DR_RESTORE_TARGET_SECRET_ARN": config.dr_restore_target_secret_arn,
-                "PGRUNBOOK_BUCKET": primary.bucket_name,
-                "PGRUNBOOK_REGION": config.primary_region,
-            },
-        )
+        for op in registry.deployed():
+            if op.region == "dr":
+                self.add_function(op)
         self.monitoring = Monitoring(
             self,
             "Monitoring",
             config=config,
             alerts=self.alerts,
-            functions={job: j.function for job, j in self.jobs.items()},
+            functions={name: f.function for name, f in self.functions.items()},
             metrics=("drill",),
         )

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+
+from pgrunbook.entrypoints.aws_lambda import OPERATION_VARIABLE
 
 FUNCTIONS = Path(__file__).resolve().parents[1] / "functions"
 ACCOUNT = "123456789012"
@@ -31,11 +34,21 @@ class Context:
 
 
 def load_handler(name: str):
-    """The ``handler`` of ``functions/<name>/app.py`` (``restore-test`` → ``restore_test``)."""
-    folder = name.replace("-", "_")
-    spec = importlib.util.spec_from_file_location(f"function_{folder}", FUNCTIONS / folder / "app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """The ``handler`` of ``functions/app.py`` in a function whose ``PGRUNBOOK_OPERATION`` is
+    ``name``, as the CDK app deploys it."""
+    previous = os.environ.get(OPERATION_VARIABLE)
+    os.environ[OPERATION_VARIABLE] = name
+    try:
+        spec = importlib.util.spec_from_file_location(
+            f"function_{name.replace('-', '_')}", FUNCTIONS / "app.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        if previous is None:
+            os.environ.pop(OPERATION_VARIABLE, None)
+        else:
+            os.environ[OPERATION_VARIABLE] = previous
     return module.handler
 
 

@@ -1,15 +1,18 @@
-"""Where pgrunbook's SQL files are: bundled next to the package (Lambda layer) or in the
-source checkout's ``sql/`` folder (``pip install -e .``), or ``PGRUNBOOK_SQL_DIR``."""
+"""Where pgrunbook's SQL files are: bundled next to the package (Lambda layer), in the source
+checkout's ``sql/`` folder (``pip install -e .``), or where ``PGRUNBOOK_SQL_DIR`` says."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from pgrunbook.settings.options import option
 
-def sql_dir() -> Path:
-    explicit = os.environ.get("PGRUNBOOK_SQL_DIR")
-    candidates = [Path(explicit)] if explicit else []
+
+def sql_dir(explicit: str | None = None) -> Path:
+    """The folder: ``explicit`` (Settings.sql_dir), else PGRUNBOOK_SQL_DIR, else searched."""
+    given = explicit or os.environ.get(option("sql_dir").env or "")
+    candidates = [Path(given)] if given else []
     here = Path(__file__).resolve().parent
     candidates += [here / "sql", here.parents[1] / "sql"]
     for candidate in candidates:

@@ -24,8 +24,9 @@ import aws_cdk as cdk
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Template
 
-from infra import layers
-from infra.scheduled_job import RUNTIME
+from infra.bundling import layers
+from infra.constructs import layers as layer_constructs
+from infra.constructs.function import RUNTIME
 from pgrunbook.adapters.postgres.connection import Database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,9 +202,13 @@ def test_pgrunbook_gives_the_layers_tools_tls_through_its_forwarder(
     server = TlsServer(Path(info.host) / f".s.PGSQL.{info.port}", context)
     try:
         url = f"postgresql://{info.user}@localhost:{server.port}/{info.dbname}?sslmode=verify-full&sslrootcert={ca_file}"
-        monkeypatch.setenv("PGRUNBOOK_PG_BIN", str(pgtools_layer / "pgtools/18/bin"))
         monkeypatch.setenv("LD_LIBRARY_PATH", str(pgtools_layer / "lib"))  # Lambda: /opt/lib
-        report = run_backup(make_settings(ConnInfo.parse(url), restore_target_url=pg18.conninfo.libpq_uri()))
+        settings = make_settings(
+            ConnInfo.parse(url),
+            restore_target_url=pg18.conninfo.libpq_uri(),
+            pg_bin=str(pgtools_layer / "pgtools/18/bin"),
+        )
+        report = run_backup(settings)
         assert report.status == "ok", report.error
         assert report.rows == 300 and server.cleartext_startups == 0 and server.tls_sessions >= 3
     finally:
@@ -294,21 +299,26 @@ def runtime_python() -> str | None:
 
 
 def test_every_handler_imports_from_the_layer_under_the_runtimes_cpython(pgrunbook_layer):
-    """As in Lambda: the layer's python/ on sys.path, no site-packages, the C extensions loaded."""
+    """As in Lambda: the layer's python/ on sys.path, no site-packages, the C extensions loaded;
+    the one handler, as every deployed operation's function runs it."""
+    from pgrunbook.operations import registry
+
     interpreter = runtime_python()
     if interpreter is None:
         pytest.skip(f"no CPython {PYTHON} on this machine")
     python = pgrunbook_layer / "python"
-    handlers = sorted(str(p) for p in (ROOT / "functions").glob("*/app.py"))
-    assert handlers
+    handler = str(ROOT / "functions" / "app.py")
+    operations = [op.name for op in registry.deployed()]
+    assert len(operations) == 8
     script = f"""
-import importlib.util, sys
+import importlib.util, os, sys
 sys.path.insert(0, {str(python)!r})
-for path in {handlers!r}:
-    spec = importlib.util.spec_from_file_location("app", path)
+for name in {operations!r}:
+    os.environ["PGRUNBOOK_OPERATION"] = name
+    spec = importlib.util.spec_from_file_location("app", {handler!r})
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert callable(module.handler), path
+    assert callable(module.handler), name
 import boto3, pg8000, wrapt, aws_xray_sdk.core
 from wrapt import _wrappers
 for module in (boto3, pg8000, wrapt, _wrappers):
@@ -375,8 +385,8 @@ def test_pgtools_layer_hash_follows_the_wheel_version_and_the_majors():
 def tiny_stack(outdir: Path, context: dict) -> tuple[cdk.App, cdk.Stack]:
     app = cdk.App(outdir=str(outdir), context=context)
     stack = cdk.Stack(app, "LayersUnderTest", env=cdk.Environment(region="us-east-1"))
-    layers.pgrunbook_layer(stack, "Library", runtime=RUNTIME)
-    layers.pgtools_layer(stack, "PgTools")
+    layer_constructs.pgrunbook_layer(stack, "Library", runtime=RUNTIME)
+    layer_constructs.pgtools_layer(stack, "PgTools")
     return app, stack
 
 
@@ -393,7 +403,7 @@ def builder_calls(monkeypatch) -> dict[str, list[Path]]:
             calls[_name].append(Path(output_dir))
             _builder(output_dir, *args, **kwargs)
 
-        monkeypatch.setattr(layers, f"build_{name}_layer", spy)
+        monkeypatch.setattr(layer_constructs, f"build_{name}_layer", spy)
     return calls
 
 
@@ -442,4 +452,4 @@ def test_the_library_layer_refuses_a_runtime_it_cannot_serve(tmp_path):
     stack = cdk.Stack(cdk.App(outdir=str(tmp_path), context={"aws:cdk:bundling-stacks": []}), "S")
     for runtime in (lambda_.Runtime.PYTHON_3_11, lambda_.Runtime.NODEJS_20_X):
         with pytest.raises(ValueError, match=r"python3\.12 or newer"):
-            layers.pgrunbook_layer(stack, f"L{runtime.name}", runtime=runtime)
+            layer_constructs.pgrunbook_layer(stack, f"L{runtime.name}", runtime=runtime)

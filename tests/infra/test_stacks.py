@@ -17,6 +17,9 @@ from aws_cdk.assertions import Match, Template
 
 from infra.app import build
 from infra.config import ConfigurationError, DeploymentConfig
+from infra.stacks import reads
+from pgrunbook.operations import registry
+from pgrunbook.settings.options import OPTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"
@@ -173,8 +176,16 @@ def test_functions_are_sized_and_observed(stack, job, memory, timeout, ephemeral
     assert fn["LoggingConfig"]["LogFormat"] == "JSON"
     assert len(fn["Layers"]) == 2
     env = fn["Environment"]["Variables"]
-    assert env["PGRUNBOOK_DATABASE_NAME"] == "app" and env["PGRUNBOOK_OBJECT_LOCK"] == "governance"
-    assert json.loads(env["PGRUNBOOK_THRESHOLDS"])["backup_age_hours"] == [26, 48]
+    assert env["PGRUNBOOK_OPERATION"] == job and env["PGRUNBOOK_DATABASE_NAME"] == "app"
+    # the settings the operation reads, as the option table names them, and no others
+    op = registry.get(job)
+    assert {o.env for o in OPTIONS if o.env in env} == {
+        o.env for o in OPTIONS if o.env in env and reads(op, o.name)
+    }
+    if reads(op, "object_lock"):
+        assert env["PGRUNBOOK_OBJECT_LOCK"] == "governance"
+    if reads(op, "thresholds_json"):
+        assert json.loads(env["PGRUNBOOK_THRESHOLDS"])["backup_age_hours"] == [26, 48]
     template.has_resource_properties(
         "AWS::Logs::LogGroup", {"LogGroupName": f"/aws/lambda/pgrunbook-app-{job}", "RetentionInDays": 90}
     )
@@ -555,7 +566,7 @@ def test_recovery_state_machine_orders_the_runbooks_phases(synthesized):
 def test_recovery_start_retries_only_refusals(synthesized):
     states = pitr_definition(synthesized["primary"])["definition"]["States"]
     [retry] = states["StartRecovery"]["Retry"]
-    assert retry["ErrorEquals"] == ["ProviderThrottled", "Lambda.TooManyRequestsException"]
+    assert sorted(retry["ErrorEquals"]) == ["Lambda.TooManyRequestsException", "ProviderThrottled"]
     for name, state in states.items():
         for rule in state.get("Retry", []):
             assert not {"States.ALL", "States.TaskFailed", "ProviderError", "RecoveryFailed"} & set(
@@ -611,7 +622,7 @@ def test_recovery_alarms_and_outputs(synthesized):
 @pytest.mark.parametrize(
     ("pitr", "message"),
     [
-        ({"provider": "pgbackrest"}, "provider must be logical, supabase or rds"),
+        ({"provider": "pgbackrest"}, "provider must be one of logical, supabase, rds"),
         ({"provider": "supabase"}, "supabase_project_ref"),
         (
             {"provider": "supabase", "supabase_project_ref": "abcdefghijklmnopqrst"},

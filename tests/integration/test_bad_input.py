@@ -121,7 +121,14 @@ def test_no_backup_at_all(env, s3, capsys):
 
 def test_json_errors_are_json(env, s3, capsys):
     import json
+    from datetime import UTC, datetime
+
+    from pgrunbook.domain.results import Report
 
     code, out, _ = run_cli(capsys, "status", "--json", "--bucket", "no-such-bucket-here")
     assert code == 2
-    assert json.loads(out) == {"status": "error", "error": json.loads(out)["error"], "exit_code": 2}
+    report = json.loads(out)
+    # the same top-level shape as every other report, refused: nothing was done
+    assert set(report) == set(Report.start("status", "-", datetime.now(UTC)).to_dict())
+    assert report["status"] == "refused" and report["exit_code"] == 2
+    assert "no-such-bucket-here" in report["refused"]

@@ -82,19 +82,22 @@ def test_backup_status_restore_test_end_to_end(cli_env):
     backup = pgrunbook(env, "backup", "--json", "--tier", "manual")
     assert backup.returncode == 0, backup.stderr
     report = json.loads(backup.stdout)
-    assert report["status"] == "ok" and report["tiers"] == ["manual"] and report["dr"]["status"] == "copied"
+    assert report["operation"] == "backup" and report["status"] == "ok" and report["exit_code"] == 0
+    result = report["payload"]  # the backup's own result, under the same top-level shape as every report
+    assert result["tiers"] == ["manual"] and result["dr"]["status"] == "copied"
     assert "dumping" in backup.stderr  # progress, on stderr
 
     status = pgrunbook(env, "status")
     assert status.returncode == 0, status.stderr
-    [line] = [ln for ln in status.stdout.splitlines() if report["backup_id"] in ln]
+    [line] = [ln for ln in status.stdout.splitlines() if result["backup_id"] in ln]
     assert "manual" in line and "2,000" in line and line.rstrip().endswith("yes")
 
     restore = pgrunbook(env, "restore-test", "--from", "dr", "--json")
     assert restore.returncode == 0, restore.stderr
-    result = json.loads(restore.stdout)
-    assert result["backup_id"] == report["backup_id"] and result["integrity_pct"] == 100.0
-    assert {t["table"]: t["actual_rows"] for t in result["tables"]}["public.customers"] == 2000
+    restored = json.loads(restore.stdout)
+    assert restored["operation"] == "restore-test" and restored["figures"]["integrity_pct"] == 100.0
+    assert restored["payload"]["backup_id"] == result["backup_id"]
+    assert {t["table"]: t["actual_rows"] for t in restored["payload"]["tables"]}["public.customers"] == 2000
     human = pgrunbook(env, "restore-test")
     assert human.returncode == 0 and "RESTORE TEST PASSED" in human.stdout and "100.00 %" in human.stdout
 
@@ -186,7 +189,7 @@ def test_a_killed_backup_leaves_nothing_restorable_and_the_next_run_repairs(sign
     keys = [k for k in objects if "/backups/" in k]
     assert not [k for k in keys if k.endswith("manifest.json")]
     status = pgrunbook(env, "status", "--json")
-    assert not [b for b in json.loads(status.stdout)["backups"] if b["restorable"]]
+    assert not [b for b in json.loads(status.stdout)["payload"]["backups"] if b["restorable"]]
     [(killed_id, state, error)] = mirror(source)
     [run_report] = [json.loads(v) for k, v in objects.items() if "/reports/backup/" in k]
     if signal_name == "SIGTERM":  # a clean stop: recorded at once, files removed
@@ -202,8 +205,9 @@ def test_a_killed_backup_leaves_nothing_restorable_and_the_next_run_repairs(sign
     assert again.returncode == 0, again.stderr
     report = json.loads(again.stdout)
     rows = {backup_id: state for backup_id, state, _ in mirror(source)}
-    assert rows == {killed_id: "failed", report["backup_id"]: "completed"}  # ... until the next run
+    backup_id = report["figures"]["backup_id"]
+    assert rows == {killed_id: "failed", backup_id: "completed"}  # ... until the next run
     if signal_name == "SIGKILL":
-        assert any(killed_id in w for w in report["warnings"])
+        assert any(killed_id in w for w in report["payload"]["warnings"])
     restore = pgrunbook(env, "restore-test", "--json")
-    assert restore.returncode == 0 and json.loads(restore.stdout)["backup_id"] == report["backup_id"]
+    assert restore.returncode == 0 and json.loads(restore.stdout)["payload"]["backup_id"] == backup_id

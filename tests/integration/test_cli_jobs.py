@@ -52,13 +52,13 @@ def test_the_morning_check_from_the_command_line(cli):
     assert "RESOLVED - Database Recovery Completed" in out and "RTO" in out
     code, out, _ = run("health", "--json")
     health = json.loads(out)
-    assert code == 0 and health["job"] == "health" and "database_size_bytes" in health["figures"]
+    assert code == 0 and health["operation"] == "health" and "database_size_bytes" in health["figures"]
     code, out, _ = run("status")
     assert code == 0
     for line in ("last verification", "last restore test", "last DR drill", "drill trend", "tiers"):
         assert line in out, line
     code, out, _ = run("status", "--json")
-    status = json.loads(out)
+    status = json.loads(out)["payload"]
     assert status["last_runs"]["verify"]["status"] == "ok"
     assert status["last_runs"]["restore-test"]["figures"]["integrity_pct"] == 100.0
     assert len(status["drill_trend"]) == 1

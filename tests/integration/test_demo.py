@@ -11,13 +11,15 @@ from pgrunbook.entrypoints.demo import run_demo
 def test_demo_end_to_end():
     out = io.StringIO()
     assert run_demo(tasks=3000, out=out, json_out=True) == 0
-    result = json.loads(out.getvalue())
-    assert result["backup"]["status"] == "ok"
-    assert result["backup"]["dr"]["status"] == "copied"
-    restore = result["restore_test"]
+    report = json.loads(out.getvalue())
+    assert report["operation"] == "demo" and report["status"] == "ok"
+    steps = report["payload"]
+    assert steps["backup"]["status"] == "ok"
+    assert steps["backup"]["payload"]["dr"]["status"] == "copied"
+    restore = steps["restore-test"]["payload"]
     assert restore["source"] == "dr" and restore["integrity_pct"] == 100.0
     assert {t["table"] for t in restore["tables"]} >= {"public.clients", "public.projects"}
-    [line] = result["status"]["backups"]
+    [line] = steps["status"]["payload"]["backups"]
     assert line["restorable"] and line["dr_copy"] is True
 
 

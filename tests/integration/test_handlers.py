@@ -14,7 +14,7 @@ import pytest
 from pgrunbook.adapters.s3.store import b64
 from pgrunbook.catalog.metadata_mirror import Mirror
 from pgrunbook.entrypoints.aws_lambda import BadEvent
-from pgrunbook.operations.context import JobContext, run_job
+from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.settings.model import Settings
 
 from ..lambda_env import Context, Inbox, database_secret, load_handler
@@ -190,7 +190,7 @@ def test_backup_age_thresholds_are_exact(env):
     from pgrunbook.catalog.backups import Catalog
 
     snapshot = Catalog(env.settings.primary_store()).latest().snapshot_time
-    ctx = lambda at: JobContext(env.settings, clock=lambda: at, store_reports=False)  # noqa: E731
+    ctx = lambda at: OperationContext(env.settings, clock=lambda: at, store_reports=False)  # noqa: E731
     expectations = [
         (timedelta(hours=26), "ok"),
         (timedelta(hours=26, seconds=1), "warning"),
@@ -198,7 +198,7 @@ def test_backup_age_thresholds_are_exact(env):
         (timedelta(hours=48, seconds=1), "critical"),
     ]
     for age, severity in expectations:
-        report = run_job("verify", ctx(snapshot + age), check_database=False)
+        report = run_operation("verify", ctx(snapshot + age), check_database=False)
         [finding] = [f for f in report.findings if f.check == "backup_age"]
         assert finding.severity == severity, (age, finding.message)
     assert env.messages() != []  # the warning and critical runs were sent
@@ -225,7 +225,7 @@ def test_drill_measures_rto_and_rpo_from_a_known_history(since_snapshot, rpo_sev
     invoke("backup")
     snapshot = Catalog(env.settings.dr_store()).latest().snapshot_time
     clock = StepClock(snapshot + since_snapshot, timedelta(minutes=35))
-    report = run_job("dr-drill", JobContext(env.settings, clock=clock))
+    report = run_operation("dr-drill", OperationContext(env.settings, clock=clock))
     assert report.figures["rto_hours"] == pytest.approx(35 / 60, abs=1e-3)
     assert report.figures["rpo_hours"] == pytest.approx(since_snapshot.total_seconds() / 3600, abs=1e-3)
     assert report.figures["rto_target_met"] is True
@@ -283,7 +283,7 @@ def test_an_unreachable_database_is_critical_and_the_secret_stays_secret(env, s3
 def test_bad_events_are_refused():
     with pytest.raises(BadEvent, match="does not take"):
         invoke("verify", {"bogus": 1})
-    with pytest.raises(BadEvent, match="recent_days must be of type int"):
+    with pytest.raises(BadEvent, match="--recent-days must be an integer, not 'seven'"):
         invoke("verify", {"recent_days": "seven"})
 
 
@@ -295,7 +295,7 @@ def test_retention_and_health_handlers(env, s3, capfd):
     retention = invoke("retention")
     assert retention["status"] == "ok" and retention["figures"]["primary_backups_deleted"] == 0
     health = invoke("health")
-    assert health["job"] == "health" and health["figures"]["database_size_bytes"] > 0
+    assert health["operation"] == "health" and health["figures"]["database_size_bytes"] > 0
     assert any(f["check"] == "slow_statements" for f in health["findings"])
     assert env.messages() == []
     out, _ = capfd.readouterr()

@@ -12,9 +12,9 @@ import pytest
 
 from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.adapters.postgres.dburl import ConnInfo
-from pgrunbook.catalog.reports import Finding, JobReport
-from pgrunbook.operations.context import JobContext, run_job
-from pgrunbook.operations.health import slowest_statements
+from pgrunbook.checks.performance import slowest_statements
+from pgrunbook.domain.results import Finding, Report
+from pgrunbook.operations.context import OperationContext, run_operation
 
 HEALTH_SCHEMA = """
 -- lookups: a primary key and a unique index, both over 1 MB and never scanned (they enforce
@@ -38,7 +38,7 @@ SELECT pg_stat_force_next_flush();
 """
 
 
-def findings(report: JobReport) -> dict[str, Finding]:
+def findings(report: Report) -> dict[str, Finding]:
     by_check = {f.check: f for f in report.findings}
     assert len(by_check) == len(report.findings), "one finding per check"
     return by_check
@@ -89,10 +89,10 @@ def test_health_reports_unused_indexes_bloat_and_lock_waits(new_db, make_setting
     info = new_db(sql=HEALTH_SCHEMA)
     settings = make_settings(info)
     with lock_wait(info) as (holder_pid, waiter_pid):
-        report = run_job("health", JobContext(settings, store_reports=False))
+        report = run_operation("health", OperationContext(settings, store_reports=False))
 
     found = findings(report)
-    assert report.job == "health" and report.status == "warning"
+    assert report.operation == "health" and report.status == "warning"
     assert set(found) == {
         "slow_statements",
         "unused_indexes",
@@ -142,12 +142,12 @@ def test_health_reports_unused_indexes_bloat_and_lock_waits(new_db, make_setting
     assert report.metrics["WorstBloatPct"] == ("Percent", 91.7)
     assert report.metrics["BlockedSessions"] == ("Count", 1.0)
     assert "SlowStatements" not in report.metrics  # nothing was measured
-    assert JobReport.from_dict(report.to_dict()).status == "warning"  # stores as JSON
+    assert Report.from_dict(report.to_dict()).status == "warning"  # stores as JSON
 
 
 def test_without_pg_stat_statements_the_report_says_how_to_enable_it(new_db, make_settings):
     settings = make_settings(new_db(sql="CREATE TABLE t (id int PRIMARY KEY)"))
-    report = run_job("health", JobContext(settings, store_reports=False))
+    report = run_operation("health", OperationContext(settings, store_reports=False))
 
     slow = findings(report)["slow_statements"]
     assert slow.severity == "info"
@@ -210,7 +210,7 @@ def test_the_slowest_statements_come_from_the_view_and_over_a_second_is_a_warnin
 def test_health_runs_on_postgresql_16(new_db, make_settings, pg16):
     info = new_db(sql=HEALTH_SCHEMA, server=pg16)
     with lock_wait(info) as (_holder_pid, waiter_pid):
-        report = run_job("health", JobContext(make_settings(info), store_reports=False))
+        report = run_operation("health", OperationContext(make_settings(info), store_reports=False))
 
     found = findings(report)
     assert not [f.message for f in report.findings if "could not run" in f.message]

@@ -10,6 +10,7 @@ from pgrunbook.adapters.s3.store import CLIENT_HOOKS
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.metadata_mirror import Mirror
 from pgrunbook.domain.errors import BackupIncomplete, BackupNotFound
+from pgrunbook.domain.results import exit_code
 from pgrunbook.operations.backup import run_backup
 from pgrunbook.operations.restorer import run_restore_test
 from pgrunbook.operations.status import build_status
@@ -56,7 +57,7 @@ def test_s3_failure_mid_upload_leaves_no_manifest(new_db, make_settings, s3):
     report = run_backup(settings)
 
     assert calls["n"] > 2, "the fault must have fired mid-upload"
-    assert report.status == "critical" and report.exit_code == 1
+    assert report.status == "critical" and exit_code(report.status) == 1
     assert "injected-fault" in report.error
     CLIENT_HOOKS.clear()
     store = settings.primary_store()
@@ -127,7 +128,7 @@ def test_a_concurrent_backup_of_the_same_database_is_skipped(new_db, make_settin
         report = run_backup(settings)
     finally:
         holder.close()
-    assert report.status == "skipped" and report.exit_code == 0
+    assert report.status == "skipped" and exit_code(report.status) == 0
     assert "another backup" in report.error
     assert mirror_rows(source) == []
 
@@ -149,6 +150,6 @@ def test_s3_failure_during_a_restore_test_download_is_a_problem_not_a_crash(new_
     CLIENT_HOOKS.append(hook)
     before = scratch_databases(pg18)
     report = run_restore_test(settings)
-    assert report.status == "critical" and report.exit_code == 1
+    assert report.status == "critical" and exit_code(report.status) == 1
     assert "injected-fault" in report.error and ".dat.gz" in report.error
     assert report.scratch_database is None and scratch_databases(pg18) == before

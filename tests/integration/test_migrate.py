@@ -238,7 +238,7 @@ def test_cli_contract(new_db, folder, capsys):
     code, out, _ = cli(capsys, "migrate", "plan", *base)
     assert code == 0 and "pending   20250907090000_vehicles" in out
     code, out, _ = cli(capsys, "migrate", "apply", *base, "--json")
-    assert code == 0 and json.loads(out)["steps"][0]["status"] == "ok"
+    assert code == 0 and json.loads(out)["payload"]["steps"][0]["status"] == "ok"
     code, out, _ = cli(capsys, "migrate", "status", *base)
     assert code == 0 and "applied   20250907090000_vehicles" in out
     code, out, err = cli(capsys, "migrate", "rollback", *base, "--steps", "0")

@@ -26,21 +26,19 @@ def test_same_major_is_preferred_and_never_older():
     assert find_pg_restore(18, 16).major == 18  # an archive from pg_dump 18 needs pg_restore 18
 
 
-def test_explicit_bin_dir_is_the_only_candidate(monkeypatch):
-    monkeypatch.setenv("PGRUNBOOK_PG_BIN", str(bindir(16)))
-    assert find_pg_dump(16).path.parent == bindir(16)
+def test_explicit_bin_dir_is_the_only_candidate():
+    assert find_pg_dump(16, pg_bin=str(bindir(16))).path.parent == bindir(16)
     with pytest.raises(ToolVersionError, match="pg_dump 18 or newer is needed"):
-        find_pg_dump(18)
+        find_pg_dump(18, pg_bin=str(bindir(16)))
 
 
-def test_missing_tools_are_named(monkeypatch, tmp_path):
-    monkeypatch.setenv("PGRUNBOOK_PG_BIN", str(tmp_path))
+def test_missing_tools_are_named(tmp_path):
     with pytest.raises(ToolVersionError, match="pg_dump not found in PGRUNBOOK_PG_BIN"):
-        find_pg_dump(18)
+        find_pg_dump(18, pg_bin=str(tmp_path))
 
 
 def test_backup_with_a_too_old_pg_dump_is_bad_configuration(monkeypatch, new_db, make_settings, s3, capsys):
-    settings = make_settings(new_db(sql="CREATE TABLE t (id int);"))
+    settings = make_settings(new_db(sql="CREATE TABLE t (id int);"), pg_bin=str(bindir(16)))
     monkeypatch.setenv("PGRUNBOOK_PG_BIN", str(bindir(16)))
     with pytest.raises(ToolVersionError):
         run_backup(settings)

@@ -19,11 +19,13 @@ from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.s3.store import CLIENT_HOOKS, ObjectStore, b64
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.leases import Lease
-from pgrunbook.catalog.reports import JobReport, ReportStore
+from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.domain.errors import BucketUnavailable
+from pgrunbook.domain.ids import new_backup_id
 from pgrunbook.domain.manifest import FileEntry, Manifest
-from pgrunbook.domain.tiers import RetentionPolicy, new_backup_id
-from pgrunbook.operations.context import JobContext, run_job
+from pgrunbook.domain.results import Report
+from pgrunbook.domain.tiers import RetentionPolicy
+from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.progress import NullProgress
 from pgrunbook.settings.model import Settings
 
@@ -94,7 +96,7 @@ def store_report(
     store: ObjectStore, job: str, when: datetime, *, ok: bool = True, figures=None, detail=None
 ) -> None:
     """A report of another job, as that job would have stored it in the primary bucket."""
-    report = JobReport.start(job, store.database, when)
+    report = Report.start(job, store.database, when)
     if job in ("restore-test", "dr-drill"):  # restoring jobs always report their integrity
         report.figures["integrity_pct"] = 100.0 if ok else 87.5
     report.figures.update(figures or {})
@@ -125,12 +127,12 @@ def restorable_but_broken(store: ObjectStore) -> list[str]:
     return broken
 
 
-def retention(settings, *, dry_run: bool = False) -> JobReport:
-    ctx = JobContext(settings, clock=lambda: NOW, progress=NullProgress())
-    return run_job("retention", ctx, dry_run=dry_run)
+def retention(settings, *, dry_run: bool = False) -> Report:
+    ctx = OperationContext(settings, clock=lambda: NOW, progress=NullProgress())
+    return run_operation("retention", ctx, dry_run=dry_run)
 
 
-def deleted_in(report: JobReport, region: str) -> set[str]:
+def deleted_in(report: Report, region: str) -> set[str]:
     """What the report says it deleted in ``region`` (the plan's decisions and outcomes)."""
     return {
         d["backup_id"] for d in report.detail["plan"][region] if d.get("outcome", "").startswith("deleted")
@@ -472,7 +474,7 @@ def test_a_complete_restore_verifies_a_backup_even_when_a_data_check_warned(sett
 
     primary = stores["primary"]
     store_report(primary, "restore-test", NOW - DAY, ok=True, figures={"backup_id": "a"})
-    warned = JobReport.start("restore-test", primary.database, NOW - DAY)
+    warned = Report.start("restore-test", primary.database, NOW - DAY)
     warned.figures.update(backup_id="b", integrity_pct=100.0)
     warned.add("restored:orphaned_tasks", "critical", "2 rows violate orphaned_tasks")
     ReportStore(primary).put(warned)

@@ -8,6 +8,7 @@ import pytest
 
 from pgrunbook.adapters.s3.store import b64
 from pgrunbook.catalog.backups import Catalog
+from pgrunbook.domain.results import exit_code
 from pgrunbook.operations.backup import run_backup
 
 from ..conftest import scratch_databases
@@ -54,7 +55,7 @@ def test_a_changed_byte_is_caught_and_named(which, backed_up, s3, pg18):
     report = run_restore_test(settings, backup_id=manifest.backup_id, source=which)
 
     assert report.status == "critical"
-    assert report.exit_code == 1
+    assert exit_code(report.status) == 1
     assert "checksum mismatch" in report.error
     assert key in report.error
     assert report.scratch_database is None, "no restore may start from a corrupt backup"

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from pgrunbook.adapters.postgres.connection import Database, SqlError, quote_ident
+from pgrunbook.adapters.postgres.connection import Database, quote_ident
 from pgrunbook.checks.sql import load_checks, run_checks
+from pgrunbook.domain.errors import SqlError
 from pgrunbook.entrypoints.demo import load_demo_dataset
 from pgrunbook.resources import sql_dir
 from pgrunbook.workflows.migrate.engine import Migrator

@@ -47,8 +47,6 @@ def one_line(text: str) -> str:
         (["backup", "--compression", "high"], "--compression"),
         (["frobnicate"], "frobnicate"),
         ([], "COMMAND"),
-        (["restore-test", "--from", "tertiary"], "--from"),
-        (["status", "--limit", "many"], "--limit"),
         (["backup", "--no-such-flag"], "--no-such-flag"),
         (["status", "--tier", "daily"], "--tier"),
     ],
@@ -97,6 +95,12 @@ def test_version_prints_and_exits_0(capsys):
         (["status", "--region", "mars-1"], "is not an AWS region name"),
         (["status", "--limit", "0"], "--limit must be at least 1"),
         (["demo", "--tasks", "0"], "--tasks must be at least 1"),
+        # an operation's own options are checked as a Lambda event's are: the same refusal
+        (["restore-test", "--from", "tertiary"], "source (--from) must be one of primary, dr"),
+        (["status", "--limit", "many"], "--limit must be an integer, not 'many'"),
+        (["restore-test", "--prefer-tier", "nonsense"], "--prefer-tier must be one of"),
+        (["restore-test", "--backup-id", ""], "--backup-id '' is not a pgrunbook backup id"),
+        (["backup", "--tier", ""], "--tier must name at least one tier"),
     ],
 )
 def test_configuration_errors_return_2_with_one_line_on_stderr(capsys, argv, message):
@@ -122,9 +126,9 @@ def test_configuration_error_with_json_also_reports_on_stdout(capsys):
     out, err = capsys.readouterr()
     one_line(err)
     report = json.loads(out)
-    assert report["status"] == "error"
+    assert report["status"] == "refused" and report["operation"] == "status"
     assert report["exit_code"] == 2
-    assert "database URL is malformed" in report["error"]
+    assert "database URL is malformed" in report["refused"]
     assert PASSWORD not in out + err
 
 

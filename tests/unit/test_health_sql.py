@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from pgrunbook.checks.live import count_of, state_key
-from pgrunbook.operations.health import (
+from pgrunbook.checks.performance import (
     is_bloated,
     lock_waits_sql,
     slow_statements_sql,

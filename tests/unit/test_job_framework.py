@@ -1,4 +1,4 @@
-"""The pure parts of the job framework: thresholds, reports, notifications, events, secrets."""
+"""The pure parts of the operation framework: thresholds, reports, notifications, events, secrets."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from datetime import UTC, datetime
 import pytest
 
 from pgrunbook.adapters.aws.secrets import conninfo_from_secret
-from pgrunbook.adapters.aws.sns import critical_message, resolved_message, resolved_subject, subject
-from pgrunbook.catalog.reports import JobReport
 from pgrunbook.domain.errors import ConfigError
+from pgrunbook.domain.notices import critical_message, resolved_message, resolved_subject, subject
+from pgrunbook.domain.results import JsonPayload, Report
 from pgrunbook.domain.thresholds import Threshold, Thresholds
-from pgrunbook.entrypoints.aws_lambda import BadEvent, JobEvent
+from pgrunbook.entrypoints.aws_lambda import BadEvent, job_options
+from pgrunbook.operations import registry
+from pgrunbook.operations.registry import wording
 
 NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 
@@ -64,8 +66,8 @@ def test_bad_threshold_configuration_is_a_config_error(text, message):
 # -- reports and notifications ------------------------------------------------------------
 
 
-def report_with(*severities: str, job: str = "verify") -> JobReport:
-    report = JobReport.start(job, "app", NOW)
+def report_with(*severities: str, job: str = "verify") -> Report:
+    report = Report.start(job, "app", NOW)
     for i, severity in enumerate(severities):
         report.add(f"check{i}", severity, f"finding {i} is {severity}", key=f"s3://b/k{i}")
     report.finished_at = NOW.isoformat()
@@ -96,15 +98,21 @@ def test_reports_round_trip_through_json():
     report = report_with("ok", "critical")
     report.figures = {"age": 3.5}
     report.metrics = {"BackupAgeHours": ("Count", 3.5)}
-    report.raw = object()  # not stored
+    report.payload = JsonPayload({"backup_id": "b1"})
     data = json.loads(report.to_json())
-    assert "raw" not in data and data["status"] == "critical"
-    again = JobReport.from_dict(data)
+    assert data["status"] == "critical" and data["exit_code"] == 1 and data["payload"] == {"backup_id": "b1"}
+    again = Report.from_dict(data)
     assert again.to_dict() == report.to_dict()
 
 
+def test_reports_stored_before_the_operation_key_still_read():
+    data = report_with("warning").to_dict()
+    data["job"] = data.pop("operation")
+    assert Report.from_dict(data).operation == "verify"
+
+
 def test_a_finding_message_is_one_line():
-    report = JobReport.start("verify", "app", NOW)
+    report = Report.start("verify", "app", NOW)
     finding = report.add("x", "warning", "two\nlines   and  spaces")
     assert finding.message == "two lines and spaces"
     with pytest.raises(ValueError):
@@ -114,8 +122,10 @@ def test_a_finding_message_is_one_line():
 def test_the_critical_notification_follows_the_runbook_template():
     report = report_with("ok", "critical", "warning")
     report.location = "s3://bucket/pgrunbook/app/reports/verify/x.json"
-    assert subject(report) == "CRITICAL - Database Backup Verification - app - 2026-11-22T04:00:00Z"
-    message = critical_message(report)
+    assert subject(report, wording("verify").title) == (
+        "CRITICAL - Database Backup Verification - app - 2026-11-22T04:00:00Z"
+    )
+    message = critical_message(report, wording("verify"))
     lines = message.splitlines()
     assert lines[0] == "Summary: finding 1 is critical (and 1 more finding)"
     for prefix in ("Impact: ", "Current Status: ", "ETA for Resolution: ", "Next Update: "):
@@ -128,8 +138,9 @@ def test_the_critical_notification_follows_the_runbook_template():
 def test_a_warning_uses_the_same_template_and_subjects_fit_sns():
     report = report_with("warning", job="backup")
     report.database = "x" * 200
-    assert subject(report).startswith("WARNING - Database Backup Failure - ")
-    assert len(subject(report)) <= 100
+    title = wording("backup").title
+    assert subject(report, title).startswith("WARNING - Database Backup Failure - ")
+    assert len(subject(report, title)) <= 100
 
 
 def test_the_recovery_notice_has_the_runbooks_fields():
@@ -159,29 +170,39 @@ def test_the_recovery_notice_has_the_runbooks_fields():
 
 def test_a_scheduled_event_carries_its_options_in_detail():
     event = {"detail-type": "Scheduled Event", "source": "aws.events", "detail": {"tier": "weekly"}}
-    assert JobEvent.parse("backup", event).options == {"tiers": "weekly"}
-    assert JobEvent.parse("backup", None).options == {}
+    assert job_options(registry.get("backup"), event) == {"tier": "weekly"}
+    assert job_options(registry.get("backup"), None) == {"tier": None}
 
 
-def test_restore_test_defaults_to_the_weekly_backup():
-    assert JobEvent.parse("restore-test", {}).options == {"prefer_tier": "weekly"}
-    assert JobEvent.parse("restore-test", {"prefer_tier": None}).options == {"prefer_tier": None}
+def test_the_restore_test_chooses_the_same_backup_from_the_cli_and_from_lambda():
+    # One default, in the registry: the newest backup, unless the event or the flag names a
+    # tier; the weekly schedule names it.
+    restore_test = registry.get("restore-test")
+    assert job_options(restore_test, {})["prefer_tier"] is None
+    assert registry.parse_options(restore_test, {}, source="cli")["prefer_tier"] is None
+    [weekly] = restore_test.schedules
+    assert weekly.input == {"prefer_tier": "weekly"}
 
 
 @pytest.mark.parametrize(
     ("job", "event", "message"),
     [
-        ("verify", {"recent_days": True}, "must be of type int"),
-        ("verify", {"recent_days": "3"}, "must be of type int"),
-        ("retention", {"dry_run": "yes"}, "must be of type bool"),
+        ("verify", {"recent_days": True}, "--recent-days must be an integer"),
+        ("verify", {"recent_days": 0}, "--recent-days must be between 1 and 3650"),
+        ("retention", {"dry_run": "yes"}, "--dry-run must be true or false"),
         ("health", {"x": 1}, "takes nothing"),
         ("backup", ["tier"], "must be a JSON object"),
-        ("frobnicate", {}, "unknown job"),
+        ("restore-test", {"keep": True}, "does not take keep"),
     ],
 )
 def test_bad_events_are_refused(job, event, message):
     with pytest.raises(BadEvent, match=message):
-        JobEvent.parse(job, event)
+        job_options(registry.get(job), event)
+
+
+def test_an_unknown_operation_is_refused():
+    with pytest.raises(ConfigError, match="unknown operation 'frobnicate'"):
+        registry.get("frobnicate")
 
 
 # -- secrets ------------------------------------------------------------------------------

@@ -8,15 +8,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pgrunbook.adapters.aws import sns as notify
+from pgrunbook.adapters.aws.stepfunctions import Executions, error_message
 from pgrunbook.domain import errors
 from pgrunbook.domain.errors import ConfigError, InvalidTarget
 from pgrunbook.domain.redact import register_secret
 from pgrunbook.entrypoints.cli import migrate as migrate_command
+from pgrunbook.entrypoints.cli import pitr as control
+from pgrunbook.entrypoints.cli.pitr import validate_request
 from pgrunbook.settings.model import Settings
-from pgrunbook.workflows.engine import Executions, abort_reason, duration, error_message
-from pgrunbook.workflows.pitr import control
-from pgrunbook.workflows.pitr.control import validate_request
+from pgrunbook.workflows.engine import abort_reason, duration
 from pgrunbook.workflows.pitr.phases import PHASES, RETRIES, parse_target_time
 
 MACHINE = "arn:aws:states:us-east-1:123456789012:stateMachine:pgrunbook-app-pitr"
@@ -87,20 +87,30 @@ def test_durations_read_like_people_write_them():
 
 
 def test_retries_name_real_errors_and_never_retry_what_may_have_happened():
-    known = {
-        name
-        for module in (errors, notify)
-        for name, value in vars(module).items()
-        if isinstance(value, type) and issubclass(value, Exception)
-    }
     assert set(RETRIES) == set(PHASES)
     for phase, policy in RETRIES.items():
-        for name in policy.errors:
-            assert name in known or name.startswith("Lambda."), (phase, name)
+        for error in policy.errors:
+            assert issubclass(error, errors.PgRunbookError), (phase, error)
+        assert all(name.startswith("Lambda.") for name in policy.service_errors), phase
     # a recovery request that may have reached the provider is never sent twice
-    assert set(RETRIES["start"].errors) == {"ProviderThrottled", "Lambda.TooManyRequestsException"}
-    assert "ProviderError" not in {e for p in RETRIES.values() for e in p.errors}
-    assert "RecoveryFailed" not in {e for p in RETRIES.values() for e in p.errors}
+    assert set(RETRIES["start"].names()) == {"ProviderThrottled", "Lambda.TooManyRequestsException"}
+    retried = {name for p in RETRIES.values() for name in p.names()}
+    assert "ProviderError" not in retried and "RecoveryFailed" not in retried
+
+
+def test_a_retry_rule_matches_subclasses_here_and_in_the_state_machine():
+    class Throttled429(errors.ProviderThrottled):
+        pass
+
+    policy = RETRIES["start"]
+    assert policy.matches(Throttled429("slow down")) and not policy.matches(errors.ProviderError("?"))
+    assert "Throttled429" in policy.names()  # Step Functions matches the exact class name
+
+
+def test_a_connection_lost_while_polling_or_verifying_is_retried():
+    for phase in ("poll", "verify"):
+        assert RETRIES[phase].matches(errors.ConnectionLost("lost the connection"))
+        assert RETRIES[phase].matches(errors.DatabaseUnreachable("cannot connect"))
 
 
 def events(*items: tuple[str, dict]) -> list[dict]:

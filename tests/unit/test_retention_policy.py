@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pgrunbook.domain.tiers import FLOOR_DAYS, TIERS, RetentionPolicy, derive_tiers, time_stamp
-from pgrunbook.operations.retention import (
+from pgrunbook.domain.ids import time_stamp
+from pgrunbook.domain.retention import (
     DELETE,
     KEEP,
     BackupFacts,
@@ -17,6 +17,7 @@ from pgrunbook.operations.retention import (
     RetentionPlan,
     plan_retention,
 )
+from pgrunbook.domain.tiers import FLOOR_DAYS, TIERS, RetentionPolicy, derive_tiers
 
 NOW = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)  # a Monday, 03:00: the daily retention run
 DAY = timedelta(days=1)

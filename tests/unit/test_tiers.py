@@ -10,15 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgrunbook.domain.errors import ConfigError
-from pgrunbook.domain.tiers import (
-    RetentionPolicy,
-    backup_time,
-    derive_tiers,
-    is_backup_id,
-    new_backup_id,
-    parse_tiers,
-    primary_tier,
-)
+from pgrunbook.domain.ids import backup_time, is_backup_id, new_backup_id
+from pgrunbook.domain.tiers import RetentionPolicy, derive_tiers, parse_tiers, primary_tier
 
 WEDNESDAY = datetime(2026, 3, 4, 2, 0, tzinfo=UTC)
 FIRST_SUNDAY = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)

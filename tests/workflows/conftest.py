@@ -1,5 +1,5 @@
 """The recovery state machine as the CDK app synthesizes it, executed by moto's Step Functions
-interpreter, each task calling the real ``functions/pitr/app.py`` handler in this process.
+interpreter, each task calling the real ``functions/app.py`` handler (the pitr function) in this process.
 
 What is patched is moto's, never pgrunbook's:
 * ``LambdaFunction._invoke_lambda`` (moto would start a Docker container) calls the handler
@@ -222,7 +222,7 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions) -> Iterator[W
     for name in WORKFLOWS:
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as z:
-            z.writestr("app.py", (ROOT / "functions" / name / "app.py").read_text())
+            z.writestr("app.py", (ROOT / "functions" / "app.py").read_text())
         boto3.client("lambda", region_name=REGION).create_function(
             FunctionName=f"pgrunbook-app-{name}",
             Runtime="python3.13",

@@ -253,7 +253,7 @@ def test_local_run_lints_backs_up_rehearses_and_applies_without_step_functions(
     # nothing pending: ends at once, no second backup, and no terminal needed without approval
     code, out, err = cli(capsys, "migrate", "start", "--local", "--approval", "off", "--json")
     assert code == 0, err
-    assert json.loads(out)["outcome"] == "nothing-pending" and len(backups(flow)) == 1
+    assert json.loads(out)["payload"]["outcome"] == "nothing-pending" and len(backups(flow)) == 1
 
 
 def test_local_run_refuses_yes_without_local_and_a_lint_error_before_the_backup(
@@ -269,9 +269,9 @@ def test_local_run_refuses_yes_without_local_and_a_lint_error_before_the_backup(
 
 
 def local_context(flow: Workflow):
-    from pgrunbook.operations.context import JobContext
+    from pgrunbook.operations.context import OperationContext
 
-    return JobContext(flow.settings)
+    return OperationContext(flow.settings)
 
 
 def test_local_apply_failure_rolls_back_what_this_run_applied(workflow: Workflow, migrations):

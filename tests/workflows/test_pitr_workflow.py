@@ -15,7 +15,7 @@ from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.domain.manifest import Manifest
 from pgrunbook.entrypoints.cli import main
-from pgrunbook.operations.context import JobContext, run_job
+from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.workflows.pitr.supabase import restore_point_name
 
 from ..supabase_api import REF, TOKEN, serve
@@ -23,9 +23,9 @@ from .conftest import REGION, Workflow
 
 
 def backup(flow: Workflow) -> Manifest:
-    report = run_job("backup", JobContext(flow.settings), tiers="manual")
+    report = run_operation("backup", OperationContext(flow.settings), tier="manual")
     assert report.status == "ok", report.findings
-    return Catalog(flow.settings.primary_store()).manifest(report.raw.backup_id)
+    return Catalog(flow.settings.primary_store()).manifest(report.figures["backup_id"])
 
 
 def insert(flow: Workflow, first: int, last: int) -> None:
@@ -123,7 +123,7 @@ def test_logical_recovery_end_to_end(workflow: Workflow, capsys):
     ]  # fmt: skip
 
     code, out, err = cli(capsys, "pitr", "status", "--json")
-    status = json.loads(out)
+    status = json.loads(out)["payload"]
     assert status["status"] == "SUCCEEDED" and status["maintenance"]["value"]["enabled"] is False
     assert status["last_report"]["status"] == "ok"
 

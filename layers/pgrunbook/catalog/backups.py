@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 from pgrunbook.adapters.s3.store import ObjectStore
 from pgrunbook.domain.errors import BackupIncomplete, BackupNotFound
+from pgrunbook.domain.ids import is_backup_id
 from pgrunbook.domain.manifest import Manifest
-from pgrunbook.domain.tiers import is_backup_id
 
 
 @dataclass

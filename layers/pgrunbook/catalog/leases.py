@@ -19,11 +19,11 @@ import json
 import logging
 import re
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pgrunbook.adapters.s3.store import ObjectStore
 from pgrunbook.domain.errors import PgRunbookError
-from pgrunbook.domain.tiers import time_stamp
+from pgrunbook.domain.ids import parse_time_stamp, time_stamp
 
 log = logging.getLogger(__name__)
 LEASE_TTL = timedelta(hours=12)
@@ -31,7 +31,7 @@ _LEASE_KEY = re.compile(r"/leases/(?P<backup>[^/]+)/(?P<expires>\d{8}T\d{6}\.\d{
 
 
 def leases_prefix(store: ObjectStore) -> str:
-    return f"{store.prefix}/{store.database}/leases/"
+    return store.layout.leases_prefix
 
 
 class Lease:
@@ -43,9 +43,7 @@ class Lease:
         self.holder = holder
         self.acquired_at = now
         self.expires_at = now + ttl
-        self.key = (
-            f"{leases_prefix(store)}{backup_id}/{time_stamp(self.expires_at)}-{secrets.token_hex(4)}.json"
-        )
+        self.key = store.layout.lease_key(backup_id, time_stamp(self.expires_at), secrets.token_hex(4))
 
     def __enter__(self) -> Lease:
         body = {
@@ -70,7 +68,7 @@ def _leases(store: ObjectStore) -> list[tuple[str, str, datetime]]:
     for obj in store.list_keys(leases_prefix(store)):
         match = _LEASE_KEY.search(obj["Key"])
         if match:
-            expires = datetime.strptime(match.group("expires"), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
+            expires = parse_time_stamp(match.group("expires"))
             found.append((obj["Key"], match.group("backup"), expires))
     return found
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from pgrunbook.adapters.postgres.connection import Database, SqlError
+from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.adapters.postgres.dburl import ConnInfo
-from pgrunbook.domain.errors import ConfigError, PgRunbookError
+from pgrunbook.domain.errors import ConfigError, PgRunbookError, SqlError
 from pgrunbook.resources import sql_file
 
 log = logging.getLogger(__name__)

@@ -31,10 +31,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pgrunbook.adapters.postgres.connection import Database, SqlError, quote_literal
+from pgrunbook.adapters.postgres.connection import Database, quote_literal
 from pgrunbook.adapters.postgres.fingerprints import excluded_schema_regex
 from pgrunbook.checks.sql import ROW_SAMPLE, CheckResult, jsonable
-from pgrunbook.domain.errors import PgRunbookError
+from pgrunbook.domain.errors import PgRunbookError, SqlError
 from pgrunbook.domain.profiles import get_profile
 from pgrunbook.domain.thresholds import Thresholds
 

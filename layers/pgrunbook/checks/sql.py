@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pgrunbook.adapters.postgres.connection import Database, SqlError, quote_literal
-from pgrunbook.catalog.reports import JobReport
-from pgrunbook.domain.errors import ConfigError
+from pgrunbook.adapters.postgres.connection import Database, quote_literal
+from pgrunbook.domain.errors import ConfigError, SqlError
+from pgrunbook.domain.results import Report
 from pgrunbook.resources import sql_dir
 
 ROW_SAMPLE = 20
@@ -166,7 +166,7 @@ def run_checks(db: Database, checks: list[SqlCheck]) -> list[CheckResult]:
     return [run_check(db, check) for check in checks]
 
 
-def add_to_report(report: JobReport, results: list[CheckResult], *, where: str = "") -> None:
+def add_to_report(report: Report, results: list[CheckResult], *, where: str = "") -> None:
     prefix = f"{where}:" if where else ""
     for result in results:
         details: dict[str, Any] = {}

@@ -18,7 +18,6 @@ from typing import Any
 from pgrunbook.domain.errors import BackupIncomplete
 
 FORMAT = "pgrunbook/1"
-MANIFEST_NAME = "manifest.json"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,11 @@ def redact(text: str) -> str:
     return text
 
 
+def one_line(text: object) -> str:
+    """``text`` as one line, secrets masked: how every message pgrunbook shows is written."""
+    return redact(" ".join(str(text).split()))
+
+
 class RedactingFilter(logging.Filter):
     """A logging filter that redacts the formatted message of every record."""
 

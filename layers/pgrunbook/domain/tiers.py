@@ -12,8 +12,6 @@ backup that the floor protects.
 
 from __future__ import annotations
 
-import re
-import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,8 +28,6 @@ DEFAULT_RETENTION_DAYS: Mapping[str, int] = {
 }
 FLOOR_DAYS = 30
 FLOOR_EXEMPT = frozenset({"hourly"})
-
-_BACKUP_ID = re.compile(r"^(\d{8}T\d{6}\.\d{3}Z)-([0-9a-f]{6})$")
 
 
 @dataclass(frozen=True)
@@ -73,32 +69,3 @@ def parse_tiers(text: str | None, when: datetime) -> list[str]:
 def primary_tier(tiers: Iterable[str]) -> str:
     """The most durable tier: it names the backup in the runbook's ``backup_type`` column."""
     return min(tiers, key=TIERS.index)
-
-
-def time_stamp(when: datetime) -> str:
-    """``20261121T020000.123Z``: the sortable time part of backup and report ids."""
-    when = when.astimezone(UTC)
-    return when.strftime("%Y%m%dT%H%M%S") + f".{when.microsecond // 1000:03d}Z"
-
-
-def new_backup_id(now: datetime) -> str:
-    """A backup id that sorts by start time: ``20261121T020000.123Z-3fa9c1``."""
-    return f"{time_stamp(now)}-{secrets.token_hex(3)}"
-
-
-def is_backup_id(text: str) -> bool:
-    try:
-        backup_time(text)
-    except ConfigError:
-        return False
-    return True
-
-
-def backup_time(backup_id: str) -> datetime:
-    match = _BACKUP_ID.fullmatch(backup_id)
-    try:
-        if match:
-            return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=UTC)
-    except ValueError:
-        pass
-    raise ConfigError(f"{backup_id!r} is not a pgrunbook backup id (like 20261121T020000.123Z-3fa9c1)")

@@ -8,6 +8,7 @@ database, then prints the reports and the catalog.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -18,9 +19,9 @@ from typing import TextIO
 
 from pgrunbook.adapters.postgres.connection import Database, quote_ident
 from pgrunbook.adapters.postgres.embedded import start as start_embedded
-from pgrunbook.entrypoints.cli.render import render_backup, render_job, render_restore, render_status
-from pgrunbook.operations.context import JobContext, run_job
-from pgrunbook.operations.status import build_status
+from pgrunbook.domain.results import JsonPayload, Report
+from pgrunbook.entrypoints.cli.render import render
+from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.progress import StreamProgress
 from pgrunbook.resources import sql_file
 from pgrunbook.settings.model import Settings
@@ -86,53 +87,23 @@ def run_demo(
                 home=str(workdir),
                 created_by="pgrunbook-demo",
             )
-            ctx = JobContext(settings, progress=progress)
+            ctx = OperationContext(settings, progress=progress)
             progress.step("backup: snapshot, pg_dump, fingerprints, upload, DR copy")
-            backup = run_job("backup", ctx).raw
+            backup = run_operation("backup", ctx)
             progress.step("restore test from the DR region, with the data-quality checks on the copy")
-            restore_job = run_job("restore-test", ctx, source="dr", keep=keep, prefer_tier=None)
-            restore = restore_job.raw
+            restore = run_operation("restore-test", ctx, source="dr", keep=keep)
             progress.step("daily verification: freshness, checksums in both regions, database checks")
-            verify = run_job("verify", ctx)
-            status = build_status(settings)
-        elapsed = time.monotonic() - started
+            verify = run_operation("verify", ctx)
+            status = run_operation("status", ctx)
+        steps = {"backup": backup, "restore-test": restore, "verify": verify, "status": status}
+        report = _demo_report(steps, started, time.monotonic() - started)
         if json_out:
-            import json
-
-            out.write(
-                json.dumps(
-                    {
-                        "backup": backup.to_dict(),
-                        "restore_test": restore.to_dict(),
-                        "verify": verify.to_dict(),
-                        "status": status.to_dict(),
-                        "elapsed_s": round(elapsed, 2),
-                    },
-                    indent=1,
-                    default=str,
-                )
-                + "\n"
-            )
+            out.write(json.dumps(report.to_dict(), indent=1, default=str) + "\n")
         else:
-            out.write(
-                "\n".join(
-                    [
-                        "",
-                        render_backup(backup),
-                        "",
-                        render_restore(restore),
-                        "",
-                        render_job(verify),
-                        "",
-                        render_status(status),
-                        "",
-                    ]
-                )
-            )
-            worst = max(backup.exit_code, restore_job.exit_code, verify.exit_code)
-            verdict = "PASSED" if worst == 0 else "FAILED"
-            out.write(f"\ndemo {verdict} in {elapsed:.1f}s\n")
-        return max(backup.exit_code, restore_job.exit_code, verify.exit_code)
+            out.write("\n".join(["", *(part for r in steps.values() for part in (render(r), ""))]))
+            verdict = "PASSED" if report.exit_code == 0 else "FAILED"
+            out.write(f"\ndemo {verdict} in {report.figures['elapsed_s']:.1f}s\n")
+        return report.exit_code
     finally:
         for key, value in saved.items():
             if value is not None:
@@ -141,3 +112,15 @@ def run_demo(
             server.stop()
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _demo_report(steps: dict[str, Report], started: float, elapsed: float) -> Report:
+    """The demo's own report: one finding per step, each step's report in the payload."""
+    first = steps["backup"]
+    report = Report.start("demo", first.database, first.started)
+    for name, step in steps.items():
+        severity = {"ok": "ok", "skipped": "info", "warning": "warning"}.get(step.status, "critical")
+        report.add(name, severity, f"{name}: {step.status}")
+    report.figures["elapsed_s"] = round(elapsed, 2)
+    report.payload = JsonPayload({name: step.to_dict() for name, step in steps.items()})
+    return report

@@ -33,7 +33,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +48,16 @@ from pgrunbook.adapters.s3.store import ObjectStore, TransferSettings
 from pgrunbook.adapters.s3.uploads import Uploader
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.metadata_mirror import Mirror
+from pgrunbook.catalog.reports import ReportStore
+from pgrunbook.domain import metrics
 from pgrunbook.domain.errors import BackupFailed, PgRunbookError
+from pgrunbook.domain.ids import Clock, new_backup_id, utcnow
 from pgrunbook.domain.manifest import FORMAT, Manifest, TableEntry
 from pgrunbook.domain.profiles import get_profile
 from pgrunbook.domain.redact import redact
-from pgrunbook.domain.tiers import RetentionPolicy, new_backup_id, parse_tiers, primary_tier
+from pgrunbook.domain.results import Report
+from pgrunbook.domain.tiers import RetentionPolicy, parse_tiers, primary_tier
+from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
 
@@ -63,7 +68,7 @@ DR_REPAIR_WINDOW = 14  # newest primary backups checked for a missing DR copy
 
 
 @dataclass
-class BackupReport:
+class BackupResult:
     status: str  # ok | warning | critical | skipped
     database: str
     backup_id: str | None = None
@@ -83,16 +88,8 @@ class BackupReport:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
-    @property
-    def exit_code(self) -> int:
-        return 1 if self.status == "critical" else 0
-
     def to_dict(self) -> dict[str, Any]:
-        return {"job": "backup", **asdict(self)}
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+        return asdict(self)
 
 
 class BackupRun:
@@ -103,7 +100,7 @@ class BackupRun:
         tiers: str | None = None,
         progress: Progress | None = None,
         transfer: TransferSettings | None = None,
-        clock: Callable[[], datetime] = _now,
+        clock: Clock = utcnow,
         policy: RetentionPolicy | None = None,
         on_started: Callable[[str], None] | None = None,
         labels: dict[str, str] | None = None,
@@ -122,7 +119,7 @@ class BackupRun:
         self.label = settings.database_label
         self.primary: ObjectStore = settings.primary_store(transfer)
         self.dr: ObjectStore | None = settings.dr_store(transfer) if settings.has_dr else None
-        self.report = BackupReport(status="ok", database=self.label)
+        self.report = BackupResult(status="ok", database=self.label)
         self.replicator: Replicator | None = None
 
     @property
@@ -132,7 +129,7 @@ class BackupRun:
 
     # -- the run -------------------------------------------------------------------------
 
-    def run(self) -> BackupReport:
+    def run(self) -> BackupResult:
         try:
             self._run()
         finally:
@@ -149,7 +146,7 @@ class BackupRun:
         mirror: Mirror | None = None
         try:
             major = coordinator.server_version_num // 10000
-            pg_dump = find_pg_dump(major, minimum=self.profile.min_pg_dump)
+            pg_dump = find_pg_dump(major, minimum=self.profile.min_pg_dump, pg_bin=self.settings.pg_bin)
             mirror = Mirror.open(self.info, self.label, self.settings.mirror)
             self.report.mirror = "recorded" if mirror.available else self.settings.mirror
             if self.settings.mirror != "off" and not mirror.available:
@@ -501,5 +498,108 @@ class BackupRun:
             self.report.status = "warning"
 
 
-def run_backup(settings: Settings, **kwargs: Any) -> BackupReport:
+def run_backup(settings: Settings, **kwargs: Any) -> BackupResult:
     return BackupRun(settings, **kwargs).run()
+
+
+# -- the operation ----------------------------------------------------------------------------
+
+
+def run(
+    ctx: OperationContext,
+    report: Report,
+    *,
+    tier: str | None = None,
+    labels: dict[str, str] | None = None,
+    transfer: TransferSettings | None = None,
+    policy: RetentionPolicy | None = None,
+) -> None:
+    """The backup as an operation: the engine's result as findings, figures and metrics.
+
+    Before the backup starts, a report with state ``running`` is stored under the id the final
+    report will use; the final report replaces it.  A run killed before it could finish (a
+    Lambda timeout, an out-of-memory kill) therefore leaves a ``running`` report behind, which
+    verification counts as a failed backup: the failure rate cannot miss the runs that died.
+    """
+
+    def mark_running(backup_id: str) -> None:
+        report.detail.update(state="running", backup_id=backup_id)
+        if ctx.store_reports:
+            for store in ctx.report_stores("backup"):
+                ReportStore(store).put(report)
+
+    engine = BackupRun(
+        ctx.settings,
+        tiers=tier,
+        progress=ctx.progress,
+        clock=ctx.clock,
+        on_started=mark_running,
+        labels=labels,
+        transfer=transfer,
+        policy=policy,
+    )
+    try:
+        result = engine.run()
+    except BaseException:
+        if report.detail.get("state") == "running" and ctx.store_reports:
+            # stopped (SIGTERM, Ctrl-C): record the run as failed now rather than leave it
+            # for verification to find still "running" hours later
+            report.detail["state"] = "interrupted"
+            report.add("backup", "critical", f"backup {report.detail.get('backup_id')} was interrupted")
+            report.finished_at = ctx.now().isoformat()
+            for store in ctx.report_stores("backup"):
+                try:
+                    ReportStore(store).put(report)
+                except Exception:  # noqa: S112 - already failing; the interruption is what matters
+                    continue
+        raise
+    report.payload = result
+    report.detail = {"state": "finished"}
+    report.figures = {
+        "backup_id": result.backup_id,
+        "tiers": result.tiers,
+        "size_bytes": result.size_bytes,
+        "rows": result.rows,
+        "tables": result.tables,
+        "duration_s": result.durations.get("total_s"),
+        "snapshot_time": result.snapshot.get("time"),
+    }
+    if result.status == "skipped":
+        report.skipped = result.error
+        return
+    _findings(report, result)
+    report.measure(metrics.BACKUP_SIZE, result.size_bytes)
+    report.measure(metrics.BACKUP_DURATION, result.durations.get("total_s", 0.0))
+    report.measure(metrics.BACKUP_SUCCEEDED, 0 if result.status == "critical" else 1)
+
+
+def _findings(report: Report, result: BackupResult) -> None:
+    if result.status == "critical" and result.dr.get("status") == "failed":
+        report.add(
+            "dr_copy", "critical", result.error or "DR copy failed", location=result.dr.get("location")
+        )
+    elif result.status == "critical":
+        report.add("backup", "critical", f"backup {result.backup_id} failed: {result.error}")
+    else:
+        report.add(
+            "backup",
+            "ok",
+            f"backup {result.backup_id} complete: {result.tables} tables, {result.rows} rows, "
+            f"{result.size_bytes} bytes, DR copy {result.dr.get('status')}",
+        )
+    for warning in result.warnings:
+        report.add("backup", "warning", warning)
+    for backup_id in result.repaired_dr:
+        report.add("dr_copy", "info", f"repaired the missing DR copy of {backup_id}")
+
+
+def take_backup(ctx: OperationContext, *, tier: str, labels: dict[str, str] | None = None) -> BackupResult:
+    """A backup taken as one step of a workflow (a recovery's safety point, a migration's
+    pre-migration backup): the operation with its report stored, its result returned; raises
+    BackupFailed when no complete backup was made."""
+    report = run_operation("backup", ctx, tier=tier, labels=labels)
+    result = report.payload
+    if not isinstance(result, BackupResult) or result.status == "critical" or not result.backup_id:
+        problem = result.error if isinstance(result, BackupResult) else report.status
+        raise BackupFailed(f"backup failed: {problem}")
+    return result

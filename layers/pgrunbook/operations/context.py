@@ -1,41 +1,43 @@
-"""One code path for every job: the CLI, the Lambda handlers and the Step Functions tasks
-all call :func:`run_job`.
+"""One code path for every operation: the CLI, the Lambda handlers and the workflows' phases
+all call :func:`run_operation`.
 
-A job function takes a :class:`JobContext` and options and returns a
-:class:`~pgrunbook.catalog.reports.JobReport`.  :func:`run_job` then stores the report in S3 (the
-durable record of every check ever run) and, when it is not ok, publishes it to SNS.  Bad
-input or configuration raises :class:`~pgrunbook.domain.errors.ConfigError` before anything is
-written, as everywhere else.
+It checks the options (a :class:`~pgrunbook.domain.errors.ConfigError` before anything is
+written), starts the :class:`~pgrunbook.domain.results.Report`, calls the operation's
+``run(ctx, report, **options)``, then stores the report in S3 (the durable record of every
+check ever run) and, when it is not ok, publishes it.  How a failure ends follows its cause
+(:mod:`pgrunbook.domain.errors`): bad input, or a database or bucket unreachable at the start,
+is raised as it is (exit 2, nothing stored: nothing was changed); any other pgrunbook error
+once the operation has started (a connection lost in the middle of a restore, S3 failing)
+becomes a critical finding in a report that is stored and published (exit 1).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from pgrunbook.adapters.aws.sns import NullNotifier, SnsNotifier, TransientNotifyError
+from pgrunbook.adapters.aws.sns import Notifier, NullNotifier, SnsNotifier
 from pgrunbook.adapters.s3.store import ObjectStore
-from pgrunbook.catalog.reports import JobReport, ReportStore, utcnow
-from pgrunbook.domain.errors import ConfigError, PgRunbookError
+from pgrunbook.catalog.reports import ReportStore
+from pgrunbook.domain.errors import ConfigError, PgRunbookError, TransientNotifyError, Unreachable
+from pgrunbook.domain.ids import Clock, utcnow
+from pgrunbook.domain.notices import Notice, report_notice
+from pgrunbook.domain.results import Report
+from pgrunbook.operations import registry
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
 
 log = logging.getLogger(__name__)
 
-JobFunction = Callable[..., JobReport]
-_REGISTRY: dict[str, JobFunction] = {}
-
 
 @dataclass
-class JobContext:
+class OperationContext:
     settings: Settings
-    clock: Callable[[], datetime] = utcnow
+    clock: Clock = utcnow
     progress: Progress = field(default_factory=Progress)
-    notifier: Any = None  # a pgrunbook.adapters.aws.sns.Notifier; SNS when a topic is configured
+    notifier: Notifier | None = None  # SNS when a topic is configured
     store_reports: bool = True
 
     def __post_init__(self) -> None:
@@ -43,61 +45,58 @@ class JobContext:
             topic = self.settings.sns_topic_arn
             self.notifier = SnsNotifier(topic) if topic else NullNotifier()
 
-    def now(self) -> datetime:
+    def now(self) -> Any:
         return self.clock()
 
-    def report_stores(self, job: str) -> list[ObjectStore]:
-        """Where a job's reports go: the primary bucket; a DR drill's go to the DR bucket
-        first (it assumes the primary region is gone) and to the primary when it is there."""
+    def send(self, notice: Notice) -> str | None:
+        assert self.notifier is not None
+        return self.notifier.send(notice)
+
+    def publish(self, report: Report) -> str | None:
+        """Send a report that is not ok, in the runbook's template; returns the message id."""
+        notice = report_notice(report, registry.wording(report.operation))
+        return self.send(notice) if notice is not None else None
+
+    def report_stores(self, operation: str) -> list[ObjectStore]:
+        """Where an operation's reports go: the primary bucket; a DR drill's go to the DR
+        bucket first (it assumes the primary region is gone) and to the primary when it is there."""
         stores: list[ObjectStore] = []
-        if job == "dr-drill" and self.settings.has_dr:
+        if operation == "dr-drill" and self.settings.has_dr:
             stores.append(self.settings.dr_store())
         if self.settings.bucket and self.settings.region:
             stores.append(self.settings.primary_store())
         return stores
 
-    def reports(self, job: str = "") -> ReportStore:
-        """The report history this job reads (the first of :meth:`report_stores`)."""
-        stores = self.report_stores(job)
+    def reports(self, operation: str = "") -> ReportStore:
+        """The report history this operation reads (the first of :meth:`report_stores`)."""
+        stores = self.report_stores(operation)
         if not stores:
             raise ConfigError("no bucket: set PGRUNBOOK_BUCKET (and PGRUNBOOK_REGION)")
         return ReportStore(stores[0])
 
 
-def job(name: str) -> Callable[[JobFunction], JobFunction]:
-    def register(function: JobFunction) -> JobFunction:
-        _REGISTRY[name] = function
-        return function
-
-    return register
-
-
-# The module that registers each job.  Only the module of the job being run is imported:
-# a Lambda handler's cold start loads one job, and one job's bug cannot break the others.
-JOB_MODULES = {
-    "backup": "backup_job",
-    "restore-test": "restore_test",
-    "verify": "verify",
-    "dr-drill": "dr_drill",
-    "retention": "retention",
-    "health": "health",
-}
-
-
-def job_names() -> list[str]:
-    return sorted(JOB_MODULES)
-
-
-def run_job(name: str, ctx: JobContext, **options: Any) -> JobReport:
-    if name not in JOB_MODULES:
-        raise ConfigError(f"unknown job {name!r}; choose from {', '.join(job_names())}")
-    importlib.import_module(f"{__package__}.{JOB_MODULES[name]}")
-    report = _REGISTRY[name](ctx, **options)
-    report.finished_at = ctx.now().isoformat()
-    if ctx.store_reports:
-        store_report(ctx, report)
+def run_operation(name: str, ctx: OperationContext, **options: Any) -> Report:
+    """Run one operation, store its report and publish it when it is not ok."""
+    op = registry.get(name)
+    module = importlib.import_module(op.module)
+    report = Report.start(op.name, _database(ctx.settings, op), ctx.now())
+    values = {o.name: o.default for o in op.options}
+    values.update(options)
     try:
-        message_id = ctx.notifier.publish(report)
+        module.run(ctx, report, **values)
+    except (ConfigError, Unreachable):
+        raise  # nothing was written: exit 2
+    except PgRunbookError as exc:
+        # the operation had started: what stopped it is a problem found, and it is reported
+        log.warning("%s stopped: %s", op.name, exc)
+        report.add(op.name, "critical", f"{op.name} stopped: {exc}", error=type(exc).__name__)
+    report.finished_at = ctx.now().isoformat()
+    if ctx.store_reports and op.stores_report:
+        store_report(ctx, report)
+    if op.kind == "command":
+        return report  # read-only commands report to the person who ran them, not the topic
+    try:
+        message_id = ctx.publish(report)
     except TransientNotifyError as exc:
         report.add("notification", "critical", str(exc))
         raise
@@ -106,9 +105,18 @@ def run_job(name: str, ctx: JobContext, **options: Any) -> JobReport:
     return report
 
 
-def store_report(ctx: JobContext, report: JobReport) -> None:
+def _database(settings: Settings, op: registry.Operation) -> str:
+    if op.needs_database:
+        return settings.database_label
+    try:
+        return settings.database_label
+    except ConfigError:
+        return "(not configured)"
+
+
+def store_report(ctx: OperationContext, report: Report) -> None:
     locations = []
-    for store in ctx.report_stores(report.job):
+    for store in ctx.report_stores(report.operation):
         try:
             locations.append(ReportStore(store).put(report))
         except PgRunbookError as exc:

@@ -22,15 +22,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pgrunbook.adapters.aws.sns import resolved_message, resolved_subject
 from pgrunbook.catalog.backups import Catalog
-from pgrunbook.catalog.reports import JobReport, ReportStore
+from pgrunbook.catalog.reports import ReportStore
+from pgrunbook.domain import metrics
 from pgrunbook.domain.errors import ConfigError
-from pgrunbook.operations.context import JobContext, job
-from pgrunbook.operations.restore_test import restore_findings
-from pgrunbook.operations.restorer import RestoreReport, RestoreTest
+from pgrunbook.domain.notices import resolved_message, resolved_subject
+from pgrunbook.domain.results import Report
+from pgrunbook.operations.context import OperationContext
+from pgrunbook.operations.restorer import Restorer, RestoreResult, restore_findings
 
-SCENARIOS = ("complete_data_loss",)
 TREND_LENGTH = 12
 
 
@@ -38,27 +38,26 @@ def _hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h ({seconds / 60:.0f} min)"
 
 
-@job("dr-drill")
-def dr_drill_job(ctx: JobContext, *, scenario: str = "complete_data_loss", attempts: int = 3) -> JobReport:
+def run(
+    ctx: OperationContext, report: Report, *, scenario: str = "complete_data_loss", attempts: int = 3
+) -> None:
+    """``scenario`` and ``attempts`` are checked by the registry's options before this runs."""
     settings = ctx.settings
-    if scenario not in SCENARIOS:
-        raise ConfigError(f"unknown drill scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
     if not settings.has_dr:
         raise ConfigError("the DR drill needs the DR bucket: set PGRUNBOOK_DR_BUCKET and PGRUNBOOK_DR_REGION")
     dr = settings.dr_store()
     dr.check_bucket()
     target = settings.dr_restore_target()
     thresholds = settings.thresholds
-    started = ctx.now()
-    report = JobReport.start("dr-drill", settings.database_label, started)
+    started = report.started  # the drill's clock starts with its report
     report.detail["scenario"] = scenario
     history = ReportStore(dr).history("dr-drill", limit=TREND_LENGTH)
 
     candidates = [e.manifest for e in Catalog(dr).entries() if e.manifest is not None]
-    restored: RestoreReport | None = None
+    restored: RestoreResult | None = None
     tried = []
-    for manifest in candidates[: max(1, attempts)]:
-        result = RestoreTest(
+    for manifest in candidates[:attempts]:
+        result = Restorer(
             settings,
             backup_id=manifest.backup_id,
             source="dr",
@@ -92,7 +91,7 @@ def dr_drill_job(ctx: JobContext, *, scenario: str = "complete_data_loss", attem
         )
         report.figures.update(rto_hours=None, rpo_hours=None, recovered=False)
         report.detail["trend"] = _trend(history, None)
-        return report
+        return
 
     restore_findings(report, restored, check="validation")
     rpo_s = (started - datetime.fromisoformat(restored.snapshot_time or started.isoformat())).total_seconds()
@@ -131,15 +130,13 @@ def dr_drill_job(ctx: JobContext, *, scenario: str = "complete_data_loss", attem
         "message": resolved_message(resolved),
     }
     report.detail["trend"] = _trend(history, report)
-    report.metrics = {
-        "DrillRtoSeconds": ("Seconds", rto_s),
-        "DrillRpoSeconds": ("Seconds", max(0.0, rpo_s)),
-        "DrillIntegrityPct": ("Percent", restored.integrity_pct),
-    }
-    return report
+    report.payload = restored
+    report.measure(metrics.DRILL_RTO, rto_s)
+    report.measure(metrics.DRILL_RPO, max(0.0, rpo_s))
+    report.measure(metrics.DRILL_INTEGRITY, restored.integrity_pct)
 
 
-def _measure(report: JobReport, name: str, hours: float, threshold: Any, target: float, what: str) -> None:
+def _measure(report: Report, name: str, hours: float, threshold: Any, target: float, what: str) -> None:
     severity = threshold.classify(hours)
     message = f"{name.upper()} {hours:.2f} h ({what}); target {target:g} h"
     if severity != "ok":
@@ -151,7 +148,7 @@ def _measure(report: JobReport, name: str, hours: float, threshold: Any, target:
     report.add(name, severity, message, hours=round(hours, 4), target_hours=target)
 
 
-def _trend(history: list[JobReport], current: JobReport | None) -> list[dict[str, Any]]:
+def _trend(history: list[Report], current: Report | None) -> list[dict[str, Any]]:
     drills = [*history, current] if current is not None else list(history)
     return [
         {

@@ -1,4 +1,7 @@
-"""The restore test: prove that a backup restores completely.
+"""The restore engine: restore a backup into a fresh database and prove it complete.
+
+The restore test, the DR drill, the logical point-in-time recovery and the migration dry run
+all restore through :class:`Restorer`:
 
 1. Find the backup (by id, or the newest complete one) in the primary or the DR bucket.
 2. Download every file and check its size and SHA-256 against the manifest *before*
@@ -25,11 +28,10 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pgrunbook.adapters.postgres.connection import Database, SqlError, quote_ident, quote_literal
+from pgrunbook.adapters.postgres.connection import Database, quote_ident, quote_literal
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.embedded import default_data_dir, pick_version
 from pgrunbook.adapters.postgres.embedded import start as start_embedded
@@ -44,10 +46,13 @@ from pgrunbook.domain.errors import (
     ConfigError,
     PgRunbookError,
     RestoreFailed,
+    SqlError,
 )
+from pgrunbook.domain.ids import Clock, utcnow
 from pgrunbook.domain.integrity import TableCheck, compare, integrity_pct
 from pgrunbook.domain.manifest import Manifest
 from pgrunbook.domain.redact import redact
+from pgrunbook.domain.results import Report
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
 
@@ -55,7 +60,7 @@ RESTORE_PGOPTIONS = "-c synchronous_commit=off -c maintenance_work_mem=256MB"
 
 
 @dataclass
-class RestoreReport:
+class RestoreResult:
     status: str  # ok | critical
     database: str
     backup_id: str | None = None
@@ -76,17 +81,13 @@ class RestoreReport:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
 
-    @property
-    def exit_code(self) -> int:
-        return 0 if self.status == "ok" else 1
-
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items() if k != "tables"}
         data["tables"] = [t.to_dict() for t in self.tables]
-        return {"job": "restore-test", **data}
+        return data
 
 
-class RestoreTest:
+class Restorer:
     def __init__(
         self,
         settings: Settings,
@@ -99,7 +100,7 @@ class RestoreTest:
         target: ConnInfo | None = None,
         prefer_tier: str | None = None,
         inspect: Callable[[ConnInfo], None] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utcnow,
         holder: str = "restore-test",
         use_configured_target: bool = True,
         database_name: str | None = None,
@@ -119,9 +120,9 @@ class RestoreTest:
         # primary region's restore target, only to the embedded server.
         self.use_configured_target = use_configured_target
         self.database_name = database_name  # the new database's name (a recovery), else a scratch name
-        self.report = RestoreReport(status="ok", database=settings.database_label, source=source)
+        self.report = RestoreResult(status="ok", database=settings.database_label, source=source)
 
-    def run(self) -> RestoreReport:
+    def run(self) -> RestoreResult:
         t_start = time.monotonic()
         self.store.check_bucket()
         catalog = Catalog(self.store)
@@ -147,7 +148,7 @@ class RestoreTest:
                 )
         return catalog.latest()
 
-    def _run(self, manifest: Manifest, t_start: float) -> RestoreReport:
+    def _run(self, manifest: Manifest, t_start: float) -> RestoreResult:
         report = self.report
         report.backup_id = manifest.backup_id
         report.location = self.store.uri(self.store.backup_prefix(manifest.backup_id))
@@ -162,7 +163,7 @@ class RestoreTest:
         try:
             target_major = admin.server_version_num // 10000
             source_major = int(manifest.server["version_num"]) // 10000
-            pg_restore = find_pg_restore(manifest.pg_dump_major, target_major)
+            pg_restore = find_pg_restore(manifest.pg_dump_major, target_major, pg_bin=self.settings.pg_bin)
             if target_major < source_major:
                 report.notes.append(
                     f"restoring a PostgreSQL {source_major} backup into PostgreSQL {target_major}: "
@@ -246,7 +247,7 @@ class RestoreTest:
                 raise
 
     def _create_database(self, admin: Database, manifest: Manifest) -> str:
-        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        stamp = self.clock().strftime("%Y%m%d%H%M%S")
         name = self.database_name or f"pgrunbook_restore_{stamp}_{secrets.token_hex(3)}"
         base = f"CREATE DATABASE {quote_ident(name)} TEMPLATE template0"
         encoding = manifest.server.get("encoding")
@@ -388,5 +389,51 @@ class RestoreTest:
             self.report.notes.append(f"could not clean up the scratch database {scratch}: {exc}")
 
 
-def run_restore_test(settings: Settings, **kwargs: Any) -> RestoreReport:
-    return RestoreTest(settings, **kwargs).run()
+def run_restore_test(settings: Settings, **kwargs: Any) -> RestoreResult:
+    """The restore engine alone, into a scratch database: no report stored, nothing published."""
+    return Restorer(settings, **kwargs).run()
+
+
+def restore_findings(report: Report, result: RestoreResult, *, check: str = "restore_test") -> None:
+    """Findings and figures every restoring job (restore test, DR drill) shares."""
+    report.figures.update(
+        backup_id=result.backup_id,
+        source=result.source,
+        integrity_pct=result.integrity_pct,
+        tables=result.tables_total,
+        tables_matching=result.tables_matching,
+        rows=sum(t.actual_rows or 0 for t in result.tables),
+        download_s=result.durations.get("download_s"),
+        restore_s=result.durations.get("restore_s"),
+        verify_s=result.durations.get("verify_s"),
+        duration_s=result.durations.get("total_s"),
+        snapshot_time=result.snapshot_time,
+    )
+    if result.error:
+        report.add(check, "critical", f"backup {result.backup_id} could not be restored: {result.error}")
+        return
+    mismatched = [t.table for t in result.tables if not t.match]
+    if mismatched:
+        report.add(
+            check,
+            "critical",
+            f"integrity {result.integrity_pct:.2f} %: {len(mismatched)} of {result.tables_total} tables differ "
+            f"from the manifest ({', '.join(mismatched[:10])})",
+            tables=[t.to_dict() for t in result.tables if not t.match][:50],
+        )
+    if result.restore_errors:
+        report.add(
+            check,
+            "critical",
+            f"pg_restore reported {len(result.restore_errors)} errors",
+            errors=result.restore_errors[:20],
+        )
+    if not mismatched and not result.restore_errors:
+        report.add(
+            check,
+            "ok",
+            f"backup {result.backup_id} restored from {result.source}: integrity 100 % "
+            f"({result.tables_total} tables) in {result.durations.get('total_s', 0):.1f}s",
+        )
+    for note in result.skipped:
+        report.add(check, "info", note)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.reports import ReportStore
+from pgrunbook.domain.ids import utcnow
+from pgrunbook.domain.results import Report
 from pgrunbook.domain.thresholds import Threshold
+from pgrunbook.operations.context import OperationContext
 from pgrunbook.settings.model import Settings
 
 # How old a tier's newest backup may get (hours) before it is a warning / critical.  Daily
@@ -42,7 +45,7 @@ class BackupLine:
 
 
 @dataclass
-class StatusReport:
+class StatusResult:
     database: str
     location: str
     dr_location: str | None
@@ -53,12 +56,8 @@ class StatusReport:
     last_runs: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     drill_trend: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def exit_code(self) -> int:
-        return 0
-
     def to_dict(self) -> dict[str, Any]:
-        return {"job": "status", **asdict(self)}
+        return asdict(self)
 
 
 def _summary(report: Any) -> dict[str, Any] | None:
@@ -76,13 +75,13 @@ def _summary(report: Any) -> dict[str, Any] | None:
 
 def build_status(
     settings: Settings, *, limit: int | None = None, now: datetime | None = None
-) -> StatusReport:
+) -> StatusResult:
     primary = settings.primary_store()
     primary.check_bucket()
     dr = settings.dr_store() if settings.has_dr else None
     if dr is not None:
         dr.check_bucket()
-    now = now or datetime.now(UTC)
+    now = now or utcnow()
     entries = Catalog(primary).entries()
     dr_catalog = Catalog(dr) if dr is not None else None
 
@@ -140,7 +139,7 @@ def build_status(
         for r in drills
     ]
     last_runs["dr-drill"] = _summary(drills[-1]) if drills else None
-    return StatusReport(
+    return StatusResult(
         database=settings.database_label,
         location=primary.describe(),
         dr_location=dr.describe() if dr is not None else None,
@@ -150,4 +149,15 @@ def build_status(
         tiers=tiers,
         last_runs=last_runs,
         drill_trend=trend,
+    )
+
+
+def run(ctx: OperationContext, report: Report, *, limit: int | None = None) -> None:
+    """The morning check as a report: the figures, and the whole picture as its payload."""
+    result = build_status(ctx.settings, limit=limit, now=ctx.now())
+    report.payload = result
+    report.figures.update(
+        last_backup_age_hours=result.last_backup_age_hours,
+        backups=len(result.backups),
+        restorable=sum(1 for b in result.backups if b.restorable),
     )

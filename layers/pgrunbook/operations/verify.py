@@ -29,19 +29,22 @@ from typing import Any
 from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.adapters.s3.store import ObjectStore
 from pgrunbook.catalog.backups import Catalog
-from pgrunbook.catalog.reports import JobReport, ReportStore
+from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.checks.sql import add_to_report, check_dirs, load_checks, run_checks
+from pgrunbook.domain import metrics
 from pgrunbook.domain.errors import DatabaseUnreachable
+from pgrunbook.domain.ids import backup_time, is_backup_id
 from pgrunbook.domain.manifest import Manifest
-from pgrunbook.domain.tiers import backup_time, is_backup_id
-from pgrunbook.operations.context import JobContext, job
+from pgrunbook.domain.results import Report
+from pgrunbook.operations.context import OperationContext
 
 RECENT_DAYS = 7
 GROWTH_WINDOW = timedelta(days=30)
 
 
-@job("verify")
-def verify_job(ctx: JobContext, *, recent_days: int = RECENT_DAYS, check_database: bool = True) -> JobReport:
+def run(
+    ctx: OperationContext, report: Report, *, recent_days: int = RECENT_DAYS, check_database: bool = True
+) -> None:
     settings = ctx.settings
     now = ctx.now()
     thresholds = settings.thresholds
@@ -51,7 +54,6 @@ def verify_job(ctx: JobContext, *, recent_days: int = RECENT_DAYS, check_databas
     if dr is not None:
         dr.check_bucket()
     checks = load_checks(check_dirs(settings.checks_dir)) if check_database else []  # bad files: exit 2
-    report = JobReport.start("verify", settings.database_label, now)
 
     entries = Catalog(primary).entries()
     manifests = [e.manifest for e in entries if e.manifest is not None]
@@ -69,20 +71,17 @@ def verify_job(ctx: JobContext, *, recent_days: int = RECENT_DAYS, check_databas
     _growth(report, manifests, now, thresholds)
     if check_database:
         _database(report, ctx, checks, now)
-    report.metrics = {
-        "BackupAgeHours": ("Count", report.figures.get("backup_age_hours", -1)),
-        "BackupFailureRatePct": ("Percent", report.figures.get("backup_failure_rate_pct", 0.0)),
-        "VerifyProblems": ("Count", len(report.problems())),
-    }
+    report.measure(metrics.BACKUP_AGE, report.figures.get("backup_age_hours", -1))
+    report.measure(metrics.BACKUP_FAILURE_RATE, report.figures.get("backup_failure_rate_pct", 0.0))
+    report.measure(metrics.VERIFY_PROBLEMS, len(report.problems()))
     if "storage_growth_pct" in report.figures:
-        report.metrics["StorageGrowthPct"] = ("Percent", report.figures["storage_growth_pct"])
-    return report
+        report.measure(metrics.STORAGE_GROWTH, report.figures["storage_growth_pct"])
 
 
 # -- backups --------------------------------------------------------------------------------
 
 
-def _freshness(report: JobReport, manifests: list[Manifest], now: datetime, thresholds: Any) -> None:
+def _freshness(report: Report, manifests: list[Manifest], now: datetime, thresholds: Any) -> None:
     if not manifests:
         report.add("backup_age", "critical", "there is no restorable backup at all")
         return
@@ -107,7 +106,7 @@ def _check_files(store: ObjectStore, manifest: Manifest) -> list[str]:
     return [p for p in problems if p]
 
 
-def _verify_files(report: JobReport, store: ObjectStore, manifests: list[Manifest], region: str) -> list[str]:
+def _verify_files(report: Report, store: ObjectStore, manifests: list[Manifest], region: str) -> list[str]:
     verified = []
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda m: (m, _check_files(store, m)), manifests))
@@ -133,7 +132,7 @@ def _verify_files(report: JobReport, store: ObjectStore, manifests: list[Manifes
 
 
 def _verify_dr(
-    report: JobReport, dr: ObjectStore, manifests: list[Manifest], recent: list[Manifest]
+    report: Report, dr: ObjectStore, manifests: list[Manifest], recent: list[Manifest]
 ) -> list[str]:
     """DR copies: recent ones verified file by file; older ones must at least exist."""
     dr_catalog = Catalog(dr)
@@ -164,7 +163,7 @@ def _verify_dr(
 
 
 def _catalog_consistency(
-    report: JobReport,
+    report: Report,
     store: ObjectStore,
     entries: list[Any],
     recent: list[Manifest],
@@ -216,7 +215,7 @@ def _in_backup_folder(store: ObjectStore, key: str) -> bool:
     return bool(slash) and is_backup_id(folder)
 
 
-def _failure_rate(report: JobReport, reports: ReportStore, now: datetime, thresholds: Any) -> None:
+def _failure_rate(report: Report, reports: ReportStore, now: datetime, thresholds: Any) -> None:
     window = now - timedelta(days=7)
     runs = [r for r in reports.history("backup", since=window) if r.started >= window and not r.skipped]
     if not runs:
@@ -243,7 +242,7 @@ def _failure_rate(report: JobReport, reports: ReportStore, now: datetime, thresh
     )
 
 
-def _duration(report: JobReport, manifests: list[Manifest], now: datetime, thresholds: Any) -> None:
+def _duration(report: Report, manifests: list[Manifest], now: datetime, thresholds: Any) -> None:
     if not manifests:
         return
     newest = manifests[0]
@@ -257,7 +256,7 @@ def _duration(report: JobReport, manifests: list[Manifest], now: datetime, thres
     report.add("backup_duration", severity, f"the newest backup took {minutes:.1f} min")
 
 
-def _growth(report: JobReport, manifests: list[Manifest], now: datetime, thresholds: Any) -> None:
+def _growth(report: Report, manifests: list[Manifest], now: datetime, thresholds: Any) -> None:
     this = [m.size_bytes for m in manifests if now - GROWTH_WINDOW <= m.started_at <= now]
     last = [m.size_bytes for m in manifests if now - 2 * GROWTH_WINDOW <= m.started_at < now - GROWTH_WINDOW]
     if not this or not last or not mean(last):
@@ -276,7 +275,7 @@ def _growth(report: JobReport, manifests: list[Manifest], now: datetime, thresho
 # -- the live database ---------------------------------------------------------------------
 
 
-def _database(report: JobReport, ctx: JobContext, checks: list[Any], now: datetime) -> None:
+def _database(report: Report, ctx: OperationContext, checks: list[Any], now: datetime) -> None:
     from pgrunbook.checks.live import builtin_checks
 
     settings = ctx.settings

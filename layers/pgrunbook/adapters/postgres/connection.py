@@ -15,7 +15,7 @@ import pg8000.native
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from pgrunbook.adapters.postgres.dburl import ConnInfo
-from pgrunbook.domain.errors import DatabaseUnreachable, PgRunbookError
+from pgrunbook.domain.errors import ConnectionLost, DatabaseUnreachable, SqlError
 from pgrunbook.domain.redact import redact
 
 # Settings that make ``value::text`` identical on every server, whatever its configuration:
@@ -28,14 +28,6 @@ DETERMINISTIC_OUTPUT = (
     ("bytea_output", "hex"),
     ("lc_monetary", "C"),
 )
-
-
-class SqlError(PgRunbookError):
-    """A statement failed.  ``code`` is the SQLSTATE."""
-
-    def __init__(self, message: str, code: str | None = None):
-        super().__init__(message)
-        self.code = code
 
 
 def quote_ident(name: str) -> str:
@@ -101,7 +93,7 @@ class Database:
             message, code = _server_message(exc)
             raise SqlError(redact(message), code) from None
         except (InterfaceError, OSError) as exc:
-            raise DatabaseUnreachable(
+            raise ConnectionLost(
                 redact(f"lost the connection to {self.info.display()}: {' '.join(str(exc).split())}")
             ) from None
 

@@ -30,7 +30,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from pgrunbook.adapters.postgres.connection import Database, SqlError, qualified, quote_ident
+from pgrunbook.adapters.postgres.connection import Database, qualified, quote_ident
+from pgrunbook.domain.errors import SqlError
 from pgrunbook.domain.manifest import TableEntry
 
 # Built-in types whose binary hash is stable across servers and survives dump/restore.

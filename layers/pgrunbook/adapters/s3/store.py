@@ -1,7 +1,7 @@
 """The S3 adapter: one bucket, in one region, under one prefix, for one database.
 
-Layout: ``s3://<bucket>/<prefix>/<database>/backups/<backup-id>/<file>``, with
-``manifest.json`` written last in the same folder.
+Keys follow :mod:`pgrunbook.domain.layout`: ``s3://<bucket>/<prefix>/<database>/backups/<backup-id>/<file>``,
+with ``manifest.json`` written last in the same folder.
 
 Integrity: every upload carries its SHA-256 (``ChecksumAlgorithm=SHA256`` with the value in
 ``ChecksumSHA256``) so that S3 itself rejects a corrupted transfer, and S3 keeps it as the
@@ -41,7 +41,8 @@ from pgrunbook.domain.errors import (
     ChecksumMismatch,
     TransientStorageError,
 )
-from pgrunbook.domain.manifest import MANIFEST_NAME, FileEntry
+from pgrunbook.domain.layout import Layout
+from pgrunbook.domain.manifest import FileEntry
 
 MiB = 1024 * 1024
 READ_CHUNK = 4 * MiB
@@ -152,6 +153,7 @@ class ObjectStore:
         self.region = region
         self.prefix = prefix.strip("/")
         self.database = database
+        self.layout = Layout(self.prefix, database)
         self.transfer = transfer or TransferSettings()
         self.client = client or make_client(region, self.transfer.concurrency)
 
@@ -159,16 +161,16 @@ class ObjectStore:
 
     @property
     def backups_prefix(self) -> str:
-        return f"{self.prefix}/{self.database}/backups/"
+        return self.layout.backups_prefix
 
     def backup_prefix(self, backup_id: str) -> str:
-        return f"{self.backups_prefix}{backup_id}/"
+        return self.layout.backup_prefix(backup_id)
 
     def key(self, backup_id: str, name: str) -> str:
-        return f"{self.backup_prefix(backup_id)}{name}"
+        return self.layout.backup_key(backup_id, name)
 
     def manifest_key(self, backup_id: str) -> str:
-        return self.key(backup_id, MANIFEST_NAME)
+        return self.layout.manifest_key(backup_id)
 
     def uri(self, key: str = "") -> str:
         return f"s3://{self.bucket}/{key}"

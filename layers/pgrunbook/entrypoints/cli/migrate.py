@@ -11,14 +11,18 @@ import argparse
 import re
 from typing import Any
 
+from pgrunbook.adapters.aws.stepfunctions import Executions
 from pgrunbook.domain.errors import ConfigError
-from pgrunbook.entrypoints.cli.render import print_result
+from pgrunbook.domain.ids import utcnow
+from pgrunbook.entrypoints.cli.parser import answer_parsers, settings_flags
+from pgrunbook.entrypoints.cli.render import command_report, print_report
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
-from pgrunbook.workflows.engine import Executions, answer, local_approval, now_utc, require_terminal_or_yes
+from pgrunbook.workflows.engine import local_approval
 from pgrunbook.workflows.migrate.engine import Migrator, RunResult, Status
 from pgrunbook.workflows.migrate.files import discover
 from pgrunbook.workflows.migrate.lint import lint_all
+from pgrunbook.workflows.operator import answer, require_terminal_or_yes
 
 
 def render_status(status: Status, *, title: str) -> str:
@@ -57,7 +61,52 @@ def _version(value: str | None) -> str | None:
     return value
 
 
-def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
+def add_parsers(sub: Any) -> None:
+    migrate = sub.add_parser("migrate", help="schema migrations: lint, status, plan, apply, rollback")
+    commands = migrate.add_subparsers(
+        dest="migrate_command", metavar="MIGRATE_COMMAND", parser_class=type(migrate)
+    )
+    commands.required = True
+
+    def add(name: str, help: str, scope: str = "") -> argparse.ArgumentParser:
+        p = commands.add_parser(name, help=help)
+        settings_flags(p, scope or f"migrate {name}")
+        return p
+
+    add("lint", help="check the files: transaction-unsafe and destructive statements, missing down parts")
+    add("status", help="applied and pending migrations; changed, missing or out-of-order files")
+    add("plan", help="what apply would run, with its lint findings")
+    p = add("apply", help="apply pending migrations, one transaction each, stopping at the first failure")
+    p.add_argument(
+        "--allow-destructive", action="store_true", help="run migrations lint flags as destructive"
+    )
+    p.add_argument("--to", help="apply up to this version")
+    p = add("rollback", help="run down parts, newest first")
+    p.add_argument("--steps", type=int, help="how many migrations (default 1)")
+    p.add_argument("--to", help="roll back every migration after this version")
+
+    def workflow(name: str, help: str) -> argparse.ArgumentParser:
+        return add(name, help, scope="migrate workflow")
+
+    p = workflow(
+        "start",
+        help="start the migration workflow (lint, backup, dry run, approval, apply): deployed, or --local",
+    )
+    p.add_argument("--reason", help="why (shown in the approval request and the report)")
+    p.add_argument("--local", action="store_true", help="run every phase in this process, not Step Functions")
+    p.add_argument("--yes", action="store_true", help="--local: approve without asking")
+    p.add_argument(
+        "--approval",
+        choices=("on", "off"),
+        help="--local: ask for approval after the dry run (default PGRUNBOOK_MIGRATION_APPROVAL, on); "
+        "destructive migrations always ask",
+    )
+    answer_parsers(workflow, "the migrations")
+    p = workflow("runs", help="the migration workflow's executions and where the newest stands")
+    p.add_argument("execution", nargs="?", help="execution name or ARN (default: the newest)")
+
+
+def run(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
     command = args.migrate_command
     if command == "lint":
         files = discover(settings.migrations_path)
@@ -67,8 +116,13 @@ def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress
             [f"pgrunbook migrate lint  {len(files)} files, {len(findings)} findings"]
             + [f"  {f}" for f in findings]
         )
-        print_result(args.json, data, text)
-        return 1 if any(f.severity == "error" for f in findings) else 0
+        errors = [f for f in findings if f.severity == "error"]
+        problem = f"lint: {len(errors)} errors" if errors else None
+        return print_report(
+            args.json,
+            command_report("migrate", settings, data, message=text.splitlines()[0], problem=problem),
+            text,
+        )
     if command in ("start", "approve", "reject", "runs"):
         return _workflow(args, settings, progress)
     engine = Migrator.from_settings(settings, progress)
@@ -76,9 +130,16 @@ def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress
         status = engine.status()
         if command == "status":
             status.findings = []
-        print_result(args.json, status.to_dict(), render_status(status, title=command))
         failed = status.problems or any(f.severity == "error" for f in status.findings)
-        return 1 if failed else 0
+        problem = (
+            f"migrate {command}: the files and the database disagree, or lint found errors"
+            if failed
+            else None
+        )
+        report = command_report(
+            "migrate", settings, status.to_dict(), message=f"migrate {command}", problem=problem
+        )
+        return print_report(args.json, report, render_status(status, title=command))
     if command == "apply":
         result = engine.apply(allow_destructive=args.allow_destructive, to_version=_version(args.to))
     elif command == "rollback":
@@ -88,8 +149,11 @@ def run_migrate(args: argparse.Namespace, settings: Settings, progress: Progress
         result = engine.rollback(steps=None if to else (args.steps or 1), to_version=to)
     else:
         raise ConfigError(f"unknown migrate command {command}")
-    print_result(args.json, result.to_dict(), render_run(result))
-    return 0 if result.ok else 1
+    problem = None if result.ok else f"migrate {result.action} failed"
+    report = command_report(
+        "migrate", settings, result.to_dict(), message=f"migrate {result.action}", problem=problem
+    )
+    return print_report(args.json, report, render_run(result))
 
 
 def executions(settings: Settings) -> Executions:
@@ -133,7 +197,7 @@ def render_local(state: dict[str, Any]) -> str:
 def _start_local(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
     """``migrate start --local``: the workflow's phases in this process (no AWS account
     beyond the buckets; approval with ``--yes`` or at the terminal)."""
-    from pgrunbook.operations.context import JobContext
+    from pgrunbook.operations.context import OperationContext
     from pgrunbook.workflows.migrate.phases import approval_summary, run_local
 
     request: dict[str, Any] = {"requested_by": settings.creator}
@@ -143,10 +207,16 @@ def _start_local(args: argparse.Namespace, settings: Settings, progress: Progres
         request["approval"] = args.approval == "on"
     if request.get("approval", settings.migration_approval == "on"):
         require_terminal_or_yes(args.yes, "pgrunbook migrate start --local")
-    ctx = JobContext(settings, progress=progress)
+    ctx = OperationContext(settings, progress=progress)
     state = run_local(ctx, request, approve=local_approval(settings, approval_summary, yes=args.yes))
-    print_result(args.json, state, render_local(state))
-    return 0 if state.get("outcome") in ("applied", "nothing-pending") else 1
+    outcome = f"migration {state.get('migration_id', '')} {state.get('outcome')}"
+    problem = (
+        None
+        if state.get("outcome") in ("applied", "nothing-pending")
+        else state.get("failure_message") or outcome
+    )
+    report = command_report("migrate", settings, state, message=outcome, problem=problem)
+    return print_report(args.json, report, render_local(state))
 
 
 def _workflow(args: argparse.Namespace, settings: Settings, progress: Progress) -> int:
@@ -166,14 +236,15 @@ def _workflow(args: argparse.Namespace, settings: Settings, progress: Progress) 
         request = {"requested_by": settings.creator}
         if args.reason:
             request["reason"] = args.reason
-        started = runs.start(request, database=settings.database_label, now=now_utc())
+        started = runs.start(request, database=settings.database_label, now=utcnow())
         text = (
             f"pgrunbook migrate  started {started['name']}\n"
             "  next          lint, backup and dry run; then the approval request goes to the SNS topic: "
             f"pgrunbook migrate approve {started['name']}"
         )
-        print_result(args.json, started, text)
-        return 0
+        return print_report(
+            args.json, command_report("migrate", settings, started, message=text.splitlines()[0]), text
+        )
     if command in ("approve", "reject"):
         answered = answer(
             runs,
@@ -189,8 +260,7 @@ def _workflow(args: argparse.Namespace, settings: Settings, progress: Progress) 
             if command == "approve"
             else f"rejected {answered['name']}: nothing is applied"
         )
-        print_result(args.json, answered, text)
-        return 0
+        return print_report(args.json, command_report("migrate", settings, answered, message=text), text)
     status = runs.status(getattr(args, "execution", None))
     lines = ["pgrunbook migrate runs"]
     if status.get("execution"):
@@ -200,5 +270,6 @@ def _workflow(args: argparse.Namespace, settings: Settings, progress: Progress) 
             lines.append(f"  reason        {status['reason']}")
     for e in status.get("executions", []):
         lines.append(f"    {e['name']:<48} {e['status']:<10} {e['started']}")
-    print_result(args.json, status, "\n".join(lines))
-    return 0
+    return print_report(
+        args.json, command_report("migrate", settings, status, message="runs"), "\n".join(lines)
+    )

@@ -1,21 +1,35 @@
-"""Readable renderings of job reports (the CLI prints these; ``--json`` prints to_dict())."""
+"""Readable renderings of reports (the CLI prints these; ``--json`` prints ``Report.to_dict()``,
+the same top-level shape for every command)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
-from pgrunbook.catalog.reports import JobReport
-from pgrunbook.operations.backup import BackupReport
-from pgrunbook.operations.restorer import RestoreReport
-from pgrunbook.operations.status import StatusReport
+from pgrunbook.domain.errors import ConfigError
+from pgrunbook.domain.ids import utcnow
+from pgrunbook.domain.results import JsonPayload, Report
+from pgrunbook.operations.backup import BackupResult
+from pgrunbook.operations.config import ConfigResult
+from pgrunbook.operations.registry import wording
+from pgrunbook.operations.restorer import RestoreResult
+from pgrunbook.operations.status import StatusResult
+from pgrunbook.settings.model import Settings
 
 
-def print_result(as_json: bool, data: Any, text: str) -> None:
-    """What every command prints: ``data`` as JSON with ``--json``, else the readable ``text``."""
-    sys.stdout.write((json.dumps(data, indent=1, default=str) if as_json else text) + "\n")
+def print_report(as_json: bool, report: Report, text: str | None = None) -> int:
+    """What every command prints: the report as JSON with ``--json``, else ``text`` (by default
+    the report's own rendering).  Returns the exit status, which follows from its status."""
+    if as_json:
+        out = json.dumps(report.to_dict(), indent=1, default=str)
+    else:
+        out = text if text is not None else render(report)
+    sys.stdout.write(out + "\n")
     sys.stdout.flush()
+    return report.exit_code
 
 
 def size(n: int | float) -> str:
@@ -31,7 +45,7 @@ def _durations(d: dict[str, float]) -> str:
     return ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in d.items())
 
 
-def render_backup(r: BackupReport) -> str:
+def _render_backup(r: BackupResult) -> str:
     lines = [f"BACKUP {r.status.upper()} - {r.database}"]
     if r.backup_id:
         lines.append(f"  backup id     {r.backup_id}  (tiers: {', '.join(r.tiers)})")
@@ -63,7 +77,7 @@ def render_backup(r: BackupReport) -> str:
     return "\n".join(lines)
 
 
-def render_restore(r: RestoreReport) -> str:
+def _render_restore(r: RestoreResult) -> str:
     verdict = "PASSED" if r.status == "ok" else "FAILED"
     lines = [f"RESTORE TEST {verdict} - {r.database}"]
     lines.append(f"  backup id     {r.backup_id}  (from {r.source}: {r.location})")
@@ -108,7 +122,7 @@ def _run_line(name: str, run: dict | None, describe) -> str:
     return f"  {name:<17} {_when(run['started_at'])}  {run['status'].upper():<8} {describe(run['figures'])}"
 
 
-def render_status(r: StatusReport) -> str:
+def _render_status(r: StatusResult) -> str:
     lines = [f"MORNING CHECK - {r.database}  ({_when(r.generated_at)} UTC)"]
     lines.append(f"  primary           {r.location}")
     lines.append(f"  DR                {r.dr_location or 'not configured'}")
@@ -184,10 +198,10 @@ def render_status(r: StatusReport) -> str:
     return "\n".join(lines)
 
 
-def render_job(r: JobReport) -> str:
-    """Any job report: findings worst first, then the figures."""
+def render_job(r: Report) -> str:
+    """Any report: findings worst first, then the figures."""
     order = {"critical": 0, "warning": 1, "ok": 2, "info": 3}
-    head = f"{r.title.upper()} {r.status.upper()} - {r.database}"
+    head = f"{wording(r.operation).title.upper()} {r.status.upper()} - {r.database}"
     lines = [head]
     if r.skipped:
         lines.append(f"  skipped: {r.skipped}")
@@ -208,3 +222,93 @@ def render_job(r: JobReport) -> str:
     if r.location:
         lines.append(f"  report    {r.location}")
     return "\n".join(lines)
+
+
+def _with_findings(text: str, report: Report) -> str:
+    """An engine's own rendering, with the report's findings from other checks (the
+    data-quality checks on a restored copy) and where the report was stored."""
+    extra = [f for f in report.findings if ":" in f.check]
+    if extra:
+        text += "\n\n" + "\n".join(render_job(replace(report, findings=extra)).splitlines()[1:])
+    elif report.location:
+        text += f"\n  report        {report.location}"
+    return text
+
+
+def command_report(
+    operation: str,
+    settings: Settings,
+    data: dict[str, Any],
+    *,
+    message: str = "",
+    problem: str | None = None,
+) -> Report:
+    """The report of a workflow command (start, approve, status ...): its answer as the
+    payload, one finding saying how it went (critical when it did not)."""
+    try:
+        database = settings.database_label
+    except ConfigError:
+        database = "-"
+    report = Report.start(operation, database, utcnow())
+    report.payload = JsonPayload(data)
+    if problem:
+        report.add(operation, "critical", problem)
+    else:
+        report.add(operation, "ok", message or "done")
+    return report
+
+
+def render_backup(report: Report) -> str:
+    if not isinstance(report.payload, BackupResult):
+        return render_job(report)
+    return _with_findings(_render_backup(report.payload), report)
+
+
+def render_restore(report: Report) -> str:
+    if not isinstance(report.payload, RestoreResult):
+        return render_job(report)
+    return _with_findings(_render_restore(report.payload), report)
+
+
+def render_status(report: Report | StatusResult) -> str:
+    payload = report.payload if isinstance(report, Report) else report
+    if not isinstance(payload, StatusResult):
+        return render_job(report) if isinstance(report, Report) else ""
+    return _render_status(payload)
+
+
+def render_config(report: Report) -> str:
+    payload = report.payload
+    if not isinstance(payload, ConfigResult):
+        return render_job(report)
+    lines = [f"PGRUNBOOK CONFIGURATION - {report.database}"]
+    width = max(len(r.env or r.name) for r in payload.options)
+    for row in payload.options:
+        value = (
+            ""
+            if row.value is None
+            else json.dumps(row.value)
+            if not isinstance(row.value, str)
+            else row.value
+        )
+        lines.append(f"  {row.env or row.name:<{width}}  {row.source:<7}  {value}")
+    if payload.connections:
+        lines.append("")
+        for row in payload.connections:
+            lines.append(f"  {row.name:<{width}}  {row.source:<7}  {row.value}")
+    for finding in report.problems():
+        lines.append(f"  {finding.severity.upper():<8} {finding.message}")
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[Report], str]] = {
+    "backup": render_backup,
+    "restore-test": render_restore,
+    "status": render_status,
+    "config": render_config,
+}
+
+
+def render(report: Report) -> str:
+    """The readable form of any report."""
+    return RENDERERS.get(report.operation, render_job)(report)

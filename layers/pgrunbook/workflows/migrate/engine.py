@@ -31,21 +31,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pgrunbook.adapters.postgres.connection import Database, SqlError
+from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.adapters.postgres.dburl import ConnInfo
-from pgrunbook.domain.errors import ConfigError, PgRunbookError
+from pgrunbook.domain.errors import ConfigError, MigrationError, SqlError
 from pgrunbook.domain.redact import redact
 from pgrunbook.resources import sql_file
 from pgrunbook.workflows.migrate.files import MigrationFile, Part, discover
 from pgrunbook.workflows.migrate.lint import Finding, lint_all
 
 ADVISORY_LOCK = 0x7067726E_6D696772  # "pgrnmigr"
-
-
-class MigrationError(PgRunbookError):
-    """A migration failed while it ran (it was rolled back; earlier ones stay applied)."""
-
-    exit_code = 1
 
 
 class VerifyFailed(MigrationError):

@@ -22,15 +22,26 @@ from collections.abc import Callable
 from typing import Any
 
 from pgrunbook.adapters.postgres.connection import Database
-from pgrunbook.catalog.reports import JobReport
 from pgrunbook.checks.sql import check_dirs, load_checks, run_checks
-from pgrunbook.domain.errors import ConfigError, PgRunbookError
-from pgrunbook.domain.tiers import new_backup_id
-from pgrunbook.operations.context import JobContext, run_job, store_report
-from pgrunbook.operations.restorer import RestoreTest
+from pgrunbook.domain.errors import (
+    BackupFailed,
+    ConfigError,
+    ConnectionLost,
+    DatabaseUnreachable,
+    MigrationError,
+    PgRunbookError,
+    TransientNotifyError,
+    TransientStorageError,
+)
+from pgrunbook.domain.ids import new_report_id
+from pgrunbook.domain.notices import Notice
+from pgrunbook.domain.results import Report
+from pgrunbook.operations.backup import take_backup
+from pgrunbook.operations.context import OperationContext, store_report
+from pgrunbook.operations.restorer import Restorer
 from pgrunbook.workflows import engine as workflows
 from pgrunbook.workflows.engine import Retry, abort_reason, error_message
-from pgrunbook.workflows.migrate.engine import MigrationError, Migrator
+from pgrunbook.workflows.migrate.engine import Migrator
 
 REQUEST_KEYS = ("requested_by", "reason", "approval", "approval_timeout_seconds", "execution")
 PHASE_TITLES = {
@@ -45,18 +56,18 @@ PHASE_TITLES = {
 }
 
 
-# Which errors each phase may retry.  Applying and rolling back never retry: a migration
-# that may have run is not run twice.
-_THROTTLED = ("Lambda.TooManyRequestsException",)
-_REPORTING = (*_THROTTLED, "TransientStorageError", "TransientNotifyError")
+# Which errors each phase may retry (Lambda's own throttling is retried everywhere).  Applying
+# and rolling back never retry: a migration that may have run is not run twice.
+_REPORTING = (TransientStorageError, TransientNotifyError)
+_DATABASE = (DatabaseUnreachable, ConnectionLost)
 RETRIES = {
-    "validate": Retry((*_THROTTLED, "DatabaseUnreachable")),
-    "backup": Retry(_THROTTLED),
-    "dry_run": Retry(_THROTTLED),
-    "request_approval": Retry((*_THROTTLED, "TransientNotifyError")),
-    "apply": Retry(_THROTTLED),
-    "verify": Retry((*_THROTTLED, "DatabaseUnreachable")),
-    "rollback": Retry(_THROTTLED),
+    "validate": Retry(_DATABASE),
+    "backup": Retry(),
+    "dry_run": Retry(),
+    "request_approval": Retry((TransientNotifyError,)),
+    "apply": Retry(),
+    "verify": Retry(_DATABASE),
+    "rollback": Retry(),
     "finish": Retry(_REPORTING),
     "abort": Retry(_REPORTING),
     "fail": Retry(_REPORTING),
@@ -75,7 +86,7 @@ def _versions(state: dict[str, Any]) -> list[str]:
     return [p["version"] for p in state["pending"]]
 
 
-def validate(ctx: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+def validate(ctx: OperationContext, request: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(request, dict):
         raise ConfigError("a migration request must be a JSON object")
     unknown = sorted(set(request) - set(REQUEST_KEYS))
@@ -99,7 +110,7 @@ def validate(ctx: JobContext, request: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("approval_timeout_seconds must be a whole number of seconds up to a week")
     now = ctx.now()
     return {
-        "migration_id": new_backup_id(now),
+        "migration_id": new_report_id(now),
         "database": settings.database_label,
         "started_at": now.isoformat(),
         "requested_by": str(request.get("requested_by") or settings.creator)[:200],
@@ -116,16 +127,16 @@ def validate(ctx: JobContext, request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def backup(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def backup(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     labels = {
         "reason": "pre-migration",
         "migration_id": state["migration_id"],
         "migrations": ",".join(_versions(state)),
     }
-    report = run_job("backup", ctx, tiers="manual", labels=labels)
-    result = report.raw
-    if result is None or result.status == "critical" or not result.backup_id:
-        raise MigrationError(f"the pre-migration backup failed: {result.error if result else report.status}")
+    try:
+        result = take_backup(ctx, tier="manual", labels=labels)
+    except BackupFailed as exc:
+        raise MigrationError(f"the pre-migration {exc}") from None
     state["backup"] = {
         "backup_id": result.backup_id,
         "snapshot_time": result.snapshot.get("time"),
@@ -134,7 +145,7 @@ def backup(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def dry_run(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def dry_run(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     """Restore the pre-migration backup into a scratch database and run the migrations there."""
     outcome: dict[str, Any] = {}
 
@@ -151,7 +162,7 @@ def dry_run(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
         outcome["apply_seconds"] = round(time.monotonic() - started, 3)
 
     started = time.monotonic()
-    restored = RestoreTest(
+    restored = Restorer(
         ctx.settings,
         backup_id=state["backup"]["backup_id"],
         progress=ctx.progress,
@@ -195,7 +206,7 @@ def approval_summary(state: dict[str, Any]) -> list[str]:
     ]
 
 
-def request_approval(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def request_approval(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     return workflows.request_approval(
         ctx,
         state,
@@ -206,7 +217,7 @@ def request_approval(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def apply(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def apply(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     result = Migrator.from_settings(ctx.settings, ctx.progress).apply(
         allow_destructive=True, only=_versions(state)
     )
@@ -223,7 +234,7 @@ def apply(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def verify(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def verify(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     with Database.connect(ctx.settings.conninfo(), application_name="pgrunbook-migrate") as db:
         results = run_checks(db, load_checks(check_dirs(ctx.settings.checks_dir)))
     bad = [r for r in results if r.severity == "critical"]
@@ -238,7 +249,7 @@ def verify(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def rollback(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def rollback(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     """Undo what this run applied (down parts, newest first); nothing else."""
     applied = state.get("applied") or []
     if applied:
@@ -251,10 +262,10 @@ def rollback(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def _report(state: dict[str, Any]) -> JobReport:
+def _report(state: dict[str, Any]) -> Report:
     from datetime import datetime
 
-    report = JobReport.start("migrate", state["database"], datetime.fromisoformat(state["started_at"]))
+    report = Report.start("migrate", state["database"], datetime.fromisoformat(state["started_at"]))
     report.report_id = state["migration_id"]
     keep = (
         "pending",
@@ -272,7 +283,7 @@ def _report(state: dict[str, Any]) -> JobReport:
     return report
 
 
-def finish(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def finish(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     report = _report(state)
     names = ", ".join(f"{p['version']}_{p['name']}" for p in state["pending"])
     report.add("migrate", "ok", f"applied and verified {state['pending_count']} migrations: {names}")
@@ -284,31 +295,31 @@ def finish(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     report.finished_at = ctx.now().isoformat()
     if ctx.store_reports:
         store_report(ctx, report)
-    ctx.notifier.notice(
-        f"RESOLVED - Schema Migration Applied - {state['database']} - {report.finished_at[:19]}Z",
-        f"Summary: {report.findings[0].message}\nPre-migration backup: {state['backup']['backup_id']}\n"
-        f"Verification: {len(state['verification']['checks'])} data-quality checks, none critical",
-        job="migrate",
-        database=state["database"],
-        severity="resolved",
+    ctx.send(
+        Notice(
+            f"RESOLVED - Schema Migration Applied - {state['database']} - {report.finished_at[:19]}Z",
+            f"Summary: {report.findings[0].message}\nPre-migration backup: {state['backup']['backup_id']}\n"
+            f"Verification: {len(state['verification']['checks'])} data-quality checks, none critical",
+            {"job": "migrate", "database": state["database"], "severity": "resolved"},
+        )
     )
     state.update(outcome="applied", report=report.location, figures=report.figures)
     return state
 
 
-def abort(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def abort(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     reason = abort_reason(state)
     report = _report(state)
     report.add("migrate", "warning", f"the migrations were not applied ({reason}); nothing changed")
     report.finished_at = ctx.now().isoformat()
     if ctx.store_reports:
         store_report(ctx, report)
-    ctx.notifier.publish(report)
+    ctx.publish(report)
     state.update(outcome="aborted", abort_reason=reason, report=report.location)
     return state
 
 
-def fail(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def fail(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     phase = state.get("failed_phase") or "unknown"
     title = PHASE_TITLES.get(phase, phase)
     message = error_message(state.get("error"))
@@ -332,7 +343,7 @@ def fail(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     report.finished_at = ctx.now().isoformat()
     if ctx.store_reports:
         store_report(ctx, report)
-    ctx.notifier.publish(report)
+    ctx.publish(report)
     state.update(
         outcome="failed", failure_message=f"{title} failed: {message}"[:1000], report=report.location
     )
@@ -354,7 +365,7 @@ PHASES = {
 
 
 def run_phase(
-    ctx: JobContext, phase: str, state: dict[str, Any], *, execution: str | None = None
+    ctx: OperationContext, phase: str, state: dict[str, Any], *, execution: str | None = None
 ) -> dict[str, Any]:
     return workflows.run_phase(PHASES, ctx, phase, state, execution=execution, what="migration")
 
@@ -363,7 +374,7 @@ def run_phase(
 
 
 def run_local(
-    ctx: JobContext,
+    ctx: OperationContext,
     request: dict[str, Any],
     *,
     approve: Callable[[dict[str, Any]], tuple[bool, str]],

@@ -1,6 +1,6 @@
 """The recovery workflow: the runbook's SEV-1 procedure as phases over one JSON state.
 
-Each phase is a function ``(JobContext, state) -> state``.  The Step Functions state machine
+Each phase is a function ``(OperationContext, state) -> state``.  The Step Functions state machine
 (``infra/workflows.py``) calls them one Lambda invocation at a time, passing the state along;
 ``pgrunbook pitr start --local`` calls them one after the other in-process.  The order::
 
@@ -41,21 +41,28 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pgrunbook.adapters.aws.sns import resolved_message, resolved_subject
-from pgrunbook.catalog.reports import JobReport
 from pgrunbook.checks.recovered import verify_recovery
 from pgrunbook.checks.sql import check_dirs, load_checks
+from pgrunbook.domain import metrics
 from pgrunbook.domain.errors import (
     ConfigError,
+    ConnectionLost,
+    DatabaseUnreachable,
     InvalidTarget,
     PgRunbookError,
+    ProviderThrottled,
+    ProviderUnavailable,
     RecoveryFailed,
     RecoveryTimedOut,
+    TransientNotifyError,
+    TransientStorageError,
     VerificationFailed,
 )
+from pgrunbook.domain.ids import new_report_id
+from pgrunbook.domain.notices import Notice, resolved_message, resolved_subject
 from pgrunbook.domain.profiles import get_profile
-from pgrunbook.domain.tiers import new_backup_id
-from pgrunbook.operations.context import JobContext, store_report
+from pgrunbook.domain.results import Report
+from pgrunbook.operations.context import OperationContext, store_report
 from pgrunbook.workflows import engine as workflows
 from pgrunbook.workflows.engine import Retry, abort_reason, duration, error_message
 from pgrunbook.workflows.pitr.maintenance import MaintenanceMode, active_connections
@@ -87,21 +94,23 @@ PHASE_TITLES = {
 
 # Throttling proves the request was refused; transient storage errors hit SSM or S3 writes
 # that are idempotent (the maintenance parameter, reports); provider reads are safe to repeat.
-_THROTTLED = ("ProviderThrottled", "Lambda.TooManyRequestsException")
+# Lambda's own throttling is retried everywhere (Retry.service_errors).
+_REPORTING = (ProviderThrottled, TransientStorageError, TransientNotifyError)
+_DATABASE = (DatabaseUnreachable, ConnectionLost)
 RETRIES: dict[str, Retry] = {
-    "validate": Retry((*_THROTTLED, "ProviderUnavailable")),
-    "prepare": Retry((*_THROTTLED, "TransientStorageError")),
-    "safety_point": Retry(_THROTTLED),
-    "request_approval": Retry((*_THROTTLED, "TransientNotifyError")),
-    "start": Retry(_THROTTLED, attempts=5, interval_seconds=10),  # never on anything that may have started it
-    "poll": Retry(
-        (*_THROTTLED, "ProviderUnavailable", "DatabaseUnreachable"), attempts=6, interval_seconds=10
-    ),
-    "verify": Retry(("DatabaseUnreachable", *_THROTTLED), attempts=3, interval_seconds=15),
-    "cutover": Retry(_THROTTLED),
-    "finish": Retry((*_THROTTLED, "TransientStorageError", "TransientNotifyError")),
-    "abort": Retry((*_THROTTLED, "TransientStorageError", "TransientNotifyError")),
-    "fail": Retry((*_THROTTLED, "TransientStorageError", "TransientNotifyError")),
+    "validate": Retry((ProviderThrottled, ProviderUnavailable)),
+    "prepare": Retry((ProviderThrottled, TransientStorageError)),
+    "safety_point": Retry((ProviderThrottled,)),
+    "request_approval": Retry((ProviderThrottled, TransientNotifyError)),
+    "start": Retry(
+        (ProviderThrottled,), attempts=5, interval_seconds=10
+    ),  # never on anything that may have started it
+    "poll": Retry((ProviderThrottled, ProviderUnavailable, *_DATABASE), attempts=6, interval_seconds=10),
+    "verify": Retry((*_DATABASE, ProviderThrottled), attempts=3, interval_seconds=15),
+    "cutover": Retry((ProviderThrottled,)),
+    "finish": Retry(_REPORTING),
+    "abort": Retry(_REPORTING),
+    "fail": Retry(_REPORTING),
 }
 
 
@@ -151,11 +160,11 @@ def _bounded(request: dict[str, Any], key: str, default: int, low: int, high: in
     return value
 
 
-def provider_for(ctx: JobContext, state: dict[str, Any]) -> Provider:
+def provider_for(ctx: OperationContext, state: dict[str, Any]) -> Provider:
     return get_provider(state["provider"], ctx.settings, progress=ctx.progress, clock=ctx.clock)
 
 
-def maintenance_for(ctx: JobContext) -> MaintenanceMode | None:
+def maintenance_for(ctx: OperationContext) -> MaintenanceMode | None:
     name = ctx.settings.maintenance_parameter_name
     return MaintenanceMode(name, ctx.settings.region) if name else None
 
@@ -163,7 +172,7 @@ def maintenance_for(ctx: JobContext) -> MaintenanceMode | None:
 # -- the phases ------------------------------------------------------------------------------
 
 
-def validate(ctx: JobContext, request: dict[str, Any]) -> dict[str, Any]:
+def validate(ctx: OperationContext, request: dict[str, Any]) -> dict[str, Any]:
     """Check the request; change nothing.  Returns the workflow's state."""
     if not isinstance(request, dict):
         raise ConfigError("a recovery request must be a JSON object with target_time")
@@ -180,7 +189,7 @@ def validate(ctx: JobContext, request: dict[str, Any]) -> dict[str, Any]:
     deadline = _bounded(request, "deadline_seconds", settings.pitr_deadline, 60, 7 * 24 * 3600)
     poll = _bounded(request, "poll_seconds", settings.pitr_poll_seconds, 1, 3600)
     state: dict[str, Any] = {
-        "recovery_id": new_backup_id(now),
+        "recovery_id": new_report_id(now),
         "database": settings.database_label,
         "provider": name,
         "target_time": target.isoformat(),
@@ -213,7 +222,7 @@ def validate(ctx: JobContext, request: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def prepare(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def prepare(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     """Maintenance mode on, then count who is still connected."""
     now = ctx.now()
     maintenance = maintenance_for(ctx)
@@ -252,7 +261,7 @@ def prepare(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def safety_point(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def safety_point(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     ctx.progress.step("taking the safety point")
     state["safety_point"] = {
         **provider_for(ctx, state).safety_point(state),
@@ -281,7 +290,7 @@ def approval_summary(state: dict[str, Any]) -> list[str]:
     return lines + [f"Warning: {w}" for w in state.get("warnings", [])]
 
 
-def request_approval(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def request_approval(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     """Tell people what will happen and how to answer (the answer comes from the CLI)."""
     return workflows.request_approval(
         ctx,
@@ -294,7 +303,7 @@ def request_approval(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def start(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def start(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     now = ctx.now()
     ctx.progress.step(f"starting the {state['provider']} recovery to {state['target_time']}")
     recovery = provider_for(ctx, state).start(state)
@@ -304,7 +313,7 @@ def start(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def poll(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def poll(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     status = provider_for(ctx, state).status(state)  # may record what it saw in state["recovery"]
     now = ctx.now()
     polls = int((state.get("recovery_status") or {}).get("polls", 0)) + 1
@@ -327,7 +336,7 @@ def poll(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def verify(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def verify(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     provider = provider_for(ctx, state)
     info = provider.endpoint(state)
     point = provider.recovery_point(state)
@@ -364,12 +373,12 @@ def verify(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def cutover(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def cutover(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     state["cutover"] = {**provider_for(ctx, state).cutover(state), "at": ctx.now().isoformat()}
     return state
 
 
-def _restore_maintenance(ctx: JobContext, state: dict[str, Any]) -> str:
+def _restore_maintenance(ctx: OperationContext, state: dict[str, Any]) -> str:
     maintenance = maintenance_for(ctx)
     held = state.get("maintenance") or {}
     if maintenance is None or not held.get("parameter"):
@@ -379,8 +388,8 @@ def _restore_maintenance(ctx: JobContext, state: dict[str, Any]) -> str:
     return "back to the operator's setting (on)" if previous and previous.get("enabled") else "off"
 
 
-def _report(ctx: JobContext, state: dict[str, Any]) -> JobReport:
-    report = JobReport.start("pitr", state["database"], _time(state, "started_at"))
+def _report(ctx: OperationContext, state: dict[str, Any]) -> Report:
+    report = Report.start("pitr", state["database"], _time(state, "started_at"))
     report.report_id = state["recovery_id"]
     keep = (
         "recovery_id",
@@ -406,7 +415,7 @@ def _report(ctx: JobContext, state: dict[str, Any]) -> JobReport:
     return report
 
 
-def finish(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def finish(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     """Maintenance mode off; the RESOLVED notice with the measured downtime and data loss."""
     maintenance_now = _restore_maintenance(ctx, state)
     ended = ctx.now()
@@ -458,14 +467,16 @@ def finish(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     }
     report.detail.update(resolved=fields, resolved_notice=notice)
     report.finished_at = ended.isoformat()
-    report.metrics = {
-        "PitrDowntimeSeconds": ("Seconds", downtime_s),
-        "PitrDataLossSeconds": ("Seconds", lost_s),
-    }
+    report.measure(metrics.PITR_DOWNTIME, downtime_s)
+    report.measure(metrics.PITR_DATA_LOSS, lost_s)
     if ctx.store_reports:
         store_report(ctx, report)
-    ctx.notifier.notice(
-        notice["subject"], notice["message"], job="pitr", database=state["database"], severity="resolved"
+    ctx.send(
+        Notice(
+            notice["subject"],
+            notice["message"],
+            {"job": "pitr", "database": state["database"], "severity": "resolved"},
+        )
     )
     state.update(
         metrics=report.metrics,  # emitted by the Lambda handler (pgrunbook.entrypoints.aws_lambda.handle_phase)
@@ -479,7 +490,7 @@ def finish(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-def abort(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def abort(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     """Approval refused or never given: put maintenance mode back; nothing else changed."""
     reason = abort_reason(state)
     maintenance_now = _restore_maintenance(ctx, state)
@@ -494,14 +505,14 @@ def abort(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     report.finished_at = ctx.now().isoformat()
     if ctx.store_reports:
         store_report(ctx, report)
-    ctx.notifier.publish(report)
+    ctx.publish(report)
     state.update(
         outcome="aborted", abort_reason=reason, maintenance_after=maintenance_now, report=report.location
     )
     return state
 
 
-def fail(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
+def fail(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     """A phase after validation failed: say which, leave maintenance mode on, notify CRITICAL."""
     phase = state.get("failed_phase") or "unknown"
     message = error_message(state.get("error"))
@@ -539,7 +550,7 @@ def fail(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     report.finished_at = ctx.now().isoformat()
     if ctx.store_reports:
         store_report(ctx, report)
-    ctx.notifier.publish(report)
+    ctx.publish(report)
     state.update(
         outcome="failed",
         failure_message=f"{title} failed: {message}"[:1000],
@@ -549,7 +560,7 @@ def fail(ctx: JobContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
-PHASES: dict[str, Callable[[JobContext, dict[str, Any]], dict[str, Any]]] = {
+PHASES: dict[str, Callable[[OperationContext, dict[str, Any]], dict[str, Any]]] = {
     "validate": validate,
     "prepare": prepare,
     "safety_point": safety_point,
@@ -565,7 +576,7 @@ PHASES: dict[str, Callable[[JobContext, dict[str, Any]], dict[str, Any]]] = {
 
 
 def run_phase(
-    ctx: JobContext, phase: str, state: dict[str, Any], *, execution: str | None = None
+    ctx: OperationContext, phase: str, state: dict[str, Any], *, execution: str | None = None
 ) -> dict[str, Any]:
     """One phase, as a Step Functions task runs it."""
     return workflows.run_phase(PHASES, ctx, phase, state, execution=execution, what="recovery")
@@ -575,7 +586,7 @@ def run_phase(
 
 
 def run_local(
-    ctx: JobContext,
+    ctx: OperationContext,
     request: dict[str, Any],
     *,
     approve: Callable[[dict[str, Any]], tuple[bool, str]],

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.catalog.backups import Catalog
-from pgrunbook.domain.errors import ConfigError, InvalidTarget, ProviderError
-from pgrunbook.operations.restorer import RestoreTest
+from pgrunbook.domain.errors import BackupFailed, ConfigError, InvalidTarget, ProviderError
+from pgrunbook.domain.ids import Clock, utcnow
+from pgrunbook.operations.restorer import Restorer
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
 
@@ -55,7 +56,7 @@ class Provider(ABC):
     def __init__(self, settings: Settings, *, progress: Progress | None = None, clock=None):
         self.settings = settings
         self.progress = progress or Progress()
-        self.clock = clock or (lambda: datetime.now(UTC))
+        self.clock: Clock = clock or utcnow
 
     @abstractmethod
     def window(self) -> RecoveryWindow: ...
@@ -126,16 +127,14 @@ class LogicalProvider(Provider):
         return max(candidates, key=lambda m: m.snapshot_time)
 
     def safety_point(self, state: dict[str, Any]) -> dict[str, Any]:
-        from pgrunbook.operations.context import JobContext, run_job
+        from pgrunbook.operations.backup import take_backup
+        from pgrunbook.operations.context import OperationContext
 
-        report = run_job(
-            "backup", JobContext(self.settings, progress=self.progress, clock=self.clock), tiers="manual"
-        )
-        result = report.raw
-        if result is None or result.status == "critical" or not result.backup_id:
-            raise ProviderError(
-                f"the safety-point backup failed: {result.error if result else report.status}"
-            )
+        ctx = OperationContext(self.settings, progress=self.progress, clock=self.clock)
+        try:
+            result = take_backup(ctx, tier="manual")
+        except BackupFailed as exc:
+            raise ProviderError(f"the safety-point {exc}") from None
         return {
             "kind": "pgrunbook backup",
             "backup_id": result.backup_id,
@@ -166,7 +165,7 @@ class LogicalProvider(Provider):
         manifest = self.catalog.manifest(planned) if planned else self.backup_for(target)
         live = self.settings.conninfo()
         name = self.database_name(state)
-        result = RestoreTest(
+        result = Restorer(
             self.settings,
             backup_id=manifest.backup_id,
             keep=True,

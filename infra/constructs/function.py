@@ -1,8 +1,10 @@
-"""One pgrunbook job on a schedule: its function, role, logs, schedules and failure path.
+"""One pgrunbook operation as a Lambda function: its function, role, logs, schedules and
+failure path, all from the operation's entry in :mod:`pgrunbook.operations.registry`.
 
-* The function is the job's thin handler (``functions/<job>/app.py``) on the library and
-  PostgreSQL-tools layers, with X-Ray tracing and JSON logs in a log group with a retention.
-* Its role holds exactly the job's grants (see :mod:`infra.access`) plus its own logs,
+* The function runs the one shared handler (``functions/app.py``; ``PGRUNBOOK_OPERATION`` says
+  which operation) on the library and PostgreSQL-tools layers, with X-Ray tracing and JSON
+  logs in a log group with a retention.
+* Its role holds exactly the operation's grants (see :mod:`infra.constructs.access`) plus its own logs,
   X-Ray and the alerts topic: no managed policies.
 * EventBridge rules start it in UTC with a constant input (``{"tier": "hourly"}`` ...).
   Delivery is retried and what cannot be delivered lands in a dead-letter queue; an
@@ -31,37 +33,26 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from .access import Grants, cfn, nag
-from .config import VpcPlacement
+from infra.config import VpcPlacement
+from infra.constructs.access import Grants, cfn, nag
+from pgrunbook.entrypoints.aws_lambda import OPERATION_VARIABLE
+from pgrunbook.operations.registry import Operation
 
-FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 # The newest CPython the library layer is built and import-tested for (tests/infra/test_layers.py
-# runs every handler from the built layer under a real CPython of this version); raise it
-# together with infra/layers.py's DEFAULT_PYTHON.
+# runs the handler from the built layer under a real CPython of this version); raise it
+# together with infra/bundling/layers.py's DEFAULT_PYTHON.
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 
 
 @dataclass(frozen=True)
 class Schedule:
+    """A schedule as deployed: the registry's, with cdk.json's expression and switch."""
+
     id: str
     expression: str  # cron(...) or rate(...), UTC
     input: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    job: str  # the pgrunbook job, e.g. "restore-test"
-    description: str
-    memory_mb: int
-    timeout_minutes: int
-    schedules: tuple[Schedule, ...]
-    ephemeral_mb: int = 512
-    exclusive: bool = False  # reserved concurrency 1
-
-    @property
-    def folder(self) -> str:
-        return self.job.replace("-", "_")
 
 
 # CloudWatch Logs' retention periods, in days.
@@ -95,13 +86,14 @@ def _retention(days: int) -> logs.RetentionDays:
     return getattr(logs.RetentionDays, _RETENTION[days])
 
 
-class ScheduledJob(Construct):
+class OperationFunction(Construct):
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        spec: JobSpec,
+        operation: Operation,
+        schedules: list[Schedule],
         function_name: str,
         layers: list[lambda_.ILayerVersion],
         environment: dict[str, str],
@@ -113,7 +105,9 @@ class ScheduledJob(Construct):
         vpc: VpcPlacement | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.spec = spec
+        self.operation = operation
+        spec = operation.function
+        assert spec is not None, f"{operation.name} is not deployed as a function"
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -125,7 +119,7 @@ class ScheduledJob(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"pgrunbook {spec.job}: only what the job calls",
+            description=f"pgrunbook {operation.name}: only what the operation calls",
         )
         for statement in grants.statements:
             self.role.add_to_policy(statement)
@@ -181,7 +175,7 @@ class ScheduledJob(Construct):
             runtime=RUNTIME,
             architecture=lambda_.Architecture.X86_64,
             handler="app.handler",
-            code=lambda_.Code.from_asset(str(FUNCTIONS / spec.folder)),
+            code=lambda_.Code.from_asset(str(FUNCTIONS), exclude=["__pycache__"]),
             layers=layers,
             role=self.role,
             memory_size=spec.memory_mb,
@@ -193,7 +187,12 @@ class ScheduledJob(Construct):
             application_log_level_v2=lambda_.ApplicationLogLevel.INFO,
             system_log_level_v2=lambda_.SystemLogLevel.WARN,
             log_group=self.log_group,
-            environment={**environment, "POWERTOOLS_SERVICE_NAME": "pgrunbook"},
+            environment={
+                **environment,
+                OPERATION_VARIABLE: operation.name,
+                "POWERTOOLS_SERVICE_NAME": "pgrunbook",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
             **placement,
         )
         self.function.configure_async_invoke(
@@ -202,11 +201,11 @@ class ScheduledJob(Construct):
             retry_attempts=1,
         )
         self.rules = []
-        for schedule in spec.schedules:
+        for schedule in schedules:
             rule = events.Rule(
                 self,
                 schedule.id,
-                description=f"pgrunbook {spec.job}: {schedule.expression} UTC",
+                description=f"pgrunbook {operation.name}: {schedule.expression} UTC",
                 schedule=events.Schedule.expression(schedule.expression),
                 enabled=schedule.enabled,
             )

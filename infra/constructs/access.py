@@ -1,8 +1,10 @@
 """Least-privilege grants on a backup location: named actions on named key prefixes.
 
-Each job gets exactly what its code calls, on the paths it touches under
-``<prefix>/<database>/``: ``backups/`` (the backups), ``reports/<job>/`` (its own reports),
-``leases/`` (restores announcing what they read).  The bucket's KMS key is granted by ARN
+Each operation gets exactly what its code calls, as its entry in
+:mod:`pgrunbook.operations.registry` declares (:meth:`Grants.declared` turns those records into
+policy statements), on the paths it touches under ``<prefix>/<database>/`` (the key layout of
+:mod:`pgrunbook.domain.layout`): ``backups/`` (the backups), ``reports/<operation>/`` (its own
+reports), ``leases/`` (restores announcing what they read).  The bucket's KMS key is granted by ARN
 in the same stack; the other region's key, which this stack cannot reference, by its alias
 (``kms:ResourceAliases``), so that the two regional stacks need no cross-region references.
 
@@ -14,10 +16,13 @@ CloudFormation value and the form cdk-nag reports (``arn:<AWS::Partition>:...``)
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from aws_cdk import Aws
 from aws_cdk import aws_iam as iam
+
+from pgrunbook.operations.registry import Grant
 
 _PSEUDO = ("partition", "account", "region")
 
@@ -60,12 +65,55 @@ class Grants:
 
     statements: list[iam.PolicyStatement] = field(default_factory=list)
     wildcards: dict[str, str] = field(default_factory=dict)  # nag form -> why
+    buckets: set[str] = field(default_factory=set)  # the bucket templates it touches
+
+    def reaches(self, location: BackupLocation) -> bool:
+        return location.bucket_template in self.buckets
+
+    def declared(
+        self,
+        grants: Iterable[Grant],
+        location: Callable[[str], BackupLocation],
+        secret_arn: Callable[[str], str],
+    ) -> Grants:
+        """The registry's grant records as statements: ``location`` resolves ``primary`` /
+        ``dr`` to this stack's bucket or the other region's, ``secret_arn`` a setting's ARN.
+        A record whose sid is already here is left out (an operation's own record wins over
+        one it takes from an operation it includes)."""
+        present = {s.sid for s in self.statements}
+        for grant in grants:
+            if grant.sid in present:
+                continue
+            present.add(grant.sid)
+            if grant.kind == "list":
+                self.bucket(grant.sid, location(grant.bucket), lock=grant.lock)
+            elif grant.kind == "objects":
+                self.objects(
+                    grant.sid,
+                    location(grant.bucket),
+                    list(grant.paths),
+                    read=grant.read,
+                    write=grant.write,
+                    delete=grant.delete,
+                    lock=grant.lock,
+                )
+            elif grant.kind == "key":
+                self.key(grant.sid, location(grant.bucket), encrypt=grant.encrypt, decrypt=grant.decrypt)
+            elif grant.kind == "secret":
+                actions = ["secretsmanager:GetSecretValue"]
+                if grant.write:
+                    actions.append("secretsmanager:PutSecretValue")
+                self.add(grant.sid, actions, [secret_arn(grant.setting)])
+            else:
+                raise ValueError(f"unknown grant kind {grant.kind!r}")
+        return self
 
     def include(self, other: Grants, *, without: tuple[str, ...] = ()) -> Grants:
         """Another job's grants (a workflow that runs that job as one of its phases), except
         the statements whose sid is in ``without``."""
         self.statements += [s for s in other.statements if s.sid not in without]
         self.wildcards.update(other.wildcards)
+        self.buckets |= other.buckets
         return self
 
     def add(
@@ -90,6 +138,7 @@ class Grants:
     def bucket(self, sid: str, location: BackupLocation, *, lock: bool = False) -> Grants:
         """List the bucket (pgrunbook's catalog is a listing) and, for locking jobs, read its
         Object Lock setting."""
+        self.buckets.add(location.bucket_template)
         actions = ["s3:ListBucket"]
         if lock:
             actions.append("s3:GetBucketObjectLockConfiguration")
@@ -106,6 +155,7 @@ class Grants:
         delete: bool = False,
         lock: bool = False,
     ) -> Grants:
+        self.buckets.add(location.bucket_template)
         actions = []
         if read:
             actions.append("s3:GetObject")

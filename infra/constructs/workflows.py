@@ -29,6 +29,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from pgrunbook.workflows.engine import Retry
 from pgrunbook.workflows.migrate.phases import RETRIES as MIGRATE_RETRIES
 from pgrunbook.workflows.pitr.phases import RETRIES
 
@@ -61,7 +62,7 @@ class PhaseWorkflow(Construct):
     """
 
     titles: ClassVar[dict[str, str]]
-    retries: ClassVar[dict]
+    retries: ClassVar[dict[str, Retry]]
     failed_error: ClassVar[str]
     aborted_error: ClassVar[str]
     comment: ClassVar[str]
@@ -171,7 +172,7 @@ class PhaseWorkflow(Construct):
     def _retry(self, task: sfn.TaskStateBase, phase: str) -> None:
         policy = self.retries[phase]
         task.add_retry(
-            errors=list(policy.errors),
+            errors=policy.names(),
             max_attempts=policy.attempts,
             interval=Duration.seconds(policy.interval_seconds),
             backoff_rate=policy.backoff,

@@ -34,9 +34,10 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from .config import DeploymentConfig
+from infra.config import DeploymentConfig
+from pgrunbook.domain import metrics as m
+from pgrunbook.domain.metrics import DIMENSION, NAMESPACE
 
-NAMESPACE = "pgrunbook"
 DAY = Duration.days(1)
 
 
@@ -114,7 +115,7 @@ class Monitoring(Construct):
             age_w, age_c = thresholds["backup_age_hours"]
             self._pair(
                 "BackupAge",
-                "BackupAgeHours",
+                m.BACKUP_AGE.name,
                 age_w,
                 age_c,
                 "the newest restorable backup is {} hours old",
@@ -123,7 +124,7 @@ class Monitoring(Construct):
             rate_w, rate_c = thresholds["backup_failure_rate_pct"]
             self._pair(
                 "BackupFailureRate",
-                "BackupFailureRatePct",
+                m.BACKUP_FAILURE_RATE.name,
                 rate_w,
                 rate_c,
                 "{} % of backup runs failed in 7 days",
@@ -131,18 +132,18 @@ class Monitoring(Construct):
             dur_w, dur_c = thresholds["backup_duration_minutes"]
             self._pair(
                 "BackupDuration",
-                "BackupDurationSeconds",
+                m.BACKUP_DURATION.name,
                 dur_w * 60,
                 dur_c * 60,
                 "a backup took more than {} seconds",
             )
             growth_w, growth_c = thresholds["storage_growth_pct"]
             self._pair(
-                "StorageGrowth", "StorageGrowthPct", growth_w, growth_c, "backups grew {} % in a month"
+                "StorageGrowth", m.STORAGE_GROWTH.name, growth_w, growth_c, "backups grew {} % in a month"
             )
             self.alarms["RestoreIntegrity-critical"] = self._alarm(
                 "RestoreIntegrity-critical",
-                "RestoreIntegrityPct",
+                m.RESTORE_INTEGRITY.name,
                 100,
                 "CRITICAL: the weekly restore test restored less than 100 % of the tables",
                 comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
@@ -153,7 +154,7 @@ class Monitoring(Construct):
             rto_w, rto_c = thresholds["rto_hours"]
             self._pair(
                 "DrillRto",
-                "DrillRtoSeconds",
+                m.DRILL_RTO.name,
                 rto_w * 3600,
                 rto_c * 3600,
                 "the DR drill's RTO passed {} seconds",
@@ -161,7 +162,7 @@ class Monitoring(Construct):
             rpo_w, rpo_c = thresholds["rpo_hours"]
             self._pair(
                 "DrillRpo",
-                "DrillRpoSeconds",
+                m.DRILL_RPO.name,
                 rpo_w * 3600,
                 rpo_c * 3600,
                 "the DR drill's RPO passed {} seconds",
@@ -229,7 +230,7 @@ class Monitoring(Construct):
         return cw.Metric(
             namespace=NAMESPACE,
             metric_name=name,
-            dimensions_map={"Database": self.config.database_name, "service": "pgrunbook"},
+            dimensions_map={DIMENSION: self.config.database_name, "service": "pgrunbook"},
             statistic=statistic,
             period=period,
             region=region,
@@ -289,7 +290,7 @@ class Monitoring(Construct):
         dashboard.add_widgets(
             cw.GraphWidget(
                 title="Age of the newest restorable backup (h)",
-                left=[self.metric("BackupAgeHours", period=hourly)],
+                left=[self.metric(m.BACKUP_AGE.name, period=hourly)],
                 left_annotations=[
                     cw.HorizontalAnnotation(value=v, label=f"{s} {v} h")
                     for s, v in zip(
@@ -299,20 +300,20 @@ class Monitoring(Construct):
             ),
             cw.GraphWidget(
                 title="Backup size (bytes)",
-                left=[self.metric("BackupSizeBytes", period=DAY)],
+                left=[self.metric(m.BACKUP_SIZE.name, period=DAY)],
             ),
         )
         dashboard.add_widgets(
             cw.GraphWidget(
                 title="Weekly restore test: integrity (%) and duration (s)",
-                left=[self.metric("RestoreIntegrityPct", statistic="Minimum")],
-                right=[self.metric("RestoreDurationSeconds")],
+                left=[self.metric(m.RESTORE_INTEGRITY.name, statistic="Minimum")],
+                right=[self.metric(m.RESTORE_DURATION.name)],
             ),
             cw.GraphWidget(
                 title="Monthly DR drill: RTO and RPO (s)",
                 left=[
-                    self.metric("DrillRtoSeconds", region=dr_region),
-                    self.metric("DrillRpoSeconds", region=dr_region),
+                    self.metric(m.DRILL_RTO.name, region=dr_region),
+                    self.metric(m.DRILL_RPO.name, region=dr_region),
                 ],
             ),
         )

@@ -1,8 +1,0 @@
-"""Lambda handler: Monthly DR drill (first Sunday 06:00): ``pgrunbook dr-drill``, the same job the command runs.
-
-The event and the environment it reads are described in pgrunbook.entrypoints.aws_lambda.
-"""
-
-from pgrunbook.entrypoints.aws_lambda import make_handler
-
-handler = make_handler("dr-drill")

@@ -1,8 +1,0 @@
-"""Lambda handler: Daily verification (04:00): ``pgrunbook verify``, the same job the command runs.
-
-The event and the environment it reads are described in pgrunbook.entrypoints.aws_lambda.
-"""
-
-from pgrunbook.entrypoints.aws_lambda import make_handler
-
-handler = make_handler("verify")

@@ -1,0 +1,1 @@
+"""Build tools the CDK app runs during synthesis (not constructs)."""

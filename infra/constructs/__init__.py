@@ -1,0 +1,1 @@
+"""The CDK constructs: one per concern (storage, layers, a function, a workflow, monitoring, access)."""

@@ -1,0 +1,66 @@
+"""Where everything lives in a bucket: the S3 key layout, written down once for the library
+(which reads and writes the keys) and for the CDK app (whose IAM grants name the same paths).
+
+Under ``<prefix>/<database>/``:
+
+* ``backups/<backup-id>/<file>`` and ``backups/<backup-id>/manifest.json``, written last;
+* ``reports/<operation>/<report-id>.json``: every run's report;
+* ``leases/<backup-id>/<expires>-<token>.json``: "a restore is reading this backup".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BACKUPS = "backups"
+REPORTS = "reports"
+LEASES = "leases"
+MANIFEST_NAME = "manifest.json"
+
+
+def everything_under(folder: str, *parts: str) -> str:
+    """A path pattern below the database's root, as an IAM grant names it: ``backups/*``,
+    ``reports/backup/*``."""
+    return "/".join((folder, *parts, "*"))
+
+
+@dataclass(frozen=True)
+class Layout:
+    prefix: str  # PGRUNBOOK_PREFIX, without slashes at either end
+    database: str  # the database's name in the catalog
+
+    @property
+    def root(self) -> str:
+        return f"{self.prefix}/{self.database}"
+
+    # -- backups ---------------------------------------------------------------------------
+
+    @property
+    def backups_prefix(self) -> str:
+        return f"{self.root}/{BACKUPS}/"
+
+    def backup_prefix(self, backup_id: str) -> str:
+        return f"{self.backups_prefix}{backup_id}/"
+
+    def backup_key(self, backup_id: str, name: str) -> str:
+        return f"{self.backup_prefix(backup_id)}{name}"
+
+    def manifest_key(self, backup_id: str) -> str:
+        return self.backup_key(backup_id, MANIFEST_NAME)
+
+    # -- reports ---------------------------------------------------------------------------
+
+    def reports_prefix(self, operation: str) -> str:
+        return f"{self.root}/{REPORTS}/{operation}/"
+
+    def report_key(self, operation: str, report_id: str) -> str:
+        return f"{self.reports_prefix(operation)}{report_id}.json"
+
+    # -- leases ----------------------------------------------------------------------------
+
+    @property
+    def leases_prefix(self) -> str:
+        return f"{self.root}/{LEASES}/"
+
+    def lease_key(self, backup_id: str, expires_stamp: str, token: str) -> str:
+        return f"{self.leases_prefix}{backup_id}/{expires_stamp}-{token}.json"
