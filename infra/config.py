@@ -1,6 +1,7 @@
 """The deployment's configuration: the ``pgrunbook`` object in ``cdk.json``'s context.
 
-Every value has the DESIGN.md default except what only the operator can know: the secrets
+Every value has the library's default (the registry, the option table, the domain's
+thresholds and retention) except what only the operator can know: the secrets
 holding the database's and the restore targets' credentials, and the alert e-mail.  Override
 any of them in ``cdk.json`` or on the command line (``cdk deploy -c pgrunbook='{...}'`` replaces
 the whole object, so ``cdk.json`` is the usual place).

@@ -1,6 +1,6 @@
 """Alert thresholds and targets (pure).
 
-Defaults are the runbook's table (DESIGN.md): a value *above* the warning threshold is a
+Defaults are the runbook's table (docs/architecture.md, "Thresholds"): a value *above* the warning threshold is a
 warning, above the critical one is critical; a value equal to a threshold is not yet over
 it ("Last Backup Age > 26 hours").  Every threshold can be changed with
 ``PGRUNBOOK_THRESHOLDS``, a JSON object of ``{"name": [warning, critical]}``.

@@ -51,3 +51,28 @@ def answer(
             raise ConfigError("not approved: the answer did not match the database name; nothing was sent")
 
     return executions.approve(execution, by=by, now=utcnow(), confirm=confirm)
+
+
+def answer_from_command(
+    executions: Executions,
+    args: Any,
+    *,
+    by: str,
+    summary: Callable[[dict[str, Any]], list[str]],
+    approved: str,
+    rejected: str,
+) -> tuple[dict[str, Any], str]:
+    """``pgrunbook <workflow> approve|reject`` from its parsed arguments: the answer sent, and
+    one line saying what follows (``approved``: what happens now; ``rejected``: what does not)."""
+    answered = answer(
+        executions,
+        args.pitr_command if hasattr(args, "pitr_command") else args.migrate_command,
+        args.execution,
+        by=by,
+        yes=getattr(args, "yes", False),
+        reason=getattr(args, "reason", None),
+        summary=summary,
+    )
+    if answered.get("approved"):
+        return answered, f"approved {answered['name']} as {answered['by']}: {approved}"
+    return answered, f"rejected {answered['name']}: {rejected}"

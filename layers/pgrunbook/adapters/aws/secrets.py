@@ -16,7 +16,7 @@ from typing import Any
 
 from pgrunbook.adapters.postgres.dburl import SSLMODES, ConnInfo
 from pgrunbook.domain.errors import ConfigError
-from pgrunbook.domain.redact import redact, register_secret
+from pgrunbook.domain.redact import one_line, register_secret
 
 CACHE_SECONDS = 300
 
@@ -64,7 +64,7 @@ def fetch_secret(arn: str) -> dict[str, Any]:
 
             value = boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
     except Exception as exc:
-        raise ConfigError(f"cannot read secret {arn}: {redact(' '.join(str(exc).split()))}") from None
+        raise ConfigError(f"cannot read secret {arn}: {one_line(exc)}") from None
     if isinstance(value, bytes):
         value = value.decode()
     try:
@@ -94,4 +94,4 @@ def update_secret(arn: str, changes: dict[str, Any]) -> None:
     except Exception as exc:
         from pgrunbook.domain.errors import ProviderError
 
-        raise ProviderError(f"cannot update secret {arn}: {redact(' '.join(str(exc).split()))}") from None
+        raise ProviderError(f"cannot update secret {arn}: {one_line(exc)}") from None

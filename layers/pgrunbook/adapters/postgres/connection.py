@@ -1,8 +1,11 @@
 """The pg8000 adapter: connections, queries and identifier quoting.
 
 Everything that talks SQL to PostgreSQL from Python goes through :class:`Database`, so that
-connection failures become :class:`~pgrunbook.domain.errors.DatabaseUnreachable` with a clean,
-password-free message, and identifiers are always quoted with :func:`quote_ident`.
+failures get their cause (:mod:`pgrunbook.domain.errors`) and a clean, password-free message:
+a connection that cannot be opened is :class:`~pgrunbook.domain.errors.DatabaseUnreachable`,
+one that drops in the middle of a run :class:`~pgrunbook.domain.errors.ConnectionLost`, a
+statement that fails :class:`~pgrunbook.domain.errors.SqlError`.  Identifiers are always
+quoted with :func:`quote_ident`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.domain.errors import ConnectionLost, DatabaseUnreachable, SqlError
-from pgrunbook.domain.redact import redact
+from pgrunbook.domain.redact import one_line, redact
 
 # Settings that make ``value::text`` identical on every server, whatever its configuration:
 # fingerprints taken at backup time are recomputed on a different server at restore time.
@@ -93,9 +96,7 @@ class Database:
             message, code = _server_message(exc)
             raise SqlError(redact(message), code) from None
         except (InterfaceError, OSError) as exc:
-            raise ConnectionLost(
-                redact(f"lost the connection to {self.info.display()}: {' '.join(str(exc).split())}")
-            ) from None
+            raise ConnectionLost(one_line(f"lost the connection to {self.info.display()}: {exc}")) from None
 
     def rows(self, sql: str, **params: Any) -> list[dict[str, Any]]:
         result = self.run(sql, **params)

@@ -22,7 +22,7 @@ from pgrunbook.workflows.engine import local_approval
 from pgrunbook.workflows.migrate.engine import Migrator, RunResult, Status
 from pgrunbook.workflows.migrate.files import discover
 from pgrunbook.workflows.migrate.lint import lint_all
-from pgrunbook.workflows.operator import answer, require_terminal_or_yes
+from pgrunbook.workflows.operator import answer_from_command, require_terminal_or_yes
 
 
 def render_status(status: Status, *, title: str) -> str:
@@ -246,19 +246,13 @@ def _workflow(args: argparse.Namespace, settings: Settings, progress: Progress) 
             args.json, command_report("migrate", settings, started, message=text.splitlines()[0]), text
         )
     if command in ("approve", "reject"):
-        answered = answer(
+        answered, text = answer_from_command(
             runs,
-            command,
-            args.execution,
+            args,
             by=settings.creator,
-            yes=getattr(args, "yes", False),
-            reason=getattr(args, "reason", None),
             summary=approval_summary,
-        )
-        text = (
-            f"approved {answered['name']} as {answered['by']}: the migrations are applied now"
-            if command == "approve"
-            else f"rejected {answered['name']}: nothing is applied"
+            approved="the migrations are applied now",
+            rejected="nothing is applied",
         )
         return print_report(args.json, command_report("migrate", settings, answered, message=text), text)
     status = runs.status(getattr(args, "execution", None))

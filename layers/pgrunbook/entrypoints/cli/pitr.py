@@ -25,7 +25,7 @@ from pgrunbook.entrypoints.cli.render import command_report, print_report
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
 from pgrunbook.workflows.engine import local_approval
-from pgrunbook.workflows.operator import answer, require_terminal_or_yes
+from pgrunbook.workflows.operator import answer_from_command, require_terminal_or_yes
 from pgrunbook.workflows.pitr.maintenance import MaintenanceMode
 from pgrunbook.workflows.pitr.phases import REQUEST_KEYS, approval_summary, check_target
 
@@ -72,19 +72,13 @@ def run(args: argparse.Namespace, settings: Settings, progress: Progress) -> int
     if command == "maintenance":
         return _maintenance(args, settings)
     if command in ("approve", "reject"):
-        answered = answer(
+        answered, text = answer_from_command(
             executions(settings),
-            command,
-            args.execution,
+            args,
             by=settings.creator,
-            yes=getattr(args, "yes", False),
-            reason=getattr(args, "reason", None),
             summary=approval_summary,
-        )
-        text = (
-            f"approved {answered['name']} as {answered['by']}: the recovery starts now"
-            if command == "approve"
-            else f"rejected {answered['name']}: the recovery is aborted and nothing changes"
+            approved="the recovery starts now",
+            rejected="the recovery is aborted and nothing changes",
         )
         return print_report(args.json, command_report("pitr", settings, answered, message=text), text)
     raise ConfigError(f"unknown pitr command {command}")

@@ -24,17 +24,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.domain.errors import ConfigError, MigrationError, SqlError
-from pgrunbook.domain.redact import redact
+from pgrunbook.domain.ids import Clock, utcnow
+from pgrunbook.domain.redact import one_line, redact
 from pgrunbook.resources import sql_file
 from pgrunbook.workflows.migrate.files import MigrationFile, Part, discover
 from pgrunbook.workflows.migrate.lint import Finding, lint_all
@@ -120,7 +121,7 @@ class RunResult:
 
 
 def _error(exc: Exception) -> str:
-    return redact(" ".join(str(exc).split()))[:500]
+    return one_line(exc)[:500]
 
 
 _TIMEOUT = re.compile(r"^\d+\s*(ms|s|min|h)?$")
@@ -135,7 +136,7 @@ class Migrator:
         applied_by: str,
         lock_timeout: str = "5s",
         statement_timeout: str = "15min",
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Clock = utcnow,
         progress: Any = None,
     ):
         self.info = info

@@ -69,7 +69,7 @@ from pgrunbook.domain.errors import (
     ProviderUnavailable,
     RecoveryFailed,
 )
-from pgrunbook.domain.redact import redact
+from pgrunbook.domain.redact import one_line
 from pgrunbook.settings.model import Settings
 from pgrunbook.workflows.pitr.providers import Provider, RecoveryStatus, RecoveryWindow
 
@@ -180,17 +180,13 @@ def _tags(items: list[dict[str, str]] | None) -> dict[str, str]:
     return {t["Key"]: t.get("Value", "") for t in items or []}
 
 
-def _one_line(text: str) -> str:
-    return redact(" ".join(str(text).split()))
-
-
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def _describe(exc: ClientError) -> str:
     error = exc.response.get("Error", {})
-    return _one_line(f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip().rstrip(":"))
+    return one_line(f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip().rstrip(":"))
 
 
 class RdsProvider(Provider):
@@ -250,15 +246,15 @@ class RdsProvider(Provider):
                 raise ProviderUnavailable(f"{what} failed: {_describe(exc)}") from None
             raise ProviderError(f"{what} failed: {_describe(exc)}") from None
         except (NoCredentialsError, PartialCredentialsError, NoRegionError) as exc:
-            raise ConfigError(f"{what}: {_one_line(exc)}") from None
+            raise ConfigError(f"{what}: {one_line(exc)}") from None
         except (BotoConnectionError, HTTPClientError) as exc:
             if write:
                 raise ProviderError(
-                    f"{what} failed, and whether RDS acted on it is unknown: {_one_line(exc)}"
+                    f"{what} failed, and whether RDS acted on it is unknown: {one_line(exc)}"
                 ) from None
-            raise ProviderUnavailable(f"{what} failed: {_one_line(exc)}") from None
+            raise ProviderUnavailable(f"{what} failed: {one_line(exc)}") from None
         except BotoCoreError as exc:
-            raise ProviderError(f"{what} failed: {_one_line(exc)}") from None
+            raise ProviderError(f"{what} failed: {one_line(exc)}") from None
 
     def _find(self, kind: str, identifier: str) -> dict[str, Any] | None:
         """The DB instance or DB cluster (``kind``) with this identifier, or None."""

@@ -72,7 +72,7 @@ from pgrunbook.domain.errors import (
     ProviderUnavailable,
     RecoveryFailed,
 )
-from pgrunbook.domain.redact import redact, register_secret
+from pgrunbook.domain.redact import one_line, register_secret
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
 from pgrunbook.workflows.pitr.providers import Provider, RecoveryStatus, RecoveryWindow
@@ -100,7 +100,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    line = redact(" ".join(text.split()))
+    line = one_line(text)
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
