@@ -97,7 +97,7 @@ class _PgRunbookStack(Stack):
     def secret_arn(self, setting: str) -> str:
         return str(self.settings[setting])
 
-    def environment(self, op: Operation, grants: Grants) -> dict[str, str]:
+    def function_environment(self, op: Operation, grants: Grants) -> dict[str, str]:
         """The settings ``op`` reads, named and checked by the option table; the DR bucket
         only for an operation that has access to it."""
         dr_access = grants.reaches(self.locations["dr"])
@@ -130,7 +130,7 @@ class _PgRunbookStack(Stack):
             schedules=self.schedules(op),
             function_name=f"{self.config.name}-{op.name}",
             layers=self.layers,
-            environment=self.environment(op, grants),
+            environment=self.function_environment(op, grants),
             grants=grants,
             topic=self.alerts.topic,
             topic_key=self.alerts.key,

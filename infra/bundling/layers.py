@@ -121,8 +121,8 @@ def pinned_requirements(python_version: str = DEFAULT_PYTHON) -> str:
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
-    environment = {
-        **default_environment(),
+    environment: dict[str, str] = {
+        **{k: str(v) for k, v in default_environment().items()},
         "python_version": python_version,
         "python_full_version": f"{python_version}.0",
         "sys_platform": "linux",
@@ -298,10 +298,10 @@ def _tool_major(tool: Path) -> int:
             raise LayerBuildError(f"{tool.name} --version failed: {_tail(result.stderr or result.stdout)}")
         return int(found.group(1))
     # Not runnable here: the version it prints is a string constant in the binary.
-    found = re.search(rb"\(PostgreSQL\) (\d+)\.\d+", tool.read_bytes())
-    if not found:
+    in_binary = re.search(rb"\(PostgreSQL\) (\d+)\.\d+", tool.read_bytes())
+    if not in_binary:
         raise LayerBuildError(f"{tool} does not say which PostgreSQL version it is")
-    return int(found.group(1))
+    return int(in_binary.group(1))
 
 
 def _needed_libraries(binaries: Iterable[Path], libs_dir: Path) -> list[Path]:

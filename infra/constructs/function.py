@@ -16,6 +16,7 @@ failure path, all from the operation's entry in :mod:`pgrunbook.operations.regis
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ class OperationFunction(Construct):
         operation: Operation,
         schedules: list[Schedule],
         function_name: str,
-        layers: list[lambda_.ILayerVersion],
+        layers: Sequence[lambda_.ILayerVersion],
         environment: dict[str, str],
         grants: Grants,
         topic: sns.ITopic,

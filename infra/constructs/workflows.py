@@ -138,7 +138,7 @@ class PhaseWorkflow(Construct):
             ),
         )
         stack = Stack.of(self)
-        logical_id = stack.resolve(stack.get_logical_id(function.node.default_child))
+        logical_id = stack.resolve(stack.get_logical_id(function.node.default_child))  # type: ignore[arg-type]
         Validations.of(self.state_machine).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-IAM5[Resource::*]",

@@ -95,7 +95,7 @@ def observability() -> tuple[Any, Any, Any]:
     from aws_lambda_powertools import Logger, Metrics, Tracer
     from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
-    logger = Logger(service=SERVICE, stream=CurrentStdout())
+    logger = Logger(service=SERVICE, stream=CurrentStdout())  # type: ignore[arg-type]  # only write/flush are used
     logger.addFilter(RedactingFilter())
     copy_config_to_registered_loggers(source_logger=logger, include={"pgrunbook"})
     for handler in logging.getLogger("pgrunbook").handlers:

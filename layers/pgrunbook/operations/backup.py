@@ -142,10 +142,11 @@ class BackupRun:
             self.dr.check_bucket()
         else:
             self._warn("no DR bucket configured: this backup exists in one region only")
-        coordinator: Database | None = Database.connect(self.info, application_name="pgrunbook-backup")
+        session = Database.connect(self.info, application_name="pgrunbook-backup")
+        coordinator: Database | None = session  # closed here unless _backup took it over
         mirror: Mirror | None = None
         try:
-            major = coordinator.server_version_num // 10000
+            major = session.server_version_num // 10000
             pg_dump = find_pg_dump(major, minimum=self.profile.min_pg_dump, pg_bin=self.settings.pg_bin)
             mirror = Mirror.open(self.info, self.label, self.settings.mirror)
             self.report.mirror = "recorded" if mirror.available else self.settings.mirror
@@ -158,7 +159,7 @@ class BackupRun:
                 return
             for stale in mirror.repair_interrupted():
                 self._warn(f"backup {stale} was interrupted by an earlier run; recorded as failed")
-            session, coordinator = coordinator, None  # _backup closes it once the snapshot is done
+            coordinator = None  # _backup closes it once the snapshot is done
             try:
                 manifest, manifest_bytes = self._backup(session, pg_dump, mirror)
             except BackupFailed:

@@ -61,12 +61,20 @@ def listing(sid: str, bucket: str, *, lock: bool = False) -> Grant:
     return Grant(sid, "list", bucket, lock=lock)
 
 
-def objects(sid: str, bucket: str, *paths: str, **access: bool) -> Grant:
-    return Grant(sid, "objects", bucket, paths=paths, **access)
+def objects(
+    sid: str,
+    bucket: str,
+    *paths: str,
+    read: bool = False,
+    write: bool = False,
+    delete: bool = False,
+    lock: bool = False,
+) -> Grant:
+    return Grant(sid, "objects", bucket, paths=paths, read=read, write=write, delete=delete, lock=lock)
 
 
-def key(sid: str, bucket: str, **use: bool) -> Grant:
-    return Grant(sid, "key", bucket, **use)
+def key(sid: str, bucket: str, *, encrypt: bool = False, decrypt: bool = False) -> Grant:
+    return Grant(sid, "key", bucket, encrypt=encrypt, decrypt=decrypt)
 
 
 def secret(sid: str, setting: str, *, write: bool = False) -> Grant:

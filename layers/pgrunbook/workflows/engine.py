@@ -13,7 +13,7 @@ The operator's side is :mod:`pgrunbook.workflows.operator` (answering at a termi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -24,6 +24,7 @@ from pgrunbook.domain.notices import Notice
 from pgrunbook.workflows.operator import confirm_at_terminal
 
 PhaseFunction = Callable[[Any, dict[str, Any]], dict[str, Any]]
+Phases = Mapping[str, PhaseFunction]
 
 
 # Lambda's own throttling: the invocation never started, so every phase may retry it.
@@ -72,7 +73,7 @@ def abort_reason(state: dict[str, Any]) -> str:
 
 
 def run_phase(
-    phases: dict[str, PhaseFunction],
+    phases: Phases,
     ctx: Any,
     phase: str,
     state: Any,
@@ -94,8 +95,8 @@ def run_phase(
 
 
 def with_retries(
-    phases: dict[str, PhaseFunction],
-    retries: dict[str, Retry],
+    phases: Phases,
+    retries: Mapping[str, Retry],
     phase: str,
     ctx: Any,
     state: dict[str, Any],

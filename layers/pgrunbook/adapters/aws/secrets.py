@@ -54,15 +54,8 @@ def fetch_secret(arn: str) -> dict[str, Any]:
     """The secret's JSON, cached for :data:`CACHE_SECONDS`."""
     try:
         from aws_lambda_powertools.utilities import parameters
-    except ImportError:  # pragma: no cover - powertools is a dependency; kept for odd installs
-        parameters = None
-    try:
-        if parameters is not None:
-            value = parameters.get_secret(arn, max_age=CACHE_SECONDS)
-        else:
-            import boto3
 
-            value = boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"]
+        value: Any = parameters.get_secret(arn, max_age=CACHE_SECONDS)
     except Exception as exc:
         raise ConfigError(f"cannot read secret {arn}: {one_line(exc)}") from None
     if isinstance(value, bytes):

@@ -141,7 +141,7 @@ def method_for(server_version_num: int) -> str:
     return "record" if server_version_num >= 140000 else "text"
 
 
-def format_fingerprint(total: object) -> str:
+def format_fingerprint(total: int | str | None) -> str:
     return f"{int(total or 0) % MOD64:016x}"
 
 

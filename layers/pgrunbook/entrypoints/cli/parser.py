@@ -36,7 +36,7 @@ def settings_flags(parser: argparse.ArgumentParser, scope: str) -> None:
     """The flags of the settings ``scope`` offers (``common`` ones first), and --json/--verbose."""
     group = parser.add_argument_group("configuration (flags override PGRUNBOOK_* variables)")
     for opt in OPTIONS:
-        if opt.offered_by(scope) or opt.offered_by(scope.split()[0]):
+        if opt.flag and (opt.offered_by(scope) or opt.offered_by(scope.split()[0])):
             kwargs: dict[str, Any] = {"dest": opt.name, "help": f"{opt.doc} ({opt.env})"}
             if opt.kind == "int":
                 kwargs["type"] = int

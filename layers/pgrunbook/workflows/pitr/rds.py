@@ -260,9 +260,8 @@ class RdsProvider(Provider):
         """The DB instance or DB cluster (``kind``) with this identifier, or None."""
         operation, parameter, key, missing, label = _DESCRIBE[kind]
         try:
-            found = self._call(
-                operation, f"describing {label} {identifier}", expect=missing, **{parameter: identifier}
-            )[key]
+            params: dict[str, Any] = {parameter: identifier}
+            found = self._call(operation, f"describing {label} {identifier}", expect=missing, **params)[key]
         except ClientError:
             return None
         return found[0] if found else None
@@ -397,9 +396,8 @@ class RdsProvider(Provider):
                 Tags=tags,
             )[noun]
         except ClientError:  # an earlier attempt made it: take it if it is of this source
-            made = self._call(describe, f"describing {what}", **{f"{noun}Identifier": snapshot})[f"{noun}s"][
-                0
-            ]
+            which: dict[str, Any] = {f"{noun}Identifier": snapshot}
+            made = self._call(describe, f"describing {what}", **which)[f"{noun}s"][0]
             adopted = True
         source_of_snapshot = made.get(source_key)
         if adopted and str(source_of_snapshot or "").lower() != self.source:
@@ -788,10 +786,10 @@ class RdsProvider(Provider):
             host, port = endpoint.get("Address"), endpoint.get("Port")
             what = f"RDS instance {recovery['instance']}"
         else:
-            found = self._find("cluster", recovery["cluster"])
-            if found is None:
+            cluster = self._find("cluster", recovery["cluster"])
+            if cluster is None:
                 raise RecoveryFailed(f"the recovered DB cluster {recovery['cluster']} no longer exists")
-            host, port = found.get("Endpoint"), found.get("Port")
+            host, port = cluster.get("Endpoint"), cluster.get("Port")
             what = f"DB cluster {recovery['cluster']}"
         if not host or not port:
             raise ProviderError(

@@ -95,7 +95,7 @@ HISTORY_LIMIT = 50
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """Redirects are not followed: urllib would resend the bearer token to the new location."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[override]
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
 
