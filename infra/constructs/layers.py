@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import jsii
 from aws_cdk import AssetHashType, BundlingOptions, BundlingOutput, DockerImage, ILocalBundling
@@ -117,9 +117,7 @@ def _library_version() -> str:
     return found.group(1) if found else "unknown"
 
 
-def _layer_code(
-    asset_hash: str, *, image: DockerImage, local: Any, command: list[str]
-) -> lambda_.Code:
+def _layer_code(asset_hash: str, *, image: DockerImage, local: Any, command: list[str]) -> lambda_.Code:
     """A layer's contents, built locally when possible (no Docker), else in ``image``; the
     asset hash is ours, so the layer changes exactly when its inputs do."""
     return lambda_.Code.from_asset(
