@@ -194,8 +194,7 @@ def test_pgrunbook_gives_the_layers_tools_tls_through_its_forwarder(
     dumping a database that only speaks TLS (verify-full), through the forwarder."""
     from pgrunbook.adapters.postgres.dburl import ConnInfo
     from pgrunbook.operations.backup import run_backup
-
-    from ..conftest import TlsServer
+    from tests.conftest import TlsServer
 
     info = new_db(sql="CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 300);")
     ca_file, context = certificates

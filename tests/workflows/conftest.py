@@ -29,8 +29,7 @@ from moto.stepfunctions.responses import StepFunctionResponse
 from pgrunbook.adapters.postgres.connection import Database, quote_ident
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.settings.model import Settings
-
-from ..lambda_env import ACCOUNT, Context, Inbox, database_secret, load_handler
+from tests.lambda_env import ACCOUNT, Context, Inbox, database_secret, load_handler
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

@@ -16,8 +16,7 @@ from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.entrypoints.cli import main
 from pgrunbook.workflows.migrate.phases import run_local
-
-from .conftest import Workflow
+from tests.workflows.conftest import Workflow
 
 PRIORITY = """-- migrate:up
 ALTER TABLE projects ADD COLUMN priority int NOT NULL DEFAULT 0;

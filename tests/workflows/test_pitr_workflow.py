@@ -17,9 +17,8 @@ from pgrunbook.domain.manifest import Manifest
 from pgrunbook.entrypoints.cli import main
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.workflows.pitr.supabase import restore_point_name
-
-from ..supabase_api import REF, TOKEN, serve
-from .conftest import REGION, Workflow
+from tests.supabase_api import REF, TOKEN, serve
+from tests.workflows.conftest import REGION, Workflow
 
 
 def backup(flow: Workflow) -> Manifest:

@@ -6,8 +6,7 @@ from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.operations.backup import run_backup
 from pgrunbook.operations.restorer import run_restore_test
-
-from ..conftest import drop_database
+from tests.conftest import drop_database
 
 
 def test_supabase_profile_round_trip(new_db, make_settings, pg18_target):

@@ -16,8 +16,7 @@ from pgrunbook.catalog.metadata_mirror import Mirror
 from pgrunbook.entrypoints.aws_lambda import BadEvent
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.settings.model import Settings
-
-from ..lambda_env import Context, Inbox, database_secret, load_handler
+from tests.lambda_env import Context, Inbox, database_secret, load_handler
 
 PASSWORD = "Lambda-Secret-pw-4f1e77"
 SCHEDULED = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}

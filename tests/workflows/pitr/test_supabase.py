@@ -30,8 +30,7 @@ from pgrunbook.domain.redact import MASK
 from pgrunbook.settings.model import Settings
 from pgrunbook.workflows.pitr.providers import get_provider
 from pgrunbook.workflows.pitr.supabase import RESTORE_POINT_NAME_LIMIT, SupabaseProvider, restore_point_name
-
-from ..supabase_api import REF, TOKEN, Answer, FakeSupabase, serve
+from tests.supabase_api import REF, TOKEN, Answer, FakeSupabase, serve
 
 NOW = datetime(2025, 3, 7, 0, 5, tzinfo=UTC)
 

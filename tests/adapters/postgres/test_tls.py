@@ -14,8 +14,7 @@ from pgrunbook.adapters.postgres.tools import ToolProcess, find_pg_dump
 from pgrunbook.domain.errors import DatabaseUnreachable
 from pgrunbook.operations.backup import run_backup
 from pgrunbook.operations.restorer import run_restore_test
-
-from ..conftest import TlsServer
+from tests.conftest import TlsServer
 
 SQL = "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 5000) g;"
 

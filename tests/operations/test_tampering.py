@@ -10,8 +10,7 @@ from pgrunbook.adapters.s3.store import b64
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.domain.results import exit_code
 from pgrunbook.operations.backup import run_backup
-
-from ..conftest import scratch_databases
+from tests.conftest import scratch_databases
 
 SQL = """
 CREATE TABLE items (id int PRIMARY KEY, body text);

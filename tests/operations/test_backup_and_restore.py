@@ -8,8 +8,7 @@ from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.operations.backup import run_backup
 from pgrunbook.operations.restorer import run_restore_test
-
-from ..conftest import drop_database, schema_dump, scratch_databases
+from tests.conftest import drop_database, schema_dump, scratch_databases
 
 
 @pytest.mark.parametrize("version", [16, 18])

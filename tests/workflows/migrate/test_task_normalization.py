@@ -29,7 +29,7 @@ from pgrunbook.workflows.migrate.engine import Migrator
 from pgrunbook.workflows.migrate.files import MigrationFile, discover
 from pgrunbook.workflows.migrate.lint import lint_all
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[3] / "tests" / "fixtures"
 MESSY_SQL = (FIXTURES / "messy_tasks.sql").read_text()
 DEMO_SIZE = {"projects": 300, "avg_tasks": 20}
 

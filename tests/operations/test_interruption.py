@@ -134,7 +134,7 @@ def test_a_concurrent_backup_of_the_same_database_is_skipped(new_db, make_settin
 
 
 def test_s3_failure_during_a_restore_test_download_is_a_problem_not_a_crash(new_db, make_settings, s3, pg18):
-    from ..conftest import scratch_databases
+    from tests.conftest import scratch_databases
 
     source = new_db(sql=SQL)
     settings = make_settings(source)
