@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml layers/requirements.txt | cksum | cut -d' ' -f1)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test bench lint format clean
+.PHONY: demo test bench lint format readme clean
 
 $(STAMP): pyproject.toml layers/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
@@ -33,6 +33,9 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+readme: $(STAMP)
+	$(BIN)/python -m pgrunbook.settings.options README.md
 
 format: $(STAMP)
 	$(BIN)/ruff format .

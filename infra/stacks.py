@@ -29,7 +29,7 @@ from infra.constructs.workflows import MigrationWorkflow, PhaseWorkflow, PitrWor
 from pgrunbook.domain.layout import REPORTS, everything_under
 from pgrunbook.operations import registry
 from pgrunbook.operations.registry import Operation
-from pgrunbook.settings.options import BY_NAME, environment
+from pgrunbook.settings.options import environment, read_by
 
 WORKFLOW_CONSTRUCTS: dict[str, type[PhaseWorkflow]] = {"pitr": PitrWorkflow, "migrate": MigrationWorkflow}
 DR_SETTINGS = ("dr_bucket", "dr_region")
@@ -37,8 +37,7 @@ DR_SETTINGS = ("dr_bucket", "dr_region")
 
 def reads(op: Operation, option: str) -> bool:
     """Whether ``op`` (or an operation it runs as a step) reads the setting ``option``."""
-    used_by = BY_NAME[option].used_by
-    return "*" in used_by or any(name in used_by for name in (op.name, *op.includes))
+    return read_by(option, (op.name, *op.includes))
 
 
 class _PgRunbookStack(Stack):
@@ -114,7 +113,7 @@ class _PgRunbookStack(Stack):
         return [
             Schedule(
                 s.id,
-                self.config.schedules[s.key],
+                self.config.schedules.get(s.key, s.expression),
                 s.input,
                 enabled=bool(getattr(self.config, s.enabled_by)) if s.enabled_by else True,
             )

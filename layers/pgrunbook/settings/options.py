@@ -292,7 +292,7 @@ OPTIONS: tuple[Option, ...] = (
         flag="--profile",
         flag_scope=("backup",),
         check=_profile,
-        used_by=(*BACKING_UP, "verify", "pitr"),
+        used_by=(*BACKING_UP, "verify"),
     ),
     # -- where backups go --------------------------------------------------------------------
     Option(
@@ -662,6 +662,13 @@ def option(name: str) -> Option:
     return BY_NAME[name]
 
 
+def read_by(option_name: str, operations: tuple[str, ...]) -> bool:
+    """Whether any of ``operations`` (an operation and those it runs as steps) reads the
+    setting: what the CDK app gives a function, and what a test holds the code to."""
+    used_by = BY_NAME[option_name].used_by
+    return "*" in used_by or any(name in used_by for name in operations)
+
+
 def environment(values: Mapping[str, Any]) -> dict[str, str]:
     """``PGRUNBOOK_*`` variables for ``values`` (option name -> value), each checked as
     :class:`~pgrunbook.settings.model.Settings` will check it; None and "" are left out.  What
@@ -700,6 +707,30 @@ def markdown_table() -> str:
     for opt in OPTIONS:
         flag = f"`{opt.flag}`" if opt.flag else ""
         default = "" if opt.default is None else f"`{opt.default}`"
-        used = "all" if opt.used_by == ALL else ", ".join(opt.used_by)
+        used = "all" if opt.used_by == ALL else ", ".join(dict.fromkeys(opt.used_by))
         lines.append(f"| `{opt.env}` | {flag} | {opt.describe_type()} | {default} | {used} | {opt.doc} |")
     return "\n".join(lines)
+
+
+def update_readme(path: str) -> bool:
+    """Rewrite the configuration table between the README's markers; whether it changed
+    (``make readme``; a test fails while the README and this table disagree)."""
+    from pathlib import Path
+
+    readme = Path(path)
+    text = readme.read_text()
+    begin, end = "<!-- options:begin -->", "<!-- options:end -->"
+    head, _, rest = text.partition(begin)
+    _, _, tail = rest.partition(end)
+    if not rest or (not tail and end not in rest):
+        raise SystemExit(f"{path} has no {begin} ... {end} markers")
+    new = f"{head}{begin}\n{markdown_table()}\n{end}{tail}"
+    readme.write_text(new)
+    return new != text
+
+
+if __name__ == "__main__":
+    import sys
+
+    changed = update_readme(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    print("README configuration table " + ("updated" if changed else "unchanged"))

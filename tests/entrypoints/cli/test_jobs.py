@@ -102,3 +102,33 @@ def test_the_drill_needs_the_dr_bucket(cli, monkeypatch, s3):
     monkeypatch.delenv("PGRUNBOOK_DR_BUCKET")
     code, _, err = run("dr-drill")
     assert code == 2 and "PGRUNBOOK_DR_BUCKET" in err
+
+
+def test_every_command_prints_the_same_json_shape(cli, monkeypatch, tmp_path):
+    """One top-level shape for every command, whatever it did; the exit status follows the
+    status in it."""
+    run, _ = cli
+    (tmp_path / "migrations").mkdir()
+    commands = [
+        ["backup"],
+        ["restore-test"],
+        ["verify"],
+        ["dr-drill"],
+        ["retention", "--dry-run"],
+        ["health"],
+        ["status"],
+        ["config"],
+        ["migrate", "lint", "--migrations-dir", str(tmp_path / "migrations")],
+        ["migrate", "status", "--migrations-dir", str(tmp_path / "migrations")],
+        ["restore-test", "--backup-id", "20990101T000000.000Z-abcdef"],  # refused: no such backup
+    ]
+    shapes = {}
+    for argv in commands:
+        code, out, _ = run(*argv, "--json")
+        report = json.loads(out)
+        shapes[" ".join(argv[:2])] = tuple(sorted(report))
+        assert report["exit_code"] == code, argv
+        assert {"ok": 0, "warning": 0, "skipped": 0, "critical": 1, "refused": 2}[report["status"]] == code, (
+            argv
+        )
+    assert len(set(shapes.values())) == 1, shapes
