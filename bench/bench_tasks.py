@@ -48,7 +48,7 @@ from typing import Any
 from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.adapters.postgres.embedded import start as start_embedded
 from pgrunbook.entrypoints.demo import load_demo_dataset
-from pgrunbook.resources import sql_dir
+from pgrunbook.settings.files import sql_dir
 from pgrunbook.workflows.migrate.engine import Migrator
 
 PG_VERSION = 18

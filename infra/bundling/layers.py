@@ -1,7 +1,7 @@
 """The two Lambda layers, built on the developer's machine without Docker.
 
 * **pgrunbook**: ``/opt/python`` holds the library (``layers/pgrunbook``), its SQL
-  (``sql/`` copied to ``pgrunbook/sql``, where :func:`pgrunbook.resources.sql_dir` looks first)
+  (``sql/`` copied to ``pgrunbook/sql``, where :func:`pgrunbook.settings.files.sql_dir` looks first)
   and the runtime dependencies pinned in ``layers/requirements.txt``, installed by pip as
   CPython wheels for the Lambda runtime (manylinux x86_64), whatever the build machine is.
   boto3 is pinned too although Lambda ships one: the functions then run the SDK the tests ran.

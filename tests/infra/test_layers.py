@@ -272,7 +272,7 @@ def test_both_layers_fit_in_lambdas_unzipped_size_limit(pgrunbook_layer, pgtools
 def test_the_library_finds_its_sql_inside_the_layer(pgrunbook_layer):
     python = pgrunbook_layer / "python"
     script = (
-        f"import sys; sys.path.insert(0, {str(python)!r}); import pgrunbook.resources as p;"
+        f"import sys; sys.path.insert(0, {str(python)!r}); import pgrunbook.settings.files as p;"
         "print(p.sql_dir()); print(len(p.sql_file('catalog/backup_metadata.sql')) > 0)"
     )
     result = run([sys.executable, "-I", "-c", script], {"PATH": SYSTEM_PATH})
@@ -361,7 +361,7 @@ def test_pgrunbook_layer_hash_follows_the_library_the_sql_and_the_requirements(t
     assert current() == first  # caches are not inputs
 
     seen = {first}
-    for changed in (library / "resources.py", sql / "catalog" / "backup_metadata.sql", requirements):
+    for changed in (library / "settings" / "files.py", sql / "catalog" / "backup_metadata.sql", requirements):
         changed.write_text(changed.read_text() + "\n# changed\n")
         seen.add(current())
     seen.add(current(python_version="3.12" if PYTHON != "3.12" else "3.13"))  # another runtime

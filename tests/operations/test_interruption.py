@@ -10,7 +10,7 @@ from pgrunbook.adapters.s3.store import CLIENT_HOOKS
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.metadata_mirror import Mirror
 from pgrunbook.domain.errors import BackupIncomplete, BackupNotFound
-from pgrunbook.domain.results import exit_code
+from pgrunbook.domain.status import exit_code
 from pgrunbook.operations.backup import run_backup
 from pgrunbook.operations.restorer import run_restore_test
 from pgrunbook.operations.status import build_status

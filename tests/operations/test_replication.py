@@ -6,7 +6,7 @@ from botocore.exceptions import ConnectionClosedError
 
 from pgrunbook.adapters.s3.store import CLIENT_HOOKS, MiB, TransferSettings
 from pgrunbook.catalog.backups import Catalog
-from pgrunbook.domain.results import exit_code
+from pgrunbook.domain.status import exit_code
 from pgrunbook.entrypoints.cli.render import render_status
 from pgrunbook.operations.backup import run_backup
 from pgrunbook.operations.restorer import run_restore_test

@@ -8,7 +8,7 @@ import pytest
 
 from pgrunbook.adapters.s3.store import b64
 from pgrunbook.catalog.backups import Catalog
-from pgrunbook.domain.results import exit_code
+from pgrunbook.domain.status import exit_code
 from pgrunbook.operations.backup import run_backup
 from tests.conftest import scratch_databases
 

@@ -21,7 +21,7 @@ from datetime import datetime
 from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.domain.errors import ConfigError, PgRunbookError, SqlError
-from pgrunbook.resources import sql_file
+from pgrunbook.settings.files import sql_file
 
 log = logging.getLogger(__name__)
 MODES = ("auto", "on", "off")

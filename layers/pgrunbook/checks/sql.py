@@ -28,7 +28,7 @@ from typing import Any
 from pgrunbook.adapters.postgres.connection import Database, quote_literal
 from pgrunbook.domain.errors import ConfigError, SqlError
 from pgrunbook.domain.results import Report
-from pgrunbook.resources import sql_dir
+from pgrunbook.settings.files import sql_dir
 
 ROW_SAMPLE = 20
 STATEMENT_TIMEOUT = "60s"

@@ -3,7 +3,7 @@
 Every failure pgrunbook can meet has a named type, and each type belongs to one *cause*; the
 cause, not the place where the error happened, decides what the operator is told and which
 exit status a command ends with.  :func:`status_for` is the one place that maps a cause to a
-report status, and :func:`pgrunbook.domain.results.exit_code` the one place that maps a status
+report status, and :func:`pgrunbook.domain.status.exit_code` the one place that maps a status
 to an exit code:
 
 ================  ==========================================================  ========  ====
@@ -34,6 +34,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pgrunbook.domain.status import exit_code
+
 
 class PgRunbookError(Exception):
     """Base class of every error pgrunbook raises on purpose."""
@@ -48,8 +50,6 @@ class PgRunbookError(Exception):
     @property
     def exit_code(self) -> int:
         """The exit status a command ends with when this error stops it."""
-        from pgrunbook.domain.results import exit_code
-
         return exit_code(status_for(self))
 
 

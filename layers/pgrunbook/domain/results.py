@@ -8,16 +8,7 @@ the operation's own result object where it has more to say than findings and fig
 backup's :class:`~pgrunbook.operations.backup.BackupResult`, a restore's
 :class:`~pgrunbook.operations.restorer.RestoreResult`, a workflow's state ...).
 
-Statuses, and the exit status each one gives (:func:`exit_code`, the only place that decides
-it):
-
-============  ================================================================  ====
-``ok``        nothing to report                                                 0
-``warning``   something to look at; the operation did its work                  0
-``skipped``   another run held the lock: nothing to do                          0
-``critical``  a problem found: a check failed, or the run could not complete    1
-``refused``   bad input, or unreachable at the start: nothing was changed       2
-============  ================================================================  ====
+A report's status decides its exit status, in one place: :mod:`pgrunbook.domain.status`.
 
 Every command's ``--json`` output is :meth:`Report.to_dict`, the same top-level shape for
 every command; every report is stored as the same JSON under
@@ -35,15 +26,9 @@ from typing import Any, Protocol
 
 from pgrunbook.domain.ids import new_report_id
 from pgrunbook.domain.metrics import Metric
+from pgrunbook.domain.status import exit_code
 
 SEVERITY_ORDER = {"ok": 0, "info": 0, "warning": 1, "critical": 2}
-STATUSES = ("ok", "warning", "critical", "skipped", "refused")
-EXIT_CODES = {"ok": 0, "warning": 0, "skipped": 0, "critical": 1, "refused": 2}
-
-
-def exit_code(status: str) -> int:
-    """The exit status of a command whose report has ``status``."""
-    return EXIT_CODES[status]
 
 
 class Payload(Protocol):

@@ -23,7 +23,7 @@ from pgrunbook.domain.results import JsonPayload, Report
 from pgrunbook.entrypoints.cli.render import render
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.progress import StreamProgress
-from pgrunbook.resources import sql_file
+from pgrunbook.settings.files import sql_file
 from pgrunbook.settings.model import Settings
 
 PRIMARY = ("pgrunbook-demo-primary", "us-east-1")

@@ -231,6 +231,6 @@ class Settings:
         """Where the migration files are: PGRUNBOOK_MIGRATIONS_DIR, else pgrunbook's own."""
         if self.migrations_dir:
             return Path(self.migrations_dir)
-        from pgrunbook.resources import sql_dir
+        from pgrunbook.settings.files import sql_dir
 
         return sql_dir(self.sql_dir) / "migrations"

@@ -24,7 +24,7 @@ from pgrunbook.adapters.postgres.connection import Database, quote_ident
 from pgrunbook.checks.sql import load_checks, run_checks
 from pgrunbook.domain.errors import SqlError
 from pgrunbook.entrypoints.demo import load_demo_dataset
-from pgrunbook.resources import sql_dir
+from pgrunbook.settings.files import sql_dir
 from pgrunbook.workflows.migrate.engine import Migrator
 from pgrunbook.workflows.migrate.files import MigrationFile, discover
 from pgrunbook.workflows.migrate.lint import lint_all

@@ -21,7 +21,8 @@ from pgrunbook.domain.errors import PgRunbookError, status_for
 from pgrunbook.domain.ids import utcnow
 from pgrunbook.domain.redact import install_logging_filter, one_line
 from pgrunbook.domain.results import Report
-from pgrunbook.entrypoints.cli.parser import build_parser, load_settings, option_values
+from pgrunbook.entrypoints.cli.flags import load_settings, option_values
+from pgrunbook.entrypoints.cli.parser import build_parser
 from pgrunbook.operations import registry
 
 

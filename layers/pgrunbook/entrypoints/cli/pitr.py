@@ -20,7 +20,7 @@ from typing import Any
 from pgrunbook.adapters.aws.stepfunctions import Executions
 from pgrunbook.domain.errors import ConfigError, InvalidTarget
 from pgrunbook.domain.ids import utcnow
-from pgrunbook.entrypoints.cli.parser import answer_parsers, settings_flags
+from pgrunbook.entrypoints.cli.flags import answer_parsers, settings_flags
 from pgrunbook.entrypoints.cli.render import command_report, print_report
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings

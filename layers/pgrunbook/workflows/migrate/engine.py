@@ -36,7 +36,7 @@ from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.domain.errors import ConfigError, MigrationError, SqlError
 from pgrunbook.domain.ids import Clock, utcnow
 from pgrunbook.domain.redact import one_line, redact
-from pgrunbook.resources import sql_file
+from pgrunbook.settings.files import sql_file
 from pgrunbook.workflows.migrate.files import MigrationFile, Part, discover
 from pgrunbook.workflows.migrate.lint import Finding, lint_all
 

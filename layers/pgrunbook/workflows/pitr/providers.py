@@ -1,216 +1,22 @@
-"""Recovery providers: how a platform gets a database back to a point in time.
-
-Every provider answers the same five questions (the workflow needs nothing else):
-
-* ``window()``: the earliest and latest times it can recover to;
-* ``safety_point(state)``: a restorable copy of the database as it is now, taken before
-  anything changes, so that a recovery to the wrong time is itself recoverable;
-* ``start(state)``: begin the recovery (not idempotent: the workflow never retries it,
-  except when the provider refused the request outright);
-* ``status(state)``: done, failed, or still running;
-* ``endpoint(state)``: where the recovered database answers, for verification;
-
-plus ``recovery_point(state)`` (the time the recovered data really reflects) and
-``cutover(state)`` (what makes the application use it, run only after verification).
-"""
+"""The recovery providers, by name: how a platform gets a database back to a point in time
+(the questions each answers are :class:`pgrunbook.workflows.pitr.provider.Provider`'s)."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from pgrunbook.adapters.postgres.dburl import ConnInfo
-from pgrunbook.catalog.backups import Catalog
-from pgrunbook.domain.errors import BackupFailed, ConfigError, InvalidTarget, ProviderError
-from pgrunbook.domain.ids import Clock, utcnow
-from pgrunbook.operations.restorer import Restorer
-from pgrunbook.progress import Progress
+from pgrunbook.domain.errors import ConfigError
 from pgrunbook.settings.model import Settings
+from pgrunbook.settings.options import option
+from pgrunbook.workflows.pitr.provider import Provider
 
-PROVIDERS = ("logical", "supabase", "rds")
-
-
-@dataclass(frozen=True)
-class RecoveryWindow:
-    earliest: datetime
-    latest: datetime
-    note: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        return {"earliest": self.earliest.isoformat(), "latest": self.latest.isoformat(), "note": self.note}
-
-
-@dataclass(frozen=True)
-class RecoveryStatus:
-    done: bool
-    failed: bool
-    status: str
-    detail: str = ""
-
-
-class Provider(ABC):
-    name = "abstract"
-
-    def __init__(self, settings: Settings, *, progress: Progress | None = None, clock=None):
-        self.settings = settings
-        self.progress = progress or Progress()
-        self.clock: Clock = clock or utcnow
-
-    @abstractmethod
-    def window(self) -> RecoveryWindow: ...
-
-    @abstractmethod
-    def safety_point(self, state: dict[str, Any]) -> dict[str, Any]: ...
-
-    @abstractmethod
-    def start(self, state: dict[str, Any]) -> dict[str, Any]: ...
-
-    @abstractmethod
-    def status(self, state: dict[str, Any]) -> RecoveryStatus: ...
-
-    @abstractmethod
-    def endpoint(self, state: dict[str, Any]) -> ConnInfo: ...
-
-    def recovery_point(self, state: dict[str, Any]) -> datetime:
-        """The time the recovered data reflects: the target itself, for continuous recovery."""
-        return datetime.fromisoformat(state["target_time"])
-
-    def plan(self, state: dict[str, Any]) -> dict[str, Any]:
-        """What the recovery will do, for the approval request (read-only)."""
-        return {
-            "recovery_point": state["target_time"],
-            "description": f"recovers {state['database']} to the target time by replaying its write-ahead log",
-        }
-
-    def cutover(self, state: dict[str, Any]) -> dict[str, Any]:
-        return {"note": "recovered in place: nothing to switch"}
-
-
-class LogicalProvider(Provider):
-    """Recovery from pgrunbook's own backups.
-
-    Logical backups are points, not a continuous log: the recovery restores the newest
-    backup whose snapshot is at or before the target, into a new database
-    ``<database>_pitr_<time>`` on the same server, so the damaged one is kept for
-    investigation.  The report states the real data-loss window: everything after that
-    snapshot, including what happened between the snapshot and the target.  The safety point
-    is a fresh backup (tier ``manual``) of the database as it is now.
-    """
-
-    name = "logical"
-
-    @property
-    def catalog(self) -> Catalog:
-        return Catalog(self.settings.primary_store())
-
-    def window(self) -> RecoveryWindow:
-        manifests = [e.manifest for e in self.catalog.entries() if e.manifest is not None]
-        if not manifests:
-            raise InvalidTarget("there is no restorable pgrunbook backup to recover from")
-        earliest = min(m.snapshot_time for m in manifests)
-        return RecoveryWindow(
-            earliest,
-            self.clock(),
-            note="logical backups are points in time: the newest one at or before the target is restored",
-        )
-
-    def backup_for(self, target: datetime) -> Any:
-        candidates = [
-            e.manifest
-            for e in self.catalog.entries()
-            if e.manifest is not None and e.manifest.snapshot_time <= target
-        ]
-        if not candidates:
-            raise InvalidTarget(f"no pgrunbook backup was taken at or before {target.isoformat()}")
-        return max(candidates, key=lambda m: m.snapshot_time)
-
-    def safety_point(self, state: dict[str, Any]) -> dict[str, Any]:
-        from pgrunbook.operations.backup import take_backup
-        from pgrunbook.operations.context import OperationContext
-
-        ctx = OperationContext(self.settings, progress=self.progress, clock=self.clock)
-        try:
-            result = take_backup(ctx, tier="manual")
-        except BackupFailed as exc:
-            raise ProviderError(f"the safety-point {exc}") from None
-        return {
-            "kind": "pgrunbook backup",
-            "backup_id": result.backup_id,
-            "snapshot_time": result.snapshot.get("time"),
-        }
-
-    def database_name(self, state: dict[str, Any]) -> str:
-        stamp = datetime.fromisoformat(state["started_at"]).strftime("%Y%m%d%H%M%S")
-        return f"{self.settings.conninfo().dbname[:40]}_pitr_{stamp}"
-
-    def plan(self, state: dict[str, Any]) -> dict[str, Any]:
-        target = datetime.fromisoformat(state["target_time"])
-        manifest = self.backup_for(target)
-        gap = (target - manifest.snapshot_time).total_seconds()
-        return {
-            "recovery_point": manifest.snapshot_time.isoformat(),
-            "backup_id": manifest.backup_id,
-            "database": self.database_name(state),
-            "description": f"restores backup {manifest.backup_id} (snapshot {manifest.snapshot_time.isoformat()}) "
-            f"into a new database {self.database_name(state)} on the same server; the current database is kept",
-            "data_loss_note": f"logical backups are points in time: the {gap / 60:.0f} min between the backup's "
-            "snapshot and the target time are lost as well",
-        }
-
-    def start(self, state: dict[str, Any]) -> dict[str, Any]:
-        target = datetime.fromisoformat(state["target_time"])
-        planned = (state.get("plan") or {}).get("backup_id")
-        manifest = self.catalog.manifest(planned) if planned else self.backup_for(target)
-        live = self.settings.conninfo()
-        name = self.database_name(state)
-        result = Restorer(
-            self.settings,
-            backup_id=manifest.backup_id,
-            keep=True,
-            progress=self.progress,
-            target=live,
-            clock=self.clock,
-            holder=f"pitr {state['recovery_id']}",
-            database_name=name,
-        ).run()
-        if result.status != "ok":
-            problem = (
-                result.error or f"integrity {result.integrity_pct:.2f} %, errors {result.restore_errors[:3]}"
-            )
-            raise ProviderError(f"restoring backup {manifest.backup_id} into {name} failed: {problem}")
-        return {
-            "database": name,
-            "backup_id": manifest.backup_id,
-            "snapshot_time": manifest.snapshot["time"],
-            "integrity_pct": result.integrity_pct,
-        }
-
-    def status(self, state: dict[str, Any]) -> RecoveryStatus:
-        return RecoveryStatus(
-            done=True, failed=False, status="RESTORED", detail="the restore ran synchronously"
-        )
-
-    def endpoint(self, state: dict[str, Any]) -> ConnInfo:
-        return self.settings.conninfo().with_dbname(state["recovery"]["database"])
-
-    def recovery_point(self, state: dict[str, Any]) -> datetime:
-        return datetime.fromisoformat(state["recovery"]["snapshot_time"])
-
-    def cutover(self, state: dict[str, Any]) -> dict[str, Any]:
-        database = state["recovery"]["database"]
-        arn = self.settings.database_secret_arn
-        if not arn:
-            return {"note": f"point the application at the database {database}"}
-        from pgrunbook.adapters.aws.secrets import update_secret
-
-        update_secret(arn, {"dbname": database})
-        return {"secret": arn, "dbname": database}
+PROVIDERS = option("pitr_provider").choices
 
 
 def get_provider(name: str, settings: Settings, **kwargs: Any) -> Provider:
     if name == "logical":
+        from pgrunbook.workflows.pitr.logical import LogicalProvider
+
         return LogicalProvider(settings, **kwargs)
     if name == "supabase":
         from pgrunbook.workflows.pitr.supabase import SupabaseProvider

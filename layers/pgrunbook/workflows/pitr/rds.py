@@ -71,7 +71,7 @@ from pgrunbook.domain.errors import (
 )
 from pgrunbook.domain.redact import one_line
 from pgrunbook.settings.model import Settings
-from pgrunbook.workflows.pitr.providers import Provider, RecoveryStatus, RecoveryWindow
+from pgrunbook.workflows.pitr.provider import Provider, RecoveryStatus, RecoveryWindow
 
 RECOVERY_TAG = "pgrunbook:recovery-id"
 TARGET_TAG = "pgrunbook:target-time"

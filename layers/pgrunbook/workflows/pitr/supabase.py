@@ -75,7 +75,7 @@ from pgrunbook.domain.errors import (
 from pgrunbook.domain.redact import one_line, register_secret
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
-from pgrunbook.workflows.pitr.providers import Provider, RecoveryStatus, RecoveryWindow
+from pgrunbook.workflows.pitr.provider import Provider, RecoveryStatus, RecoveryWindow
 
 TOKEN_VARIABLE = "SUPABASE_ACCESS_TOKEN"  # noqa: S105 (a variable name, not a secret)
 RESTORE_POINT_NAME_LIMIT = 20  # V1RestorePointPostBody.name: maxLength 20

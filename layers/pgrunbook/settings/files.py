@@ -13,8 +13,8 @@ def sql_dir(explicit: str | None = None) -> Path:
     """The folder: ``explicit`` (Settings.sql_dir), else PGRUNBOOK_SQL_DIR, else searched."""
     given = explicit or os.environ.get(option("sql_dir").env or "")
     candidates = [Path(given)] if given else []
-    here = Path(__file__).resolve().parent
-    candidates += [here / "sql", here.parents[1] / "sql"]
+    package = Path(__file__).resolve().parents[1]  # pgrunbook/
+    candidates += [package / "sql", package.parents[1] / "sql"]
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
