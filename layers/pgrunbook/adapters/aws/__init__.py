@@ -1,0 +1,1 @@
+"""AWS services other than S3: Secrets Manager, SNS, Step Functions."""
