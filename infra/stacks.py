@@ -140,6 +140,12 @@ class _PgRunbookStack(Stack):
         self.functions[op.name] = function
         return function
 
+    def add_jobs(self) -> None:
+        """A function (and its schedules) for every job of the registry in this stack's region."""
+        for op in registry.deployed():
+            if op.region == self.region_role and op.kind == "job":
+                self.add_function(op)
+
     def add_workflow(self, op: Operation, grants: Grants | None = None) -> PhaseWorkflow:
         function = self.add_function(op, grants)
         config = self.config
@@ -161,9 +167,7 @@ class PrimaryStack(_PgRunbookStack):
         self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, config=config, **kwargs)
-        for op in registry.deployed():
-            if op.region == "primary" and op.kind == "job":
-                self.add_function(op)
+        self.add_jobs()
         self.pitr = self.add_workflow(registry.get("pitr"), self.pitr_grants())
         self.migrations = self.add_workflow(registry.get("migrate"))
         CfnOutput(
@@ -280,9 +284,7 @@ class DrStack(_PgRunbookStack):
         self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
     ) -> None:
         super().__init__(scope, construct_id, config=config, **kwargs)
-        for op in registry.deployed():
-            if op.region == "dr":
-                self.add_function(op)
+        self.add_jobs()
         self.monitoring = Monitoring(
             self,
             "Monitoring",

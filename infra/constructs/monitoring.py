@@ -167,22 +167,14 @@ class Monitoring(Construct):
                 rpo_c * 3600,
                 "the DR drill's RPO passed {} seconds",
             )
+        five_minutes = Duration.minutes(5)
         for job, fn in functions.items():
             for name in ("Errors", "Throttles"):
-                metric = fn.metric(name, period=Duration.minutes(5), statistic="Sum")  # type: ignore[attr-defined]
-                alarm = cw.Alarm(
-                    self,
+                self._any(
                     f"{job}-{name}",
-                    alarm_name=f"{config.name}-{job}-{name.lower()}",
-                    alarm_description=f"CRITICAL: the {job} function reported {name.lower()}",
-                    metric=metric,
-                    threshold=0,
-                    evaluation_periods=1,
-                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                    f"CRITICAL: the {job} function reported {name.lower()}",
+                    fn.metric(name, period=five_minutes, statistic="Sum"),  # type: ignore[attr-defined]
                 )
-                alarm.add_alarm_action(self.action)
-                self.alarms[f"{job}-{name}"] = alarm
         for name, machine in (workflows or {}).items():
             # Failures inside the workflow send their own CRITICAL notice; an execution that
             # timed out or was stopped by hand did not, and may have left maintenance mode on.
@@ -190,39 +182,39 @@ class Monitoring(Construct):
                 ("ExecutionsTimedOut", "timed out"),
                 ("ExecutionsAborted", "was stopped"),
             ):
-                alarm = cw.Alarm(
-                    self,
+                self._any(
                     f"{name}-{metric_name}",
-                    alarm_name=f"{config.name}-{name}-{metric_name.lower()}",
-                    alarm_description=f"CRITICAL: a {name} execution {what} without finishing: maintenance mode "
+                    f"CRITICAL: a {name} execution {what} without finishing: maintenance mode "
                     f"may still be on (pgrunbook pitr status)",
-                    metric=machine.metric(metric_name, period=Duration.minutes(5), statistic="Sum"),  # type: ignore[attr-defined]
-                    threshold=0,
-                    evaluation_periods=1,
-                    comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                    treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+                    machine.metric(metric_name, period=five_minutes, statistic="Sum"),  # type: ignore[attr-defined]
                 )
-                alarm.add_alarm_action(self.action)
-                self.alarms[f"{name}-{metric_name}"] = alarm
-        dead = cw.Alarm(
-            self,
+        self._any(
             "DeadLetters",
+            "CRITICAL: a scheduled job could not be started (see the dead-letter queue)",
+            alerts.dead_letters.metric_approximate_number_of_messages_visible(period=five_minutes),
             alarm_name=f"{config.name}-schedule-dead-letters",
-            alarm_description="CRITICAL: a scheduled job could not be started (see the dead-letter queue)",
-            metric=alerts.dead_letters.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5)
-            ),
+        )
+        if "backup" in wanted:
+            self.dashboard = self._dashboard(dr_region)
+
+    # -- alarms ----------------------------------------------------------------------------
+
+    def _any(self, alarm_id: str, description: str, metric: cw.IMetric, *, alarm_name: str = "") -> cw.Alarm:
+        """An alarm on anything at all (errors, throttles, stopped executions, dead letters)."""
+        alarm = cw.Alarm(
+            self,
+            alarm_id,
+            alarm_name=alarm_name or f"{self.config.name}-{alarm_id.lower()}",
+            alarm_description=description,
+            metric=metric,
             threshold=0,
             evaluation_periods=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
-        dead.add_alarm_action(self.action)
-        self.alarms["DeadLetters"] = dead
-        if "backup" in wanted:
-            self.dashboard = self._dashboard(dr_region)
-
-    # -- alarms ----------------------------------------------------------------------------
+        alarm.add_alarm_action(self.action)
+        self.alarms[alarm_id] = alarm
+        return alarm
 
     def metric(
         self, name: str, *, statistic: str = "Maximum", period: Duration = DAY, region: str | None = None

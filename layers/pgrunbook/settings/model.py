@@ -122,18 +122,20 @@ class Settings:
 
     def restore_target(self) -> ConnInfo | None:
         """Where restore tests create scratch databases (None: the embedded server)."""
-        if self.restore_target_url:
-            return ConnInfo.parse(self.restore_target_url, what="restore target URL")
-        if self.restore_target_secret_arn:
-            return conninfo_from_arn(self.restore_target_secret_arn, what="restore target secret")
-        return None
+        return self._server(self.restore_target_url, self.restore_target_secret_arn, "restore target")
 
     def dr_restore_target(self) -> ConnInfo | None:
         """Where DR drills restore (the DR region's server; None: the embedded server)."""
-        if self.dr_restore_target_url:
-            return ConnInfo.parse(self.dr_restore_target_url, what="DR restore target URL")
-        if self.dr_restore_target_secret_arn:
-            return conninfo_from_arn(self.dr_restore_target_secret_arn, what="DR restore target secret")
+        return self._server(
+            self.dr_restore_target_url, self.dr_restore_target_secret_arn, "DR restore target"
+        )
+
+    @staticmethod
+    def _server(url: str | None, secret_arn: str | None, what: str) -> ConnInfo | None:
+        if url:
+            return ConnInfo.parse(url, what=f"{what} URL")
+        if secret_arn:
+            return conninfo_from_arn(secret_arn, what=f"{what} secret")
         return None
 
     @property

@@ -213,34 +213,16 @@ class ObjectStore:
         except (ClientError, BotoCoreError) as exc:
             raise TransientStorageError(f"S3 upload of {self.uri(key)} failed: {_describe(exc)}") from None
 
-    def _upload_multipart(self, path: Path, key: str, size: int) -> FileEntry:
-        part_size = self.transfer.part_size_for(size)
+    @contextmanager
+    def _multipart(self, key: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+        """A multipart upload of ``key``: the caller sends the parts and lists them; the upload
+        is completed when the block ends, aborted (best effort) if anything fails in it."""
         upload_id = self.client.create_multipart_upload(
             Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256"
         )["UploadId"]
-        whole = hashlib.sha256()
-        part_digests: list[bytes] = []
-        parts = []
+        parts: list[dict[str, Any]] = []
         try:
-            with path.open("rb") as handle:
-                number = 0
-                while chunk := handle.read(part_size):
-                    number += 1
-                    whole.update(chunk)
-                    digest = hashlib.sha256(chunk).digest()
-                    part_digests.append(digest)
-                    response = self.client.upload_part(
-                        Bucket=self.bucket,
-                        Key=key,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        Body=chunk,
-                        ChecksumAlgorithm="SHA256",
-                        ChecksumSHA256=b64(digest),
-                    )
-                    parts.append(
-                        {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": b64(digest)}
-                    )
+            yield upload_id, parts
             self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
             )
@@ -250,6 +232,28 @@ class ObjectStore:
             except Exception:  # noqa: S110 - best effort; the original outcome is what matters
                 pass
             raise
+
+    def _upload_multipart(self, path: Path, key: str, size: int) -> FileEntry:
+        part_size = self.transfer.part_size_for(size)
+        whole = hashlib.sha256()
+        part_digests: list[bytes] = []
+        with self._multipart(key) as (upload_id, parts), path.open("rb") as handle:
+            number = 0
+            while chunk := handle.read(part_size):
+                number += 1
+                whole.update(chunk)
+                digest = hashlib.sha256(chunk).digest()
+                part_digests.append(digest)
+                response = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=chunk,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=b64(digest),
+                )
+                parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": b64(digest)})
         return FileEntry(
             path.name, size, whole.hexdigest(), composite_checksum(part_digests), len(parts), part_size
         )
@@ -289,11 +293,7 @@ class ObjectStore:
     def _copy_multipart(self, copy_source: dict[str, str], key: str, entry: FileEntry) -> None:
         # Reuse the upload's part boundaries when there were parts, so the composite matches.
         part_size = entry.part_size if entry.parts > 1 else self.transfer.part_size_for(entry.size)
-        upload_id = self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=key, ChecksumAlgorithm="SHA256"
-        )["UploadId"]
-        parts = []
-        try:
+        with self._multipart(key) as (upload_id, parts):
             for number, start in enumerate(range(0, entry.size, part_size), start=1):
                 end = min(start + part_size, entry.size) - 1
                 response = self.client.upload_part_copy(
@@ -309,15 +309,6 @@ class ObjectStore:
                 if result.get("ChecksumSHA256"):
                     part["ChecksumSHA256"] = result["ChecksumSHA256"]
                 parts.append(part)
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-            )
-        except BaseException:
-            try:
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            except Exception:  # noqa: S110 - best effort; the original outcome is what matters
-                pass
-            raise
 
     # -- object lock -----------------------------------------------------------------------
 
