@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pgrunbook.domain.layout import Layout
 from pgrunbook.domain.profiles import PROFILES
 from pgrunbook.domain.thresholds import Threshold, Thresholds
 from pgrunbook.domain.tiers import DEFAULT_RETENTION_DAYS
@@ -213,7 +214,7 @@ class DeploymentConfig:
 
     @property
     def maintenance_parameter(self) -> str:
-        return f"/{self.key_prefix}/{self.database_name}/maintenance"
+        return Layout(self.key_prefix, self.database_name).maintenance_parameter
 
     # -- derived names -------------------------------------------------------------------
 

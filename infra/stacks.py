@@ -26,7 +26,7 @@ from infra.constructs.layers import pgrunbook_layer, pgtools_layer
 from infra.constructs.monitoring import Alerts, Monitoring
 from infra.constructs.storage import BackupStorage
 from infra.constructs.workflows import MigrationWorkflow, PhaseWorkflow, PitrWorkflow
-from pgrunbook.domain.layout import REPORTS, everything_under
+from pgrunbook.domain.layout import REPORTS, Layout, everything_under
 from pgrunbook.operations import registry
 from pgrunbook.operations.registry import Operation
 from pgrunbook.settings.options import environment, read_by
@@ -69,7 +69,7 @@ class _PgRunbookStack(Stack):
     def location(self, *, here: bool) -> BackupLocation:
         """This stack's bucket (``here``) or the other region's."""
         config = self.config
-        root = f"{config.key_prefix}/{config.database_name}"
+        root = Layout(config.key_prefix, config.database_name).root
         if here:
             # by name, not by reference: the grants' ARNs are then the same strings in both
             # stacks, and cdk-nag's findings about them can be acknowledged by exact id
@@ -224,7 +224,7 @@ class PrimaryStack(_PgRunbookStack):
             primary = self.locations["primary"]
             grants.declared(registry.get("backup").grants, self.locations.__getitem__, self.secret_arn)
             grants.objects("BackupReports", primary, [everything_under(REPORTS, "backup")], write=True)
-            grants.objects("Leases", primary, ["leases/*"], write=True, delete=True)
+            grants.objects("Leases", primary, [registry.ALL_LEASES], write=True, delete=True)
         if provider == "rds":
             grants = self._rds_grants(grants)
         return grants

@@ -223,7 +223,7 @@ def test_pgrunbook_layer_has_the_library_and_its_sql(pgrunbook_layer):
     for relative in (
         "pgrunbook/__init__.py",
         "pgrunbook/entrypoints/aws_lambda.py",
-        "pgrunbook/sql/catalog/backup_metadata.sql",
+        "pgrunbook/sql/schema/backup_metadata.sql",
         "pgrunbook/sql/checks/orphaned_tasks.sql",
         "pg8000/__init__.py",
         "aws_lambda_powertools/__init__.py",
@@ -273,7 +273,7 @@ def test_the_library_finds_its_sql_inside_the_layer(pgrunbook_layer):
     python = pgrunbook_layer / "python"
     script = (
         f"import sys; sys.path.insert(0, {str(python)!r}); import pgrunbook.settings.files as p;"
-        "print(p.sql_dir()); print(len(p.sql_file('catalog/backup_metadata.sql')) > 0)"
+        "print(p.sql_dir()); print(len(p.sql_file('schema/backup_metadata.sql')) > 0)"
     )
     result = run([sys.executable, "-I", "-c", script], {"PATH": SYSTEM_PATH})
     assert result.returncode == 0, result.stderr
@@ -361,7 +361,7 @@ def test_pgrunbook_layer_hash_follows_the_library_the_sql_and_the_requirements(t
     assert current() == first  # caches are not inputs
 
     seen = {first}
-    for changed in (library / "settings" / "files.py", sql / "catalog" / "backup_metadata.sql", requirements):
+    for changed in (library / "settings" / "files.py", sql / "schema" / "backup_metadata.sql", requirements):
         changed.write_text(changed.read_text() + "\n# changed\n")
         seen.add(current())
     seen.add(current(python_version="3.12" if PYTHON != "3.12" else "3.13"))  # another runtime
@@ -420,7 +420,7 @@ def test_synthesis_bundles_both_layers_locally_without_docker(tmp_path, builder_
     }
     library, tools = assets.pop("Library"), assets.pop("PgTools")
     assert not assets
-    assert (library / "python/pgrunbook/sql/catalog/backup_metadata.sql").is_file()
+    assert (library / "python/pgrunbook/sql/schema/backup_metadata.sql").is_file()
     assert (library / "python/pg8000/__init__.py").is_file()
     assert os.access(tools / "pgtools/18/bin/pg_dump", os.X_OK)
     assert [p.name for p in (tools / "lib").glob("libpq-*")]

@@ -46,7 +46,7 @@ class Mirror:
                 reason = "the database is a read-only standby"
             else:
                 if not db.scalar("SELECT to_regclass('pgrunbook.backup_metadata') IS NOT NULL"):
-                    db.run(sql_file("catalog/backup_metadata.sql"))  # once: DDL takes strong locks
+                    db.run(sql_file("schema/backup_metadata.sql"))  # once: DDL takes strong locks
                 mirror.available, reason = True, ""
         except SqlError as exc:
             reason = f"cannot create the pgrunbook.backup_metadata mirror: {exc}"

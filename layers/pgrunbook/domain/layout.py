@@ -6,6 +6,9 @@ Under ``<prefix>/<database>/``:
 * ``backups/<backup-id>/<file>`` and ``backups/<backup-id>/manifest.json``, written last;
 * ``reports/<operation>/<report-id>.json``: every run's report;
 * ``leases/<backup-id>/<expires>-<token>.json``: "a restore is reading this backup".
+
+Outside the bucket, the application's maintenance-mode switch is the SSM parameter
+``/<prefix>/<database>/maintenance`` (:attr:`Layout.maintenance_parameter`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class Layout:
     @property
     def root(self) -> str:
         return f"{self.prefix}/{self.database}"
+
+    @property
+    def maintenance_parameter(self) -> str:
+        return f"/{self.root}/maintenance"
 
     # -- backups ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from pgrunbook.adapters.aws.secrets import conninfo_from_arn
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.s3.store import ObjectStore, TransferSettings
 from pgrunbook.domain.errors import ConfigError
+from pgrunbook.domain.layout import Layout
 from pgrunbook.domain.thresholds import Thresholds
 from pgrunbook.domain.tiers import RetentionPolicy
 from pgrunbook.settings.options import LABEL, OPTIONS, retention_days, split_list
@@ -166,7 +167,10 @@ class Settings:
         """The SSM parameter of maintenance mode (None: switched off by configuration)."""
         if self.maintenance_parameter == "off":
             return None
-        return self.maintenance_parameter or f"/pgrunbook/{self.database_label}/maintenance"
+        return (
+            self.maintenance_parameter
+            or Layout(self.prefix.strip("/"), self.database_label).maintenance_parameter
+        )
 
     @property
     def database_label(self) -> str:

@@ -512,7 +512,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "maintenance_parameter",
-        "SSM parameter the application reads for maintenance mode (default /pgrunbook/<database>/maintenance; off: none)",
+        "SSM parameter the application reads for maintenance mode (default /<prefix>/<database>/maintenance; off: none)",
         env="PGRUNBOOK_MAINTENANCE_PARAMETER",
         check=_maintenance_parameter,
         used_by=("pitr",),

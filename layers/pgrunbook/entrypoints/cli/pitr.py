@@ -28,6 +28,7 @@ from pgrunbook.workflows.engine import local_approval
 from pgrunbook.workflows.operator import answer_from_command, require_terminal_or_yes
 from pgrunbook.workflows.pitr.maintenance import MaintenanceMode
 from pgrunbook.workflows.pitr.phases import REQUEST_KEYS, approval_summary, check_target
+from pgrunbook.workflows.pitr.providers import PROVIDERS
 
 
 def add_parsers(sub: Any) -> None:
@@ -44,7 +45,7 @@ def add_parsers(sub: Any) -> None:
 
     p = add("start", help="start a recovery to a point in time (Step Functions, or --local)")
     p.add_argument("--target-time", required=True, help="ISO 8601 with a time zone: 2025-09-07T14:30:00Z")
-    p.add_argument("--provider", choices=("logical", "supabase", "rds"), help="(PGRUNBOOK_PITR_PROVIDER)")
+    p.add_argument("--provider", choices=PROVIDERS, help="(PGRUNBOOK_PITR_PROVIDER)")
     p.add_argument("--reason", help="why: the incident, shown in the approval request and the report")
     p.add_argument("--local", action="store_true", help="run every phase in this process, not Step Functions")
     p.add_argument("--yes", action="store_true", help="--local: approve without asking")

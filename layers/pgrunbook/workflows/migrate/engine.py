@@ -1,6 +1,6 @@
 """Applying and rolling back migrations, with a record of what was applied.
 
-``pgrunbook.schema_migrations`` (created from ``sql/catalog/schema_migrations.sql``) holds one
+``pgrunbook.schema_migrations`` (created from ``sql/schema/schema_migrations.sql``) holds one
 row per applied migration: version, name, SHA-256 of the file, applied_at, duration,
 applied_by.  Before anything runs, the files and that record must agree:
 
@@ -171,7 +171,7 @@ class Migrator:
 
     @staticmethod
     def ensure_history(db: Database) -> None:
-        db.run(sql_file("catalog/schema_migrations.sql"))
+        db.run(sql_file("schema/schema_migrations.sql"))
 
     @staticmethod
     def history(db: Database) -> list[Applied]:
