@@ -1,4 +1,4 @@
-"""What tests of Lambda handlers share: a Lambda context, loading ``functions/<name>/app.py``,
+"""What tests of Lambda handlers share: a Lambda context, loading ``functions/app.py`` as a function runs it,
 the database secret in the RDS JSON shape, and an SNS topic whose messages a test can read
 (SNS → SQS, under moto)."""
 

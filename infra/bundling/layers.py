@@ -152,11 +152,11 @@ def pinned_requirements(python_version: str = DEFAULT_PYTHON) -> str:
             if wanted(dependency, requirement.extras)
         )
     header = (
-        "# Runtime dependencies of the pgrunbook Lambda layer (infra/layers.py), pinned to the\n"
+        "# Runtime dependencies of the pgrunbook Lambda layer (infra/bundling/layers.py), pinned to the\n"
         "# versions in the development virtualenv so that Lambda runs what the tests ran.\n"
         f"# The closure of pgrunbook's dependencies in pyproject.toml, for CPython {python_version} on Linux.\n"
         "# Regenerate after `pip install -e '.[test]'` with:\n"
-        "#   .venv/bin/python -m infra.layers requirements > layers/requirements.txt\n"
+        "#   .venv/bin/python -m infra.bundling.layers requirements > layers/requirements.txt\n"
     )
     return header + "".join(f"{name}=={version}\n" for name, version in sorted(pins.items()))
 

@@ -12,7 +12,7 @@ Everything that runs an operation derives from its entry here:
 * in the CDK app (``infra/``): the function (memory, timeout, ephemeral storage, reserved
   concurrency), its environment (the settings the operation reads), its EventBridge schedules
   and its IAM grants (:class:`Grant` records, turned into policy statements by
-  ``infra/access.py``), and for a workflow the function that runs its phases.
+  ``infra/constructs/access.py``), and for a workflow the function that runs its phases.
 
 Adding an operation is one module in :mod:`pgrunbook.operations` with a ``run(ctx, report,
 **options)`` function, and one entry in :data:`OPERATIONS` (docs/architecture.md has the
