@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pgrunbook.adapters.aws.sns import Notifier, NullNotifier, SnsNotifier
@@ -45,7 +46,7 @@ class OperationContext:
             topic = self.settings.sns_topic_arn
             self.notifier = SnsNotifier(topic) if topic else NullNotifier()
 
-    def now(self) -> Any:
+    def now(self) -> datetime:
         return self.clock()
 
     def send(self, notice: Notice) -> str | None:
