@@ -3,13 +3,17 @@
 The catalog lives next to the data it describes, not in the database it protects: it must
 survive the loss of that database.  A backup folder without a manifest is *incomplete*: it
 is listed as such (so that an operator sees it and retention removes it) and is never
-offered for restore.
+offered for restore.  A manifest that is there but cannot be read is *corrupt*: never a backup,
+never deleted as a partial upload, always reported by its key.  A manifest whose files are not
+all in the bucket (:meth:`Catalog.contents`, :func:`missing_files`) is not restorable either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from pgrunbook.adapters.s3.store import ObjectStore
 from pgrunbook.domain.errors import BackupIncomplete, BackupNotFound
@@ -22,10 +26,34 @@ class CatalogEntry:
     backup_id: str
     manifest: Manifest | None
     problem: str | None = None
+    corrupt: bool = False  # a manifest is there but cannot be read
 
     @property
     def complete(self) -> bool:
         return self.manifest is not None
+
+
+def by_backup(prefix: str, objects: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """A listing of ``prefix`` as backup id -> file name -> size."""
+    found: dict[str, dict[str, int]] = {}
+    for obj in objects:
+        backup_id, slash, name = str(obj["Key"])[len(prefix) :].partition("/")
+        if slash and name:
+            found.setdefault(backup_id, {})[name] = int(obj.get("Size", 0))
+    return found
+
+
+def missing_files(manifest: Manifest, contents: Mapping[str, Mapping[str, int]]) -> list[str]:
+    """The files of ``manifest`` that a listing of its folder does not show with their size."""
+    listed = contents.get(manifest.backup_id, {})
+    problems = []
+    for entry in manifest.files:
+        size = listed.get(entry.name)
+        if size is None:
+            problems.append(f"{entry.name} is missing")
+        elif size != entry.size:
+            problems.append(f"{entry.name} has {size} bytes, the manifest says {entry.size}")
+    return problems
 
 
 class Catalog:
@@ -41,7 +69,12 @@ class Catalog:
                 backup_id, Manifest.from_json(raw, source=self.store.uri(self.store.manifest_key(backup_id)))
             )
         except BackupIncomplete as exc:
-            return CatalogEntry(backup_id, None, str(exc))
+            return CatalogEntry(backup_id, None, str(exc), corrupt=True)
+
+    def contents(self) -> dict[str, dict[str, int]]:
+        """Every object under the backups, by backup id and file name, with its size: one
+        listing of the whole prefix (about one request per thousand objects)."""
+        return by_backup(self.store.backups_prefix, self.store.list_keys(self.store.backups_prefix))
 
     def backup_ids(self) -> list[str]:
         return [b for b in self.store.list_backup_ids() if is_backup_id(b)]

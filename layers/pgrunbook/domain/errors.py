@@ -195,6 +195,10 @@ class SqlError(OperationFailed):
         self.code = code
 
 
+class WorkDirectoryError(OperationFailed):
+    """The work directory could not hold what the run had to write there (full, or read-only)."""
+
+
 class DeletionRefused(OperationFailed):
     """S3 answered a deletion with per-object errors (a bucket policy, an Object Lock)."""
 

@@ -149,31 +149,32 @@ class BackupRun:
             major = session.server_version_num // 10000
             pg_dump = find_pg_dump(major, minimum=self.profile.min_pg_dump, pg_bin=self.settings.pg_bin)
             mirror = Mirror.open(self.info, self.label, self.settings.mirror)
-            self.report.mirror = "recorded" if mirror.available else self.settings.mirror
-            if self.settings.mirror != "off" and not mirror.available:
-                self._warn("the backup_metadata mirror is unavailable (read-only or no CREATE privilege)")
             if not mirror.try_lock():
                 self.report.status = "skipped"
+                self.report.mirror = "not touched"
                 self.report.error = f"another backup of {self.label} is running; nothing to do"
                 self.progress.step(self.report.error)
                 return
+            self.report.mirror = "recorded" if mirror.available else self.settings.mirror
+            if self.settings.mirror != "off" and not mirror.available:
+                self._warn("the backup_metadata mirror is unavailable (read-only or no CREATE privilege)")
             for stale in mirror.repair_interrupted():
                 self._warn(f"backup {stale} was interrupted by an earlier run; recorded as failed")
+            self._remove_abandoned_work_dirs()
             coordinator = None  # _backup closes it once the snapshot is done
             try:
                 manifest, manifest_bytes = self._backup(session, pg_dump, mirror)
             except BackupFailed:
                 return  # status critical, error set, nothing restorable left behind
-            self._lock(self.primary, manifest, "primary")
-            self._finish_dr_copy(manifest, manifest_bytes)
-            if self.dr is not None:
-                self._repair_dr(manifest.backup_id)
+            # From here the backup is complete and restorable: its primary manifest is written.
+            # Nothing that follows may undo that or make it look unfinished.
             mirror.record_end(
                 manifest.backup_id,
                 status="completed",
                 completed_at=manifest.completed_at,
                 size_bytes=manifest.size_bytes,
             )
+            self._after_manifest(manifest, manifest_bytes)
         finally:
             if coordinator is not None:
                 coordinator.close()
@@ -432,6 +433,40 @@ class BackupRun:
         except Exception as exc:
             log.warning("could not remove the partial upload in %s: %s", store.bucket, redact(str(exc)))
 
+    def _after_manifest(self, manifest: Manifest, manifest_bytes: bytes) -> None:
+        """Object Lock, the DR copy, and repairs of older DR copies.  Each failure is a finding
+        of this backup's report (the DR copy's is critical), never an exception: the backup
+        itself is complete whatever happens here."""
+        try:
+            self._lock(self.primary, manifest, "primary")
+        except PgRunbookError as exc:
+            self._warn(
+                f"the objects of {manifest.backup_id} in the primary bucket could not be locked: {exc}"
+            )
+        self._finish_dr_copy(manifest, manifest_bytes)
+        if self.dr is not None and self.report.dr.get("status") == "copied":
+            try:
+                self._repair_dr(manifest.backup_id)
+            except PgRunbookError as exc:
+                self._warn(f"older backups' DR copies could not be checked: {exc}")
+
+    def _remove_abandoned_work_dirs(self) -> None:
+        """A backup killed before it could clean up (SIGKILL, a Lambda timeout) leaves its dump
+        in the work directory.  With this database's backup lock held, no other backup of it
+        is running: every such directory of it is abandoned."""
+        pattern = re.compile(rf"pgrunbook-{re.escape(self.label)}-\d{{8}}T\d{{6}}\.\d{{3}}Z-[0-9a-f]{{6}}")
+        work = self.settings.work_path
+        if not work.is_dir():
+            return
+        for path in sorted(work.iterdir()):
+            if path.is_dir() and pattern.fullmatch(path.name):
+                size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+                shutil.rmtree(path, ignore_errors=True)
+                self._warn(
+                    f"removed {path} ({size / 1e6:.1f} MB), the work directory of an earlier backup "
+                    "that did not finish"
+                )
+
     def _finish_dr_copy(self, manifest: Manifest, manifest_bytes: bytes) -> None:
         if self.dr is None or self.replicator is None:
             self.report.dr = {"status": "not_configured"}
@@ -447,7 +482,10 @@ class BackupRun:
             return
         self.report.durations["dr_copy_after_manifest_s"] = round(time.monotonic() - t0, 3)
         self.report.dr = {"status": "copied", "location": result.location, "files": result.files}
-        self._lock(self.dr, manifest, "dr")
+        try:
+            self._lock(self.dr, manifest, "dr")
+        except PgRunbookError as exc:
+            self._warn(f"the objects of {manifest.backup_id} in the DR bucket could not be locked: {exc}")
         self.progress.step(f"DR copy verified: {result.files} files in {self.dr.describe()}")
 
     def _lock(self, store: ObjectStore, manifest: Manifest, where: str) -> None:
@@ -548,11 +586,16 @@ def run(
             report.detail["state"] = "interrupted"
             report.add("backup", "critical", f"backup {report.detail.get('backup_id')} was interrupted")
             report.finished_at = ctx.now().isoformat()
+            stored = []
             for store in ctx.report_stores("backup"):
                 try:
-                    ReportStore(store).put(report)
+                    stored.append(ReportStore(store).put(report))
                 except Exception:  # noqa: S112 - already failing; the interruption is what matters
                     continue
+            where = f"recorded as failed in {stored[0]}" if stored else "its report could not be stored"
+            ctx.progress.step(
+                f"backup {report.detail.get('backup_id')} interrupted: its uploads are removed, {where}"
+            )
         raise
     report.payload = result
     report.detail = {"state": "finished"}

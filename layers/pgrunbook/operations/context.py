@@ -25,6 +25,7 @@ from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.domain.errors import ConfigError, PgRunbookError, TransientNotifyError, Unreachable
 from pgrunbook.domain.ids import Clock, utcnow
 from pgrunbook.domain.notices import Notice, report_notice
+from pgrunbook.domain.redact import one_line
 from pgrunbook.domain.results import Report
 from pgrunbook.operations import registry
 from pgrunbook.progress import Progress
@@ -87,10 +88,14 @@ def run_operation(name: str, ctx: OperationContext, **options: Any) -> Report:
         module.run(ctx, report, **values)
     except (ConfigError, Unreachable):
         raise  # nothing was written: exit 2
-    except PgRunbookError as exc:
+    except (PgRunbookError, OSError) as exc:
         # the operation had started: what stopped it is a problem found, and it is reported
-        log.warning("%s stopped: %s", op.name, exc)
-        report.add(op.name, "critical", f"{op.name} stopped: {exc}", error=type(exc).__name__)
+        # (an OSError: the machine itself, a full disk say, which no adapter named)
+        message = (
+            one_line(exc) if isinstance(exc, PgRunbookError) else one_line(f"{type(exc).__name__}: {exc}")
+        )
+        log.warning("%s stopped: %s", op.name, message)
+        report.add(op.name, "critical", f"{op.name} stopped: {message}", error=type(exc).__name__)
     report.finished_at = ctx.now().isoformat()
     if ctx.store_reports and op.stores_report:
         store_report(ctx, report)

@@ -25,7 +25,7 @@ from typing import Any
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.domain import metrics
-from pgrunbook.domain.errors import ConfigError
+from pgrunbook.domain.errors import ConfigError, Unreachable
 from pgrunbook.domain.notices import resolved_message, resolved_subject
 from pgrunbook.domain.results import Report
 from pgrunbook.operations.context import OperationContext
@@ -55,9 +55,9 @@ def run(
 
     candidates = [e.manifest for e in Catalog(dr).entries() if e.manifest is not None]
     restored: RestoreResult | None = None
-    tried = []
+    tried: list[dict[str, str | None]] = []
     for manifest in candidates[:attempts]:
-        result = Restorer(
+        restorer = Restorer(
             settings,
             backup_id=manifest.backup_id,
             source="dr",
@@ -66,16 +66,26 @@ def run(
             clock=ctx.clock,
             holder=f"dr-drill {report.report_id}",
             use_configured_target=False,  # the DR target or the embedded server, never the primary's
-        ).run()
+        )
+        try:
+            result = restorer.run()
+        except Unreachable as exc:
+            if not tried:
+                raise  # unreachable before the drill did anything: a refusal, nothing written
+            # the target went away during the drill: older backups cannot be tried either
+            tried.append({"backup_id": manifest.backup_id, "status": "not tried", "error": str(exc)})
+            report.add("restore_attempt", "critical", f"DR backup {manifest.backup_id} was not tried: {exc}")
+            break
         tried.append({"backup_id": manifest.backup_id, "status": result.status, "error": result.error})
         if result.status == "ok":
             restored = result
             break
+        why = result.error or f"integrity {result.integrity_pct:.2f} %"
         report.add(
             "restore_attempt",
             "critical",
-            f"DR backup {manifest.backup_id} did not restore completely "
-            f"({result.error or f'integrity {result.integrity_pct:.2f} %'}); trying the next older one",
+            f"DR backup {manifest.backup_id} did not restore completely ({why}); trying the next older one",
+            notes=result.notes,
         )
     finished = ctx.now()
     report.detail["attempts"] = tried
@@ -133,7 +143,8 @@ def run(
     report.payload = restored
     report.measure(metrics.DRILL_RTO, rto_s)
     report.measure(metrics.DRILL_RPO, max(0.0, rpo_s))
-    report.measure(metrics.DRILL_INTEGRITY, restored.integrity_pct)
+    if restored.integrity_pct is not None:
+        report.measure(metrics.DRILL_INTEGRITY, restored.integrity_pct)
 
 
 def _measure(report: Report, name: str, hours: float, threshold: Any, target: float, what: str) -> None:

@@ -16,12 +16,19 @@ all restore through :class:`Restorer`:
 6. Recompute every table's row count and fingerprint and compare with the manifest.
 7. Drop the scratch database (and the roles step 4 created) unless ``keep``.
 
+A scratch database carries a comment that says it is pgrunbook's and which roles the run
+created, and the run holds an advisory lock named after it for as long as it lives.  A run that
+could not drop its scratch database (the target went away, the process was killed) leaves it
+behind; the next restore on that target finds it by its comment, sees that no session holds its
+lock, drops it and its roles, and says so.  A kept database is marked kept and left alone.
+
 The scratch restore runs with ``synchronous_commit=off``: a crash would lose a disposable
 database, never data, and the restore is faster for it.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import time
@@ -39,7 +46,7 @@ from pgrunbook.adapters.postgres.fingerprints import compute_all, table_sizes
 from pgrunbook.adapters.postgres.tools import find_pg_restore, run_tool
 from pgrunbook.adapters.s3.store import ObjectStore, TransferSettings
 from pgrunbook.catalog.backups import Catalog
-from pgrunbook.catalog.leases import Lease
+from pgrunbook.catalog.leases import LEASE_TTL, Lease
 from pgrunbook.domain.errors import (
     BackupIncomplete,
     BackupNotFound,
@@ -57,6 +64,7 @@ from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
 
 RESTORE_PGOPTIONS = "-c synchronous_commit=off -c maintenance_work_mem=256MB"
+SCRATCH_MARKER = "pgrunbook"  # the key of the JSON comment on a scratch database
 
 
 @dataclass
@@ -71,7 +79,7 @@ class RestoreResult:
     scratch_database: str | None = None
     kept: bool = False
     roles_created: list[str] = field(default_factory=list)  # dropped again unless kept
-    integrity_pct: float = 0.0
+    integrity_pct: float | None = None  # None: not measured (the restore did not complete)
     tables_total: int = 0
     tables_matching: int = 0
     tables: list[TableCheck] = field(default_factory=list)
@@ -161,6 +169,8 @@ class Restorer:
         scratch: str | None = None
         created_roles: list[str] = []
         try:
+            self._sweep(admin)
+            self._remove_abandoned_work_dirs()
             target_major = admin.server_version_num // 10000
             source_major = int(manifest.server["version_num"]) // 10000
             pg_restore = find_pg_restore(manifest.pg_dump_major, target_major, pg_bin=self.settings.pg_bin)
@@ -185,6 +195,7 @@ class Restorer:
             report.scratch_database = scratch
             created_roles = self._create_roles(admin, manifest)
             report.roles_created = list(created_roles)
+            self._mark(admin, scratch, created_roles)
             scratch_info = target.with_dbname(scratch)
             self._prerequisites(scratch_info, manifest)
             self._pg_restore(pg_restore, scratch_info, dump_dir, manifest, workdir)
@@ -205,12 +216,15 @@ class Restorer:
             shutil.rmtree(workdir, ignore_errors=True)
             if scratch is not None and not self.keep:
                 self._drop(admin, scratch, created_roles)
+            elif scratch is not None:
+                self._mark(admin, scratch, created_roles, kept=True)
             report.kept = scratch is not None and self.keep
             admin.close()
         report.tables_matching = sum(1 for t in report.tables if t.match)
-        report.integrity_pct = integrity_pct(report.tables) if report.error is None else 0.0
-        if report.error is None and (report.integrity_pct < 100.0 or report.restore_errors):
-            report.status = "critical"
+        if report.error is None:
+            report.integrity_pct = integrity_pct(report.tables)
+            if report.integrity_pct < 100.0 or report.restore_errors:
+                report.status = "critical"
         report.durations["total_s"] = round(time.monotonic() - t_start, 3)
         return report
 
@@ -379,14 +393,70 @@ class Restorer:
         self.progress.step(f"verified {len(checks)} tables: {matching} match the manifest")
         return checks
 
-    def _drop(self, admin: Database, scratch: str, roles: list[str]) -> None:
+    def _drop(self, admin: Database, scratch: str, roles: list[str]) -> bool:
         try:
             force = " WITH (FORCE)" if admin.server_version_num >= 130000 else ""
             admin.run(f"DROP DATABASE IF EXISTS {quote_ident(scratch)}{force}")
             for role in roles:
                 admin.run(f"DROP ROLE IF EXISTS {quote_ident(role)}")
         except PgRunbookError as exc:
-            self.report.notes.append(f"could not clean up the scratch database {scratch}: {exc}")
+            self.report.notes.append(
+                f"could not drop the scratch database {scratch} ({exc}); the next restore on this target drops it"
+            )
+            return False
+        return True
+
+    # -- what runs that did not finish left behind -----------------------------------------
+
+    def _remove_abandoned_work_dirs(self) -> None:
+        """Download folders of restores killed before they could clean up: older than any
+        restore may take (a lease's lifetime), so no live run's."""
+        work = self.settings.work_path
+        if not work.is_dir():
+            return
+        cutoff = time.time() - LEASE_TTL.total_seconds()
+        for path in work.glob("pgrunbook-restore-*"):
+            if path.is_dir() and path.stat().st_mtime < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+                self.report.notes.append(
+                    f"removed {path}, the download folder of a restore that did not finish"
+                )
+
+    @staticmethod
+    def _lock_key(name: str) -> str:
+        return f"hashtextextended({quote_literal('pgrunbook:scratch:' + name)}, 0)"
+
+    def _mark(self, admin: Database, name: str, roles: list[str], *, kept: bool = False) -> None:
+        """Say on the database that it is pgrunbook's scratch database (kept or not) and which
+        roles the run created; hold its advisory lock while this run lives."""
+        marker = {SCRATCH_MARKER: "kept" if kept else "scratch", "holder": self.holder, "roles": roles}
+        try:
+            admin.run(f"SELECT pg_catalog.pg_advisory_lock({self._lock_key(name)})")
+            admin.run(f"COMMENT ON DATABASE {quote_ident(name)} IS {quote_literal(json.dumps(marker))}")
+        except PgRunbookError as exc:
+            self.report.notes.append(f"could not mark the scratch database {name}: {exc}")
+
+    def _sweep(self, admin: Database) -> None:
+        """Drop the scratch databases (and their roles) of earlier runs that did not finish:
+        marked scratch, not kept, and no session holds their lock."""
+        rows = admin.rows(
+            "SELECT datname AS name, pg_catalog.shobj_description(oid, 'pg_database') AS comment "
+            "FROM pg_catalog.pg_database WHERE pg_catalog.shobj_description(oid, 'pg_database') LIKE :marker",
+            marker=f'{{"{SCRATCH_MARKER}": "scratch"%',
+        )
+        for row in rows:
+            name = row["name"]
+            if not admin.scalar(f"SELECT pg_catalog.pg_try_advisory_lock({self._lock_key(name)})"):
+                continue  # a live run's
+            try:
+                marker = json.loads(row["comment"])
+                if self._drop(admin, name, [str(r) for r in marker.get("roles", [])]):
+                    self.report.notes.append(
+                        f"dropped the scratch database {name} that an earlier run ({marker.get('holder')}) "
+                        "left behind"
+                    )
+            finally:
+                admin.run(f"SELECT pg_catalog.pg_advisory_unlock({self._lock_key(name)})")
 
 
 def run_restore_test(settings: Settings, **kwargs: Any) -> RestoreResult:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from pgrunbook.catalog.backups import Catalog
+from pgrunbook.catalog.backups import Catalog, CatalogEntry, missing_files
 from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.domain.ids import utcnow
 from pgrunbook.domain.results import Report
@@ -60,14 +60,30 @@ class StatusResult:
         return asdict(self)
 
 
-def _summary(report: Any) -> dict[str, Any] | None:
+def _summary(report: Report | None, now: datetime, killed_after: timedelta) -> dict[str, Any] | None:
+    """A run as the morning check shows it.  A run whose report still says ``running`` is
+    ``running`` while it may still be running, and ``unfinished`` (critical) once it is older
+    than the longest a backup may take: killed, or its final report could not be stored.  No
+    ``ok`` is shown for a run that did not finish."""
     if report is None:
         return None
+    status = report.status
+    problems = [f"{f.severity}: {f.check}: {f.message}" for f in report.problems()][:5]
+    if report.detail.get("state") == "running":
+        if now - report.started > killed_after:
+            status = "unfinished"
+            problems.insert(
+                0,
+                f"critical: {report.operation}: the run started at {report.started_at} never finished "
+                "(killed, timed out, or its final report could not be stored)",
+            )
+        else:
+            status = "running"
     return {
         "report_id": report.report_id,
         "started_at": report.started_at,
-        "status": report.status,
-        "problems": [f"{f.severity}: {f.check}: {f.message}" for f in report.problems()][:5],
+        "status": status,
+        "problems": problems,
         "figures": report.figures,
         "location": report.location,
     }
@@ -82,12 +98,22 @@ def build_status(
     if dr is not None:
         dr.check_bucket()
     now = now or utcnow()
-    entries = Catalog(primary).entries()
+    catalog = Catalog(primary)
+    entries = catalog.entries()
+    contents = catalog.contents()
     dr_catalog = Catalog(dr) if dr is not None else None
+    missing = {e.backup_id: missing_files(e.manifest, contents) for e in entries if e.manifest is not None}
 
-    def line(entry) -> BackupLine:
+    def line(entry: CatalogEntry) -> BackupLine:
         if entry.manifest is None:
             return BackupLine(entry.backup_id, restorable=False, problem=entry.problem)
+        if missing[entry.backup_id]:
+            gone = missing[entry.backup_id]
+            more = f" (and {len(gone) - 3} more)" if len(gone) > 3 else ""
+            problem = f"its manifest lists files the bucket does not hold: {'; '.join(gone[:3])}{more}"
+            return BackupLine(
+                entry.backup_id, restorable=False, tiers=list(entry.manifest.tiers), problem=problem
+            )
         m = entry.manifest
         return BackupLine(
             backup_id=m.backup_id,
@@ -108,7 +134,8 @@ def build_status(
     def age_hours(snapshot_time: str) -> float:
         return round((now - datetime.fromisoformat(snapshot_time)).total_seconds() / 3600, 2)
 
-    manifests = [e.manifest for e in entries if e.manifest is not None]
+    # what can be restored: a manifest, and every file it lists
+    manifests = [e.manifest for e in entries if e.manifest is not None and not missing[e.backup_id]]
     cadence = {"daily": settings.thresholds.backup_age_hours, **TIER_CADENCE}
     tiers: dict[str, dict[str, Any]] = {}
     for tier in ("hourly", "daily", "weekly", "monthly", "manual"):
@@ -125,7 +152,11 @@ def build_status(
             "count": sum(1 for m in manifests if tier in m.tiers),
         }
     reports = ReportStore(primary)
-    last_runs = {job: _summary(reports.latest(job)) for job in ("backup", "verify", "restore-test")}
+    killed_after = timedelta(minutes=settings.thresholds.backup_duration_minutes.critical)
+    last_runs = {
+        name: _summary(reports.latest(name), now, killed_after)
+        for name in ("backup", "verify", "restore-test")
+    }
     # the drill runs in the DR region and keeps its history there first
     drill_reports = ReportStore(dr) if dr is not None else reports
     drills = drill_reports.history("dr-drill", limit=12) or reports.history("dr-drill", limit=12)
@@ -138,7 +169,7 @@ def build_status(
         }
         for r in drills
     ]
-    last_runs["dr-drill"] = _summary(drills[-1]) if drills else None
+    last_runs["dr-drill"] = _summary(drills[-1], now, killed_after) if drills else None
     return StatusResult(
         database=settings.database_label,
         location=primary.describe(),

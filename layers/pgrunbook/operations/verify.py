@@ -28,12 +28,13 @@ from typing import Any
 
 from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.adapters.s3.store import ObjectStore
-from pgrunbook.catalog.backups import Catalog
+from pgrunbook.catalog.backups import Catalog, CatalogEntry, by_backup, missing_files
 from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.checks.sql import add_to_report, check_dirs, load_checks, run_checks
 from pgrunbook.domain import metrics
 from pgrunbook.domain.errors import DatabaseUnreachable
 from pgrunbook.domain.ids import backup_time, is_backup_id
+from pgrunbook.domain.layout import MANIFEST_NAME
 from pgrunbook.domain.manifest import Manifest
 from pgrunbook.domain.results import Report
 from pgrunbook.operations.context import OperationContext
@@ -56,7 +57,12 @@ def run(
     checks = load_checks(check_dirs(settings.checks_dir)) if check_database else []  # bad files: exit 2
 
     entries = Catalog(primary).entries()
-    manifests = [e.manifest for e in entries if e.manifest is not None]
+    objects = list(primary.list_keys(primary.backups_prefix))
+    contents = by_backup(primary.backups_prefix, objects)
+    # restorable: a manifest that can be read, and every file it lists in the bucket
+    manifests = [
+        e.manifest for e in entries if e.manifest is not None and not missing_files(e.manifest, contents)
+    ]
     _freshness(report, manifests, now, thresholds)
     recent = [m for m in manifests if m.started_at >= now - timedelta(days=recent_days)] or manifests[:1]
     verified = {"primary": _verify_files(report, primary, recent, "primary")}
@@ -65,17 +71,22 @@ def run(
     else:
         report.add("dr_copy", "warning", "no DR bucket configured: backups exist in one region only")
     report.detail["verified_backups"] = verified
-    _catalog_consistency(report, primary, entries, recent, now, thresholds)
+    _catalog_consistency(report, primary, entries, recent, objects, now, thresholds)
     _failure_rate(report, ReportStore(primary), now, thresholds)
     _duration(report, manifests, now, thresholds)
     _growth(report, manifests, now, thresholds)
     if check_database:
         _database(report, ctx, checks, now)
-    report.measure(metrics.BACKUP_AGE, report.figures.get("backup_age_hours", -1))
-    report.measure(metrics.BACKUP_FAILURE_RATE, report.figures.get("backup_failure_rate_pct", 0.0))
+    # A figure that was not measured is not emitted: missing data, which the backup-age alarm
+    # treats as breaching (a sentinel such as -1 would read as "fine").
+    for metric, figure in (
+        (metrics.BACKUP_AGE, "backup_age_hours"),
+        (metrics.BACKUP_FAILURE_RATE, "backup_failure_rate_pct"),
+        (metrics.STORAGE_GROWTH, "storage_growth_pct"),
+    ):
+        if isinstance(report.figures.get(figure), int | float):
+            report.measure(metric, report.figures[figure])
     report.measure(metrics.VERIFY_PROBLEMS, len(report.problems()))
-    if "storage_growth_pct" in report.figures:
-        report.measure(metrics.STORAGE_GROWTH, report.figures["storage_growth_pct"])
 
 
 # -- backups --------------------------------------------------------------------------------
@@ -165,45 +176,65 @@ def _verify_dr(
 def _catalog_consistency(
     report: Report,
     store: ObjectStore,
-    entries: list[Any],
+    entries: list[CatalogEntry],
     recent: list[Manifest],
+    objects: list[dict[str, Any]],
     now: datetime,
     thresholds: Any,
 ) -> None:
+    """What one listing of the backups shows: corrupt manifests (critical, by key), manifests
+    whose files are not all there (critical: listed, but not restorable), folders without a
+    manifest, objects no manifest lists, objects outside any backup folder."""
     grace = timedelta(minutes=thresholds.backup_duration_minutes.critical)
+    contents = by_backup(store.backups_prefix, objects)
+    recent_ids = {m.backup_id for m in recent}
     for entry in entries:
-        if entry.manifest is not None:
-            continue
-        objects = list(store.list_keys(store.backup_prefix(entry.backup_id)))
-        if now - backup_time(entry.backup_id) <= grace:
-            report.add("catalog", "info", f"backup {entry.backup_id} has no manifest yet (may be running)")
-            continue
-        report.add(
-            "catalog",
-            "warning",
-            f"partial backup {entry.backup_id}: {len(objects)} objects and no manifest (a failed or interrupted "
-            "upload; retention removes it)",
-            backup_id=entry.backup_id,
-            objects=len(objects),
-        )
-    for manifest in recent:
-        listed = {store.key(manifest.backup_id, f.name) for f in manifest.files}
-        listed.add(store.manifest_key(manifest.backup_id))
-        extra = [
-            o["Key"]
-            for o in store.list_keys(store.backup_prefix(manifest.backup_id))
-            if o["Key"] not in listed
-        ]
-        if extra:
+        folder = contents.get(entry.backup_id, {})
+        if entry.corrupt:
+            key = store.manifest_key(entry.backup_id)
+            report.add(
+                "catalog",
+                "critical",
+                f"backup {entry.backup_id} is not restorable: its manifest {store.uri(key)} is corrupt ({entry.problem})",
+                backup_id=entry.backup_id,
+                key=key,
+            )
+        elif entry.manifest is None:
+            if now - backup_time(entry.backup_id) <= grace:
+                report.add(
+                    "catalog", "info", f"backup {entry.backup_id} has no manifest yet (may be running)"
+                )
+                continue
             report.add(
                 "catalog",
                 "warning",
-                f"backup {manifest.backup_id} folder holds {len(extra)} objects its manifest does not list",
-                objects=extra[:50],
+                f"partial backup {entry.backup_id}: {len(folder)} objects and no manifest (a failed or "
+                "interrupted upload; retention removes it)",
+                backup_id=entry.backup_id,
+                objects=len(folder),
             )
-    stray = [
-        o["Key"] for o in store.list_keys(store.backups_prefix) if not _in_backup_folder(store, o["Key"])
-    ]
+        elif entry.backup_id not in recent_ids:  # the recent ones' files are checked one by one
+            gone = missing_files(entry.manifest, contents)
+            if gone:
+                report.add(
+                    "catalog",
+                    "critical",
+                    f"backup {entry.backup_id} is not restorable: its manifest lists files the bucket does "
+                    f"not hold ({gone[0]}{f' and {len(gone) - 1} more' if len(gone) > 1 else ''})",
+                    backup_id=entry.backup_id,
+                    problems=gone[:50],
+                )
+        else:
+            listed = {f.name for f in entry.manifest.files} | {MANIFEST_NAME}
+            extra = sorted(store.key(entry.backup_id, name) for name in folder if name not in listed)
+            if extra:
+                report.add(
+                    "catalog",
+                    "warning",
+                    f"backup {entry.backup_id} folder holds {len(extra)} objects its manifest does not list",
+                    objects=extra[:50],
+                )
+    stray = [o["Key"] for o in objects if not _in_backup_folder(store, o["Key"])]
     if stray:
         report.add(
             "catalog", "warning", f"{len(stray)} objects outside any backup folder", objects=stray[:50]

@@ -40,6 +40,7 @@ from pgrunbook.domain.errors import (
     BucketUnavailable,
     ChecksumMismatch,
     TransientStorageError,
+    WorkDirectoryError,
 )
 from pgrunbook.domain.layout import Layout
 from pgrunbook.domain.manifest import FileEntry
@@ -421,6 +422,12 @@ class ObjectStore:
                     handle.write(chunk)
         except (ClientError, BotoCoreError) as exc:
             raise TransientStorageError(f"S3 download of {self.uri(key)} failed: {_describe(exc)}") from None
+        except OSError as exc:
+            dest.unlink(missing_ok=True)
+            raise WorkDirectoryError(
+                f"cannot write {dest.name} ({entry.size:,} bytes) to the work directory {dest.parent}: "
+                f"{exc.strerror or exc}"
+            ) from None
         if size != entry.size or digest.hexdigest() != entry.sha256:
             dest.unlink(missing_ok=True)
             raise ChecksumMismatch(

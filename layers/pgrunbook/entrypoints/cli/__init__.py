@@ -59,8 +59,12 @@ def refusal(command: str, error: PgRunbookError) -> Report:
     return report
 
 
+class Terminated(SystemExit):
+    """The process was asked to stop (SIGTERM): exit status 128 + the signal."""
+
+
 def _terminate(signum: int, frame: object) -> NoReturn:
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,9 +86,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print_report(True, report)
         return report.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("pgrunbook: interrupted\n")
-        return 130
+    except (KeyboardInterrupt, Terminated) as exc:
+        # What the operation recorded before it stopped (a backup: its run as interrupted, its
+        # uploads removed) it said on stderr; this says that it stopped, on every output.
+        why = "interrupted (Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else "stopped by SIGTERM"
+        code = 130 if isinstance(exc, KeyboardInterrupt) else int(exc.code or 143)
+        sys.stderr.write(f"pgrunbook: {args.command} {why}; it did not finish\n")
+        report = Report.start(args.command, "-", utcnow())
+        report.add(args.command, "critical", f"{args.command} {why}; it did not finish")
+        if getattr(args, "json", False):
+            from pgrunbook.entrypoints.cli.render import print_report
+
+            print_report(True, report)
+        return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -14,7 +14,7 @@ from pgrunbook.domain.ids import utcnow
 from pgrunbook.domain.results import JsonPayload, Report
 from pgrunbook.operations.backup import BackupResult
 from pgrunbook.operations.config import ConfigResult
-from pgrunbook.operations.registry import wording
+from pgrunbook.operations.registry import OPERATIONS, wording
 from pgrunbook.operations.restorer import RestoreResult
 from pgrunbook.operations.status import StatusResult
 from pgrunbook.settings.model import Settings
@@ -82,13 +82,21 @@ def _render_restore(r: RestoreResult) -> str:
     lines = [f"RESTORE TEST {verdict} - {r.database}"]
     lines.append(f"  backup id     {r.backup_id}  (from {r.source}: {r.location})")
     lines.append(f"  snapshot      {r.snapshot_time}")
-    lines.append(f"  target        {r.target}  database {r.scratch_database}{' (kept)' if r.kept else ''}")
+    if r.scratch_database:
+        lines.append(
+            f"  target        {r.target}  database {r.scratch_database}{' (kept)' if r.kept else ''}"
+        )
+    else:
+        lines.append(f"  target        {r.target or 'not reached'}  (no scratch database was created)")
     if r.roles_created:
         kept = " (kept with the database)" if r.kept else " (dropped after the test)"
         lines.append(f"  roles created {', '.join(r.roles_created)}{kept}")
-    lines.append(
-        f"  integrity     {r.integrity_pct:.2f} % ({r.tables_matching}/{r.tables_total} tables match)"
-    )
+    if r.integrity_pct is None:
+        lines.append("  integrity     not measured: the restore did not complete")
+    else:
+        lines.append(
+            f"  integrity     {r.integrity_pct:.2f} % ({r.tables_matching}/{r.tables_total} tables match)"
+        )
     if r.durations:
         lines.append(f"  durations     {_durations(r.durations)}")
     if r.tables:
@@ -116,10 +124,19 @@ def _when(iso: str | None) -> str:
     return (iso or "")[:16].replace("T", " ")
 
 
-def _run_line(name: str, run: dict | None, describe) -> str:
+def _run_line(name: str, run: dict[str, Any] | None, describe: Callable[[dict[str, Any]], str]) -> str:
     if run is None:
         return f"  {name:<17} never"
-    return f"  {name:<17} {_when(run['started_at'])}  {run['status'].upper():<8} {describe(run['figures'])}"
+    finished = run["status"] not in ("running", "unfinished")  # an unfinished run has no figures
+    what = describe(run["figures"]) if finished else ""
+    return f"  {name:<17} {_when(run['started_at'])}  {run['status'].upper():<8} {what}".rstrip()
+
+
+def _integrity(figures: dict[str, Any]) -> str:
+    pct = figures.get("integrity_pct")
+    if pct is None:
+        return "integrity not measured"
+    return f"integrity {pct:.2f} % in {figures.get('duration_s') or 0:.0f}s"
 
 
 def _render_status(r: StatusResult) -> str:
@@ -157,10 +174,7 @@ def _render_status(r: StatusResult) -> str:
             _run_line(
                 "last restore test",
                 runs.get("restore-test"),
-                lambda f: (
-                    f"integrity {f.get('integrity_pct', 0):.2f} % in {f.get('duration_s') or 0:.0f}s "
-                    f"({f.get('backup_id')})"
-                ),
+                lambda f: f"{_integrity(f)} ({f.get('backup_id')})",
             )
         )
         lines.append(
@@ -219,20 +233,36 @@ def render_job(r: Report) -> str:
     resolved = r.detail.get("resolved_notice") if isinstance(r.detail, dict) else None
     if resolved:
         lines += ["", f"  {resolved['subject']}", *("  " + line for line in resolved["message"].splitlines())]
-    if r.location:
-        lines.append(f"  report    {r.location}")
+    stored = _stored(r)
+    if stored:
+        lines.append(f"  report    {stored}")
     return "\n".join(lines)
 
 
+def _stored(report: Report) -> str:
+    """Where the report is, or that it is not stored (for an operation that stores its reports)."""
+    if report.location:
+        return report.location
+    op = OPERATIONS.get(report.operation)
+    if op is not None and op.stores_report and not report.refused:
+        return "NOT STORED: this run is not on record in S3 (see the findings)"
+    return ""
+
+
+# The findings an engine's own rendering already says (the rest are listed under it).
+SAID_BY_PAYLOAD = {"backup": {"backup", "dr_copy"}, "restore-test": {"restore_test"}}
+
+
 def _with_findings(text: str, report: Report) -> str:
-    """An engine's own rendering, with the report's findings from other checks (the
-    data-quality checks on a restored copy) and where the report was stored."""
-    extra = [f for f in report.findings if ":" in f.check]
+    """An engine's own rendering, with every finding it does not say itself (the data-quality
+    checks on a restored copy, a report that could not be stored, a failed notification) and
+    where the report was stored, or that it was not."""
+    said = SAID_BY_PAYLOAD.get(report.operation, set())
+    extra = [f for f in report.findings if f.check not in said]
     if extra:
-        text += "\n\n" + "\n".join(render_job(replace(report, findings=extra)).splitlines()[1:])
-    elif report.location:
-        text += f"\n  report        {report.location}"
-    return text
+        return text + "\n\n" + "\n".join(render_job(replace(report, findings=extra)).splitlines()[1:])
+    stored = _stored(report)
+    return text + (f"\n  report        {stored}" if stored else "")
 
 
 def command_report(
