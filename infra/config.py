@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pgrunbook.domain.ids import supabase_ref_problem
 from pgrunbook.domain.layout import Layout
 from pgrunbook.domain.profiles import PROFILES
 from pgrunbook.domain.thresholds import Threshold, Thresholds
@@ -197,10 +198,9 @@ class DeploymentConfig:
                 'pgrunbook.pitr.critical_tables must be a list of table names ("public.tasks")'
             )
         if pitr["provider"] == "supabase":
-            if not re.fullmatch(r"[a-z0-9]{8,40}", str(pitr["supabase_project_ref"] or "")):
-                raise ConfigurationError(
-                    "pgrunbook.pitr.supabase_project_ref must be the project's reference"
-                )
+            problem = supabase_ref_problem(str(pitr["supabase_project_ref"] or ""))
+            if problem:
+                raise ConfigurationError(f"pgrunbook.pitr.supabase_project_ref: {problem}")
             if not _ARN.match(str(pitr["supabase_token_secret_arn"] or "")):
                 raise ConfigurationError(
                     "pgrunbook.pitr.supabase_token_secret_arn must be the ARN of the secret holding the "

@@ -219,8 +219,10 @@ class PrimaryStack(_PgRunbookStack):
             grants.add(
                 "DatabaseSecret", ["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"], secret
             )
-        if provider == "logical":
-            # the safety point is a backup (both regions), the recovery a restore on the live server
+        if provider in ("logical", "supabase"):
+            # logical: the safety point is a backup (both regions), the recovery a restore on the
+            # live server.  supabase: a backup is the safety point when the restore-point endpoint
+            # (x-internal) is unavailable.
             primary = self.locations["primary"]
             grants.declared(registry.get("backup").grants, self.locations.__getitem__, self.secret_arn)
             grants.objects("BackupReports", primary, [everything_under(REPORTS, "backup")], write=True)

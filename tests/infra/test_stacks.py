@@ -624,6 +624,7 @@ def test_recovery_alarms_and_outputs(synthesized):
     [
         ({"provider": "pgbackrest"}, "provider must be one of logical, supabase, rds"),
         ({"provider": "supabase"}, "supabase_project_ref"),
+        ({"provider": "supabase", "supabase_project_ref": "abcdefgh12"}, "not a Supabase project reference"),
         (
             {"provider": "supabase", "supabase_project_ref": "abcdefghijklmnopqrst"},
             "supabase_token_secret_arn",
@@ -637,6 +638,30 @@ def test_recovery_alarms_and_outputs(synthesized):
 def test_recovery_configuration_is_validated(pitr, message):
     with pytest.raises(ConfigurationError, match=message):
         DeploymentConfig.from_context(context(pitr=pitr))
+
+
+def test_supabase_recovery_grants_read_the_token_and_can_back_up(tmp_path):
+    token = "arn:aws:secretsmanager:us-east-1:123456789012:secret:pgrunbook/supabase-token-AbCdEf"
+    pitr = {
+        "provider": "supabase",
+        "supabase_project_ref": "abcdefghijklmnopqrst",
+        "supabase_token_secret_arn": token,
+    }
+    app = cdk.App(
+        outdir=str(tmp_path),
+        context={**CDK_CONTEXT, "pgrunbook": context(pitr=pitr), "aws:cdk:bundling-stacks": []},
+    )
+    primary, _ = build(app)
+    statements = role_statements(Template.from_stack(primary), "pitr")
+    [api] = [s for s in statements if s["Resource"] == token]
+    assert actions_of([api]) == {"secretsmanager:GetSecretValue"}
+    # in place: the database secret is only read
+    assert "secretsmanager:PutSecretValue" not in actions_of(statements)
+    # the fallback safety point is a pgrunbook backup: its files and its report may be written
+    writes = [s for s in statements if "s3:PutObject" in actions_of([s])]
+    text = json.dumps(writes)
+    assert "/backups/" in text and "/reports/backup/" in text
+    assert not [a for a in actions_of(statements) if a.startswith("rds:")]
 
 
 def test_rds_recovery_grants_name_the_source(tmp_path):

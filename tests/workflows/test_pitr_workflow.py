@@ -265,6 +265,39 @@ def test_provider_failure_mid_recovery_is_critical_and_keeps_maintenance_on(
     assert flow.maintenance()["enabled"] is False
 
 
+def test_a_supabase_recovery_without_a_restore_point_has_a_backup_as_its_safety_point(
+    workflow: Workflow, capsys, monkeypatch
+):
+    """The restore-point endpoint is x-internal and may answer "unavailable": the approver is
+    told that the safety point is a pgrunbook backup instead, and why."""
+    flow = workflow
+    with serve() as (fake, url):
+        for key, value in {
+            "PGRUNBOOK_SUPABASE_PROJECT_REF": REF,
+            "PGRUNBOOK_SUPABASE_API_URL": url,
+            "SUPABASE_ACCESS_TOKEN": TOKEN,
+            "NO_PROXY": "127.0.0.1,localhost",
+        }.items():
+            monkeypatch.setenv(key, value)
+        fake.restore_point_unavailable = True
+        arn = flow.start({"target_time": "2025-03-06T12:00:00Z", "provider": "supabase"})
+        flow.wait_for(arn, state="Approval")
+        time.sleep(0.5)
+        code, _out, err = cli(capsys, "pitr", "reject", arn, "--reason", "checking the safety point")
+        assert code == 0, err
+        flow.wait_for(arn)
+    assert fake.of("POST", "/database/backups/restore-pitr") == []
+    [manual] = [
+        m.backup_id for m in (e.manifest for e in Catalog(flow.settings.primary_store()).entries()) if m
+    ]
+    [approval] = [m for m in flow.messages() if m.get("Subject", "").startswith("APPROVAL NEEDED")]
+    text = approval["Message"]
+    assert f"Safety point: pgrunbook backup {manual} (tier manual" in text
+    assert "not a Supabase restore point: " in text and "This endpoint is unavailable at the moment" in text
+    assert f"Warning: the safety point is pgrunbook backup {manual}" in text
+    assert TOKEN not in json.dumps(flow.messages())
+
+
 def test_local_recovery_runs_the_same_phases(workflow: Workflow, capsys, monkeypatch):
     flow = workflow
     monkeypatch.delenv("PGRUNBOOK_PITR_STATE_MACHINE_ARN")

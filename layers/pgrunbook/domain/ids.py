@@ -60,3 +60,18 @@ def backup_time(backup_id: str) -> datetime:
     except ValueError:
         pass
     raise ConfigError(f"{backup_id!r} is not a pgrunbook backup id (like 20261121T020000.123Z-3fa9c1)")
+
+
+# A Supabase project's reference, as the Management API defines it (the ``ref`` path parameter
+# of every /v1/projects/{ref} endpoint): exactly 20 lower-case letters.
+SUPABASE_PROJECT_REF = re.compile(r"[a-z]{20}")
+
+
+def supabase_ref_problem(value: str) -> str | None:
+    """Why ``value`` is not a Supabase project reference, or None if it is one."""
+    if SUPABASE_PROJECT_REF.fullmatch(value):
+        return None
+    return (
+        f"{value!r} is not a Supabase project reference (exactly 20 lower-case letters, the <ref> "
+        "of https://<ref>.supabase.co)"
+    )

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pgrunbook.domain.errors import ConfigError
+from pgrunbook.domain.ids import supabase_ref_problem
 from pgrunbook.domain.profiles import PROFILES
 from pgrunbook.domain.thresholds import Thresholds
 from pgrunbook.domain.tiers import DEFAULT_RETENTION_DAYS
@@ -172,6 +173,12 @@ def _pattern(pattern: re.Pattern[str], what: str) -> Check:
             raise ConfigError(f"{label} {value!r} is not {what}")
 
     return check
+
+
+def _supabase_ref(label: str, value: str) -> None:
+    problem = supabase_ref_problem(value)
+    if problem:
+        raise ConfigError(f"{label}: {problem}")
 
 
 def _secret_arn(label: str, value: str) -> None:
@@ -565,9 +572,7 @@ OPTIONS: tuple[Option, ...] = (
         "supabase_project_ref",
         "the Supabase project (supabase provider)",
         env="PGRUNBOOK_SUPABASE_PROJECT_REF",
-        check=lambda label, value: _pattern(re.compile(r"^[a-z0-9]{8,40}$"), "a project reference")(
-            "Supabase project ref", value
-        ),
+        check=_supabase_ref,
         used_by=("pitr",),
     ),
     Option(

@@ -1,7 +1,10 @@
-"""The Supabase PITR provider against a local server speaking the Management API.
+"""The Supabase PITR provider against a local server that behaves like the Management API.
 
-The server (tests/supabase_api.py) implements the four documented endpoints the provider
-uses.  Tests assert what Supabase would receive: paths, the bearer token, the JSON bodies.
+The server (tests/supabase_api.py) validates what it receives as the official API definition
+says (project ref, bodies), makes restore points asynchronously, enforces rate limits with the
+real headers, and answers the statuses the API has.  Tests assert what Supabase would receive:
+paths, the bearer token, the JSON bodies.  Waits do not really sleep: the provider's ``sleep``
+moves the test's clock and the fake's rate-limit clock on.
 """
 
 from __future__ import annotations
@@ -70,11 +73,24 @@ def clock() -> Clock:
     return Clock()
 
 
+class Sleeper:
+    """The provider's ``sleep``: records the waits and moves both clocks on instead."""
+
+    def __init__(self, clock: Clock, fake: FakeSupabase):
+        self.clock, self.fake, self.waits = clock, fake, []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.clock.advance(seconds=seconds)
+        self.fake.advance(seconds)
+
+
 @pytest.fixture
 def provider(api, clock, monkeypatch: pytest.MonkeyPatch) -> SupabaseProvider:
     monkeypatch.setenv("SUPABASE_ACCESS_TOKEN", TOKEN)
     made = get_provider("supabase", settings_for(api[1]), clock=clock)
     assert isinstance(made, SupabaseProvider)
+    made.sleep = Sleeper(clock, api[0])
     return made
 
 
@@ -133,13 +149,65 @@ def test_pitr_not_enabled_answered_as_an_error(api, provider, status):
     assert REF in str(caught.value) and "enable the PITR add-on" in str(caught.value)
 
 
-def test_throttling_is_retryable_and_says_when(api, provider):
-    api[0].answer(
-        "GET", "/database/backups", Answer(429, {"message": "Too many requests"}, {"Retry-After": "30"})
-    )
-    with pytest.raises(ProviderThrottled, match="retry after 30 s") as caught:
+# -- rate limits -----------------------------------------------------------------------------
+
+
+def test_an_endpoint_whose_limit_is_used_up_is_not_called_before_its_reset(api, provider):
+    fake, _ = api
+    fake.rate_limit = 2
+    for _ in range(3):
+        provider.window()
+    # the second answer said Remaining 0: the third request waited for the reset, and was
+    # never refused
+    assert len(fake.of("GET", "/database/backups")) == 3
+    [wait] = provider.sleep.waits
+    assert 55 <= wait <= 60
+    # other endpoints have their own limits
+    provider.project_status()
+    assert len(provider.sleep.waits) == 1
+
+
+def test_a_429_is_waited_out_by_its_reset_then_retried(api, provider):
+    fake, _ = api
+    limits = {"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "7"}
+    fake.answer("GET", "/database/backups", Answer(429, {"message": "Too Many Requests"}, dict(limits)))
+    assert provider.window().earliest == datetime(2025, 2, 28, tzinfo=UTC)
+    assert provider.sleep.waits == [7]
+    assert len(fake.of("GET", "/database/backups")) == 2
+
+
+def test_a_429_that_outlasts_the_waits_is_retryable_and_says_when(api, provider):
+    fake, _ = api
+    limits = {"X-RateLimit-Limit": "120", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"}
+    refused = [Answer(429, {"message": "Too Many Requests"}, dict(limits)) for _ in range(3)]
+    fake.answer("GET", "/database/backups", *refused)
+    with pytest.raises(ProviderThrottled, match="resets in 30 s") as caught:
         provider.window()
     assert caught.value.retry_after == 30
+    assert provider.sleep.waits == [30, 30]  # RATE_LIMIT_RETRIES waits, then the workflow retries
+    assert len(fake.of("GET", "/database/backups")) == SupabaseProvider.RATE_LIMIT_RETRIES + 1
+
+
+def test_a_429_with_a_long_reset_is_not_waited_for_here(api, provider):
+    limits = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3600"}
+    api[0].answer("GET", "/database/backups", Answer(429, {"message": "Too Many Requests"}, limits))
+    with pytest.raises(ProviderThrottled, match="resets in 3600 s"):
+        provider.window()
+    assert provider.sleep.waits == []
+
+
+def test_the_fake_refuses_beyond_its_limit_without_retry_after(api):
+    """What the client is tested against: 429 past the limit, X-RateLimit-* on every answer,
+    no Retry-After."""
+    fake, _ = api
+    fake.rate_limit = 1
+    first = fake.handle("GET", f"/v1/projects/{REF}", {"Authorization": f"Bearer {TOKEN}"}, b"")
+    second = fake.handle("GET", f"/v1/projects/{REF}", {"Authorization": f"Bearer {TOKEN}"}, b"")
+    assert first.status == 200 and first.headers["X-RateLimit-Remaining"] == "0"
+    assert second.status == 429 and "Retry-After" not in second.headers
+    assert 1 <= int(second.headers["X-RateLimit-Reset"]) <= 60
+    fake.advance(60)
+    assert fake.handle("GET", f"/v1/projects/{REF}", {"Authorization": f"Bearer {TOKEN}"}, b"").status == 200
 
 
 @pytest.mark.parametrize("status", [500, 502, 503])
@@ -159,9 +227,10 @@ def test_no_answer_at_all_on_a_read_is_transient(clock, monkeypatch):
     provider = SupabaseProvider(settings_for(f"http://127.0.0.1:{port}"), clock=clock)
     with pytest.raises(ProviderUnavailable, match="got no answer"):
         provider.window()
-    with pytest.raises(ProviderError, match="unknown") as caught:
+    # no restore point, and no database to back up either: no safety point, no recovery
+    with pytest.raises(ProviderError, match="no safety point, so the recovery does not go ahead") as caught:
         provider.safety_point(a_state())
-    assert type(caught.value) is ProviderError
+    assert "could not create the restore point" in str(caught.value)
 
 
 def test_refused_token_unknown_project_and_other_refusals(api, provider):
@@ -179,11 +248,25 @@ def test_refused_token_unknown_project_and_other_refusals(api, provider):
     with pytest.raises(ConfigError, match="may not read the backups"):
         provider.window()
 
-    fake.answer("POST", "/database/backups/restore-point", Answer(400, {"message": "name is too long"}))
-    with pytest.raises(
-        ProviderError, match=r"Supabase refused to create the restore point .*: name is too long"
-    ):
+    # a token that may read but not write backups: said, and no backup taken instead
+    fake.answer("POST", "/database/backups/restore-point", Answer(403, {"message": "Forbidden resource"}))
+    with pytest.raises(ConfigError, match="may not create the restore point"):
         provider.safety_point(a_state())
+
+    fake.answer("POST", "/database/backups/restore-pitr", Answer(409, {"message": "a restore is running"}))
+    with pytest.raises(ProviderError, match=r"Supabase refused to start .*: a restore is running"):
+        provider.start(a_state())
+
+
+def test_validation_errors_are_read_from_the_api_list_of_messages(api, provider):
+    fake, _ = api
+    fake.answer(
+        "POST",
+        "/database/backups/restore-pitr",
+        Answer(400, {"message": ["recovery_time_target_unix must be an integer"], "error": "Bad Request"}),
+    )
+    with pytest.raises(ProviderError, match=r"recovery_time_target_unix must be an integer$"):
+        provider.start(a_state())
 
 
 def test_redirects_are_not_followed_with_the_token(api, provider):
@@ -197,18 +280,42 @@ def test_redirects_are_not_followed_with_the_token(api, provider):
 # -- the safety point ------------------------------------------------------------------------
 
 
-def test_safety_point_is_a_named_restore_point(api, provider):
+def test_safety_point_is_a_named_restore_point_once_available(api, provider):
     fake, _ = api
+    fake.point_pending_reads = 2  # PENDING when made, and for two reads
     point = provider.safety_point(a_state(recovery_id="r42"))
-    [request] = fake.requests
-    assert (request.method, request.path) == ("POST", f"/v1/projects/{REF}/database/backups/restore-point")
-    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
-    assert request.headers["Content-Type"] == "application/json"
-    assert request.body == {"name": "pgrunbook-r42"}
-    assert point["kind"] == "supabase restore point"
-    assert point["name"] == "pgrunbook-r42"
-    assert point["response"] == {"name": "pgrunbook-r42", "status": "AVAILABLE"}
+    post, *reads = fake.requests
+    assert (post.method, post.path) == ("POST", f"/v1/projects/{REF}/database/backups/restore-point")
+    assert post.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert post.headers["Content-Type"] == "application/json"
+    assert post.body == {"name": "pgrunbook-r42"}
+    assert [(r.method, r.path, r.query) for r in reads] == [
+        ("GET", f"/v1/projects/{REF}/database/backups/restore-point", {"name": ["pgrunbook-r42"]})
+    ] * 3
+    assert provider.sleep.waits == [1, 2, 5]
+    assert point["kind"] == "supabase restore point" and point["status"] == "AVAILABLE"
+    assert point["name"] == "pgrunbook-r42" and point["completed_on"]
     assert point["created_at"] == NOW.isoformat()
+    assert "undo" in point["summary"] and "pgrunbook-r42" in point["summary"]
+    assert "fallback_reason" not in point
+    json.dumps(point)
+
+
+def test_a_restore_point_still_pending_is_waited_for_at_most_the_limit(api, provider):
+    fake, _ = api
+    fake.point_pending_reads = 10**6
+    with pytest.raises(ProviderError) as caught:  # the fallback backup has no database here
+        provider.safety_point(a_state())
+    assert "was still PENDING 300 s after it was requested" in str(caught.value)
+    assert sum(provider.sleep.waits) == SupabaseProvider.RESTORE_POINT_WAIT.total_seconds()
+    assert max(provider.sleep.waits) == 10
+
+
+def test_a_rate_limited_restore_point_is_not_a_reason_to_fall_back(api, provider):
+    limits = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3600"}
+    api[0].answer("POST", "/database/backups/restore-point", Answer(429, {"message": "Too Many"}, limits))
+    with pytest.raises(ProviderThrottled):
+        provider.safety_point(a_state())
 
 
 def test_restore_point_names_fit_supabase_limit():
@@ -218,12 +325,6 @@ def test_restore_point_names_fit_supabase_limit():
     assert name.startswith("pgrunbook-") and name == restore_point_name(long_id)
     assert name != restore_point_name("20250307T000100Z-5f2c9a1f")
     assert restore_point_name("R 42") == "pgrunbook-r-42"
-
-
-def test_a_failed_restore_point_stops_the_recovery(api, provider):
-    api[0].answer("POST", "/database/backups/restore-point", Answer(201, {"name": "x", "status": "FAILED"}))
-    with pytest.raises(ProviderError, match="no safety point"):
-        provider.safety_point(a_state())
 
 
 # -- starting --------------------------------------------------------------------------------
@@ -260,7 +361,19 @@ def test_start_does_not_ask_twice_when_already_restoring(api, provider):
     assert "no second restore-pitr request" in recovery["note"]
 
 
-@pytest.mark.parametrize("status", ["COMING_UP", "INACTIVE", "RESTORE_FAILED", "UPGRADING"])
+@pytest.mark.parametrize(
+    "status",
+    [
+        "COMING_UP",
+        "INACTIVE",
+        "RESTORE_FAILED",
+        "UPGRADING",
+        "PAUSE_FAILED",
+        "PAUSING",
+        "RESTARTING",
+        "UNKNOWN",
+    ],
+)
 def test_start_refuses_a_project_that_is_not_active(api, provider, status):
     fake, _ = api
     fake.statuses = [status]
@@ -281,7 +394,8 @@ def test_start_refuses_a_target_it_cannot_reach(api, provider, target):
 
 def test_start_throttled_before_anything_started(api, provider):
     fake, _ = api
-    fake.answer("POST", "/database/backups/restore-pitr", Answer(429, {"message": "slow down"}))
+    limits = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "3600"}
+    fake.answer("POST", "/database/backups/restore-pitr", Answer(429, {"message": "slow down"}, limits))
     with pytest.raises(ProviderThrottled):
         provider.start(a_state())
     provider.start(a_state())  # what the workflow does: try again
@@ -334,7 +448,7 @@ def test_healthy_throughout_is_done_only_after_the_grace_period(api, provider, c
     assert provider.status(state).done is False
     clock.advance(seconds=SupabaseProvider.START_GRACE.total_seconds() - 60)
     result = provider.status(state)
-    assert result.done is True and "never seen restoring" in result.detail
+    assert result.done is True and "never seen RESTORING" in result.detail
     assert state["recovery"]["done_by"] == "grace period"
 
 
@@ -348,6 +462,60 @@ def test_restore_failed_fails_the_recovery(api, provider, clock):
         provider.status(state)
     message = str(caught.value)
     assert REF in message and "RESTORE_FAILED" in message and "\n" not in message
+
+
+def test_only_restoring_is_evidence_of_a_restore(api, provider, clock):
+    """A restart (or any status but RESTORING) between the request and a healthy project is
+    not the restore: healthy is done only after the grace period, and says what was seen."""
+    fake, _ = api
+    state = a_state()
+    state["recovery"] = provider.start(state)
+    fake.statuses = ["RESTARTING", "COMING_UP", "UNKNOWN", "ACTIVE_HEALTHY"]
+    seen = []
+    for _ in range(4):
+        clock.advance(seconds=60)
+        seen.append(provider.status(state).done)
+    assert seen == [False, False, False, False] and state["recovery"]["seen_restoring"] is False
+    clock.advance(seconds=60)
+    result = provider.status(state)
+    assert result.done and state["recovery"]["done_by"] == "grace period"
+    assert "seen: COMING_UP, RESTARTING, UNKNOWN" in result.detail
+
+
+def test_unhealthy_after_the_restore_is_never_done(api, provider, clock):
+    fake, _ = api
+    state = a_state()
+    state["recovery"] = provider.start(state)
+    fake.statuses = ["RESTORING", "ACTIVE_UNHEALTHY"]
+    assert provider.status(state).done is False
+    waited = timedelta(0)
+    while waited < SupabaseProvider.UNHEALTHY_LIMIT:
+        result = provider.status(state)
+        assert result.done is False and "ACTIVE_UNHEALTHY" in result.detail
+        clock.advance(minutes=5)
+        waited += timedelta(minutes=5)
+    with pytest.raises(RecoveryFailed, match=r"came back from the recovery .* ACTIVE_UNHEALTHY"):
+        provider.status(state)
+
+
+def test_unhealthy_then_healthy_after_the_restore_is_done(api, provider, clock):
+    fake, _ = api
+    state = a_state()
+    state["recovery"] = provider.start(state)
+    fake.statuses = ["RESTORING", "ACTIVE_UNHEALTHY", "ACTIVE_HEALTHY"]
+    assert [provider.status(state).done for _ in range(3)] == [False, False, True]
+    assert "unhealthy_since" not in state["recovery"]
+
+
+@pytest.mark.parametrize("status", ["PAUSE_FAILED", "INACTIVE", "INIT_FAILED", "REMOVED"])
+def test_statuses_that_end_a_recovery(api, provider, status):
+    fake, _ = api
+    state = a_state()
+    state["recovery"] = provider.start(state)
+    fake.statuses = ["RESTORING", status]
+    provider.status(state)
+    with pytest.raises(RecoveryFailed, match=f"is {status}"):
+        provider.status(state)
 
 
 def test_status_read_failures_are_transient(api, provider):
@@ -430,15 +598,65 @@ def test_the_token_never_appears_in_errors(api, provider):
             Answer(502, echo),
             lambda: provider.safety_point(a_state()),
         ),
-        ("GET", "", Answer(429, echo, {"Retry-After": TOKEN}), lambda: provider.status(a_state(recovery={}))),
+        (
+            "GET",
+            "",
+            Answer(429, echo, {"X-RateLimit-Reset": TOKEN}),
+            lambda: provider.status(a_state(recovery={})),
+        ),
     ]
     for method, suffix, answer, call in failures:
-        fake.answer(method, suffix, answer)
+        fake.answer(method, suffix, *[answer] * 3)  # the same answer to every retry
         with pytest.raises(Exception) as caught:
             call()
         assert TOKEN not in str(caught.value), (method, suffix, answer.status)
         assert TOKEN not in repr(caught.value.args)
-    assert MASK in str(caught.value) or "retry after" in str(caught.value)
+    assert MASK in str(caught.value) or "rate-limiting" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "abcdefghijklmnopqrs",
+        "abcdefghijklmnopqrstu",
+        "abcdefghij0123456789",
+        "ABCDEFGHIJKLMNOPQRST",
+        "abcdefghijklmnopqrs-",
+    ],
+)
+def test_a_project_ref_is_twenty_lower_case_letters_before_any_call(api, clock, ref, monkeypatch):
+    monkeypatch.setenv("SUPABASE_ACCESS_TOKEN", TOKEN)
+    with pytest.raises(ConfigError, match="not a Supabase project reference"):
+        settings_for(api[1], PGRUNBOOK_SUPABASE_PROJECT_REF=ref)
+    settings = settings_for(api[1])
+    settings.supabase_project_ref = ref  # past the settings' own check
+    with pytest.raises(ConfigError, match="not a Supabase project reference"):
+        SupabaseProvider(settings, clock=clock)
+    assert api[0].requests == []
+
+
+def test_the_fake_validates_what_the_definition_does(api):
+    """The requests the client is tested with pass the same checks the real API makes."""
+    fake, _ = api
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    base = f"/v1/projects/{REF}/database/backups"
+    bad = [
+        ("GET", "/v1/projects/abcdefghij0123456789", b""),
+        ("POST", f"{base}/restore-pitr", json.dumps({"recovery_time_target_unix": 1.5}).encode()),
+        ("POST", f"{base}/restore-pitr", json.dumps({"recovery_time_target_unix": "1741262400"}).encode()),
+        ("POST", f"{base}/restore-pitr", json.dumps({"target": 1741262400}).encode()),
+        ("POST", f"{base}/restore-point", json.dumps({"name": "x" * 21}).encode()),
+        ("POST", f"{base}/restore-point", b"{}"),
+    ]
+    for method, path, raw in bad:
+        answer = fake.handle(method, path, auth, raw)
+        assert answer.status == 400 and isinstance(answer.body["message"], list), (method, path, raw)
+    made = fake.handle("POST", f"{base}/restore-point", auth, b'{"name": "pgrunbook-r1"}')
+    assert made.status == 201 and made.body == {
+        "name": "pgrunbook-r1",
+        "status": "PENDING",
+        "completed_on": None,
+    }
 
 
 def test_a_project_ref_is_required(api):

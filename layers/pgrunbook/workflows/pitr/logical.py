@@ -7,7 +7,7 @@ from typing import Any
 
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.catalog.backups import Catalog
-from pgrunbook.domain.errors import BackupFailed, InvalidTarget, ProviderError
+from pgrunbook.domain.errors import InvalidTarget, ProviderError
 from pgrunbook.operations.restorer import Restorer
 from pgrunbook.workflows.pitr.provider import Provider, RecoveryStatus, RecoveryWindow
 
@@ -51,19 +51,12 @@ class LogicalProvider(Provider):
         return max(candidates, key=lambda m: m.snapshot_time)
 
     def safety_point(self, state: dict[str, Any]) -> dict[str, Any]:
-        from pgrunbook.operations.backup import take_backup
-        from pgrunbook.operations.context import OperationContext
-
-        ctx = OperationContext(self.settings, progress=self.progress, clock=self.clock)
-        try:
-            result = take_backup(ctx, tier="manual")
-        except BackupFailed as exc:
-            raise ProviderError(f"the safety-point {exc}") from None
-        return {
-            "kind": "pgrunbook backup",
-            "backup_id": result.backup_id,
-            "snapshot_time": result.snapshot.get("time"),
-        }
+        point = self.backup_safety_point()
+        point["summary"] = (
+            f"pgrunbook backup {point['backup_id']} (tier manual, snapshot {point['snapshot_time']}): the "
+            "database as it was before the recovery"
+        )
+        return point
 
     def database_name(self, state: dict[str, Any]) -> str:
         stamp = datetime.fromisoformat(state["started_at"]).strftime("%Y%m%d%H%M%S")

@@ -267,7 +267,18 @@ def safety_point(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]
         **provider_for(ctx, state).safety_point(state),
         "taken_at": ctx.now().isoformat(),
     }
+    if state["safety_point"].get("fallback_reason"):  # the approver and the final notice are told
+        state.setdefault("warnings", []).append(f"the safety point is {state['safety_point']['summary']}")
     return state
+
+
+def describe_safety_point(point: dict[str, Any] | None) -> str:
+    """The safety point in one line: the provider's own summary (which says what it is and,
+    when it is a fallback, why), then the details."""
+    if not point:
+        return "none"
+    details = json.dumps({k: v for k, v in point.items() if k != "summary"}, default=str, sort_keys=True)
+    return f"{point['summary']} {details}" if point.get("summary") else details
 
 
 def approval_summary(state: dict[str, Any]) -> list[str]:
@@ -285,7 +296,7 @@ def approval_summary(state: dict[str, Any]) -> list[str]:
         f"Maintenance mode: ON since {state['maintenance'].get('enabled_at')} "
         f"({state['maintenance'].get('parameter') or 'not configured'})",
         f"Connections: {connections.get('by_state', connections.get('error', 'not counted'))}",
-        f"Safety point: {json.dumps(state.get('safety_point'), default=str, sort_keys=True)}",
+        f"Safety point: {describe_safety_point(state.get('safety_point'))}",
     ]
     return lines + [f"Warning: {w}" for w in state.get("warnings", [])]
 
@@ -539,7 +550,7 @@ def fail(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
         report.add(
             "safety_point",
             "info",
-            f"the database as it was before the recovery: {json.dumps(state['safety_point'], default=str, sort_keys=True)}",
+            f"the database as it was before the recovery: {describe_safety_point(state['safety_point'])}",
         )
     if state.get("recovery"):
         report.add(

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from pgrunbook.adapters.postgres.dburl import ConnInfo
+from pgrunbook.domain.errors import BackupFailed, ProviderError
 from pgrunbook.domain.ids import Clock, utcnow
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
@@ -67,6 +68,24 @@ class Provider(ABC):
 
     @abstractmethod
     def endpoint(self, state: dict[str, Any]) -> ConnInfo: ...
+
+    def backup_safety_point(self) -> dict[str, Any]:
+        """A pgrunbook backup of tier ``manual``, taken now: a safety point that any provider can
+        fall back on, restorable whatever the provider later does to the database."""
+        from pgrunbook.operations.backup import take_backup
+        from pgrunbook.operations.context import OperationContext
+
+        ctx = OperationContext(self.settings, progress=self.progress, clock=self.clock)
+        try:
+            result = take_backup(ctx, tier="manual")
+        except BackupFailed as exc:
+            raise ProviderError(f"the safety-point {exc}") from None
+        return {
+            "kind": "pgrunbook backup",
+            "backup_id": result.backup_id,
+            "tier": "manual",
+            "snapshot_time": result.snapshot.get("time"),
+        }
 
     def recovery_point(self, state: dict[str, Any]) -> datetime:
         """The time the recovered data reflects: the target itself, for continuous recovery."""

@@ -417,6 +417,8 @@ class RdsProvider(Provider):
             "already_existed": adopted,
             "note": "a manual snapshot of the database as it was before the recovery; "
             "it is kept until someone deletes it",
+            "summary": f"RDS {kind} {snapshot} of {self.source} ({made.get('Status') or 'status unknown'}): "
+            "the database as it was before the recovery, kept until someone deletes it",
         }
 
     # -- starting the restore ----------------------------------------------------------------
