@@ -24,6 +24,7 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -60,6 +61,7 @@ from pgrunbook.workflows.pitr.rds import (
     RdsProvider,
     rds_identifier,
 )
+from tests import aws_model
 
 REGION = "us-east-1"
 SOURCE = "app-db"
@@ -119,9 +121,28 @@ def settings_for(**extra: str) -> Settings:
     return Settings.load(env=env)
 
 
+# Every request any provider in this module sends, checked against the service model (see
+# tests/aws_model.py): the operations checked, and what was wrong.
+CHECKED: set[str] = set()
+WRONG: list[str] = []
+
+
+def check_against_the_model(params: dict[str, Any], model: Any, **_: Any) -> None:
+    CHECKED.add(model.name)
+    WRONG.extend(aws_model.problems("rds", model.name, params))
+
+
+@pytest.fixture(autouse=True)
+def requests_match_the_service_model():
+    WRONG.clear()
+    yield
+    assert WRONG == [], "requests AWS would refuse"
+
+
 def provider_for(clock: Clock, **extra: str) -> RdsProvider:
     made = get_provider("rds", settings_for(**extra), clock=clock)
     assert isinstance(made, RdsProvider)
+    made.client.meta.events.register("before-parameter-build.rds", check_against_the_model)
     return made
 
 
@@ -1011,3 +1032,49 @@ def test_identifiers_keep_the_suffix_whole(base, suffix):
     name = rds_identifier(base, suffix)
     assert len(name) <= MAX_IDENTIFIER and IDENTIFIER.fullmatch(name)
     assert name.endswith(f"-{suffix}")
+
+
+# -- the service model -------------------------------------------------------------------------
+
+
+def test_the_model_check_refuses_what_aws_would():
+    """The check the module's requests pass is not vacuous."""
+    good = {"SourceDBInstanceIdentifier": "app-db", "TargetDBInstanceIdentifier": "app-db-pitr-1"}
+    assert aws_model.problems("rds", "RestoreDBInstanceToPointInTime", good) == []
+    wrong = [
+        {**good, "TargetDbInstanceIdentifier": "x"},  # a name the model does not have
+        {**good, "Port": "5432"},  # a string for an integer
+        {**good, "TargetDBInstanceIdentifier": "app-db--pitr"},  # RDS naming
+        {**good, "TargetDBInstanceIdentifier": "a" * 64},
+        {**good, "RestoreTime": datetime(2025, 3, 1, 12)},  # no time zone
+        {**good, "RestoreTime": datetime(2025, 3, 1, 12, tzinfo=UTC), "UseLatestRestorableTime": True},
+        {"TargetDBInstanceIdentifier": "app-db-pitr-1"},  # no source
+        {**good, "Tags": [{"Key": "aws:owner", "Value": "x"}]},
+        {**good, "DBCapacityReservationIdentifier": "Not_A_Pattern"},  # the model's pattern
+    ]
+    for params in wrong:
+        assert aws_model.problems("rds", "RestoreDBInstanceToPointInTime", params), params
+    assert aws_model.problems(
+        "rds",
+        "CreateDBInstance",
+        {
+            "DBInstanceIdentifier": "a",
+            "DBInstanceClass": "x",
+            "Engine": "postgres",
+            "DatabaseInsightsMode": "deluxe",
+        },
+    )  # an enum
+
+
+def test_every_rds_operation_the_provider_uses_was_checked_against_the_model():
+    """Runs last in this module: each RDS operation named in the provider's source has been
+    sent, and checked, by the tests above."""
+    import pgrunbook.workflows.pitr.rds as source
+
+    names = boto3.client("rds", region_name=REGION).meta.method_to_api_mapping
+    text = Path(source.__file__).read_text()
+    used = {api for method, api in names.items() if f'"{method}"' in text}
+    assert len(used) >= 10, used
+    if not CHECKED:
+        pytest.skip("run with the rest of this module")
+    assert used - CHECKED == set()
