@@ -24,6 +24,7 @@ from pgrunbook.entrypoints.cli.render import render
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.operations.status import build_status
 from pgrunbook.progress import Progress
+from tests.lambda_env import Inbox
 
 SQL = """
 CREATE TABLE t (id int PRIMARY KEY, v text);
@@ -97,13 +98,19 @@ def test_a_lost_target_is_reported_and_its_scratch_database_dropped_by_the_next_
     target_dir = tmp_path / "target"
     target = start(target_dir, 18, cleanup=None)
     try:
-        settings = make_settings(new_db(sql=SQL), restore_target_url=target.conninfo.libpq_uri())
+        inbox = Inbox(s3.primary_region)
+        settings = make_settings(
+            new_db(sql=SQL), restore_target_url=target.conninfo.libpq_uri(), sns_topic_arn=inbox.topic_arn
+        )
         assert run_operation("backup", OperationContext(settings)).status == "ok"
+        inbox.messages()
 
         progress = ShutDown(target.data_dir)
         report = run_operation("restore-test", OperationContext(settings, progress=progress))
         assert progress.done and report.status == "critical" and report.exit_code == 1
         assert report.location is not None  # on record ...
+        [notice] = inbox.messages()  # ... and sent
+        assert notice["Subject"].startswith("CRITICAL") and "restore" in notice["Message"].lower()
         text = render(report)
         assert "not measured" in text and "0.00 %" not in text  # ... and no made-up integrity
         assert "the next restore on this target drops it" in text
