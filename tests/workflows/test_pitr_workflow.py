@@ -214,18 +214,23 @@ def flow_keys(flow: Workflow) -> list[str]:
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
+def use_supabase(monkeypatch, url: str) -> None:
+    """The recovery's provider settings for the fake Management API at ``url``."""
+    for key, value in {
+        "PGRUNBOOK_SUPABASE_PROJECT_REF": REF,
+        "PGRUNBOOK_SUPABASE_API_URL": url,
+        "SUPABASE_ACCESS_TOKEN": TOKEN,
+        "NO_PROXY": "127.0.0.1,localhost",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
 def test_provider_failure_mid_recovery_is_critical_and_keeps_maintenance_on(
     workflow: Workflow, capsys, monkeypatch
 ):
     flow = workflow
     with serve() as (fake, url):
-        for key, value in {
-            "PGRUNBOOK_SUPABASE_PROJECT_REF": REF,
-            "PGRUNBOOK_SUPABASE_API_URL": url,
-            "SUPABASE_ACCESS_TOKEN": TOKEN,
-            "NO_PROXY": "127.0.0.1,localhost",
-        }.items():
-            monkeypatch.setenv(key, value)
+        use_supabase(monkeypatch, url)
         # the project is healthy when the restore is asked for, restores, then fails
         fake.statuses = ["ACTIVE_HEALTHY", "RESTORING", "RESTORING", "RESTORE_FAILED"]
         arn = flow.start({"target_time": "2025-03-06T12:00:00Z", "provider": "supabase"})
@@ -272,13 +277,7 @@ def test_a_supabase_recovery_without_a_restore_point_has_a_backup_as_its_safety_
     told that the safety point is a pgrunbook backup instead, and why."""
     flow = workflow
     with serve() as (fake, url):
-        for key, value in {
-            "PGRUNBOOK_SUPABASE_PROJECT_REF": REF,
-            "PGRUNBOOK_SUPABASE_API_URL": url,
-            "SUPABASE_ACCESS_TOKEN": TOKEN,
-            "NO_PROXY": "127.0.0.1,localhost",
-        }.items():
-            monkeypatch.setenv(key, value)
+        use_supabase(monkeypatch, url)
         fake.restore_point_unavailable = True
         arn = flow.start({"target_time": "2025-03-06T12:00:00Z", "provider": "supabase"})
         flow.wait_for(arn, state="Approval")
