@@ -290,3 +290,86 @@ def test_with_no_backup_no_age_is_emitted(new_db, make_settings, s3):
     assert report.status == "critical"
     assert "BackupAgeHours" not in report.metrics and "BackupFailureRatePct" not in report.metrics
     assert report.metrics["VerifyProblems"][1] >= 1
+
+
+class ShutDownSource(Progress):
+    """Shuts the source's server down (as a crash would) once pg_dump is running."""
+
+    def __init__(self, data_dir):
+        self.data_dir, self.done = data_dir, False
+
+    def step(self, message: str) -> None:
+        if message.startswith("dumping with") and not self.done:
+            time.sleep(0.2)
+            os.kill(int((self.data_dir / "postmaster.pid").read_text().split()[0]), signal.SIGQUIT)
+            self.done = True
+
+
+def test_a_database_lost_mid_backup_is_a_stored_and_sent_critical_report(tmp_path, make_settings, s3):
+    source_dir = tmp_path / "source"
+    server = start(source_dir, 18, cleanup=None)
+    try:
+        with Database.connect(server.conninfo) as admin:
+            admin.run("CREATE DATABASE app")
+        info = server.conninfo.with_dbname("app")
+        with Database.connect(info) as db:
+            db.run(SQL.replace("20000", "300000"))
+        inbox = Inbox(s3.primary_region)
+        settings = make_settings(info, sns_topic_arn=inbox.topic_arn)
+
+        progress = ShutDownSource(source_dir)
+        report = run_operation("backup", OperationContext(settings, progress=progress))
+        assert progress.done
+        assert report.status == "critical" and report.exit_code == 1, report.findings
+        assert report.location is not None
+        [notice] = inbox.messages()
+        assert notice["Subject"].startswith("CRITICAL")
+        text = render(report)
+        assert "NOT STORED" not in text
+        # the failed run's row could not be updated: said, not "mirror recorded"
+        assert "mirror        NOT updated (lost the connection" in text, text
+        assert "the next backup settles its row" in text
+        assert "(NOT restorable: no manifest was written)" in text
+        # nothing restorable was left, and the morning check says the run failed
+        status = build_status(settings)
+        assert not [b for b in status.backups if b["restorable"]]
+        assert status.last_runs["backup"]["status"] == "critical"
+
+        server = restart(source_dir)  # the database comes back: the next run records the lost one
+        again = run_operation("backup", OperationContext(settings))
+        assert again.exit_code == 0, again.findings
+        lost = report.figures["backup_id"]
+        assert any(
+            f"backup {lost} was interrupted by an earlier run; recorded as failed" in f.message
+            for f in again.findings
+        )
+        with Database.connect(info) as db:
+            rows = dict(db.run("SELECT backup_id, status FROM pgrunbook.backup_metadata"))
+        assert rows[lost] == "failed" and rows[again.figures["backup_id"]] == "completed"
+    finally:
+        server.stop()
+
+
+def test_a_complete_backup_whose_last_mirror_update_was_lost_is_settled_completed(new_db, make_settings, s3):
+    """The run wrote its manifest, then could not reach the database to complete its row (or
+    was killed right then): the next run finds the manifest and records the row completed,
+    not failed."""
+    info = new_db(sql=SQL)
+    settings = make_settings(info)
+    first = run_operation("backup", OperationContext(settings)).figures["backup_id"]
+    with Database.connect(info) as db:  # the state that run left
+        db.run(
+            "UPDATE pgrunbook.backup_metadata SET status = 'in_progress', completed_at = NULL, "
+            "backup_size_bytes = NULL WHERE backup_id = :id",
+            id=first,
+        )
+    again = run_operation("backup", OperationContext(settings))
+    assert any(
+        f"backup {first} is complete but its mirror row was left in_progress" in w
+        for w in again.payload.warnings
+    )
+    with Database.connect(info) as db:
+        [(state, size)] = db.run(
+            "SELECT status, backup_size_bytes FROM pgrunbook.backup_metadata WHERE backup_id = :id", id=first
+        )
+    assert state == "completed" and size > 0

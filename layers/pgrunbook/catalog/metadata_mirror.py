@@ -16,11 +16,13 @@ run that takes the lock; two concurrent backups of one database cannot both hold
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.domain.errors import ConfigError, PgRunbookError, SqlError
+from pgrunbook.domain.manifest import Manifest
 from pgrunbook.settings.files import sql_file
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ class Mirror:
         self.db = db
         self.database = database
         self.available = False
+        self.failures: list[str] = []
 
     @classmethod
     def open(cls, info: ConnInfo, database: str, mode: str) -> Mirror:
@@ -66,16 +69,36 @@ class Mirror:
             )
         )
 
-    def repair_interrupted(self) -> list[str]:
-        """Mark rows left in_progress by killed runs as failed (call with the lock held)."""
+    def repair_interrupted(self, manifest_of: Callable[[str], Manifest | None]) -> list[tuple[str, str]]:
+        """Settle rows left ``in_progress`` by runs that ended without finishing (killed, timed
+        out, or unable to reach the database at the end); call with the lock held.  A row whose
+        backup has a manifest (``manifest_of``) is ``completed``: the backup is whole, only its
+        last mirror update was lost.  Any other is ``failed``.  Returns ``(backup id, status)``."""
         if not self.available:
             return []
-        rows = self.db.run(
-            "UPDATE pgrunbook.backup_metadata SET status = 'failed', completed_at = now(), "
-            "error_message = 'interrupted: the run ended without finishing (killed or timed out)' "
-            "WHERE status = 'in_progress' RETURNING backup_id"
-        )
-        return [r[0] for r in rows]
+        settled = []
+        for (backup_id,) in self.db.run(
+            "SELECT backup_id FROM pgrunbook.backup_metadata WHERE status = 'in_progress' ORDER BY backup_id"
+        ):
+            manifest = manifest_of(backup_id)
+            if manifest is not None:
+                self.db.run(
+                    "UPDATE pgrunbook.backup_metadata SET status = 'completed', completed_at = :completed, "
+                    "backup_size_bytes = :size, error_message = NULL WHERE backup_id = :id",
+                    completed=manifest.completed_at,
+                    size=manifest.size_bytes,
+                    id=backup_id,
+                )
+                settled.append((backup_id, "completed"))
+            else:
+                self.db.run(
+                    "UPDATE pgrunbook.backup_metadata SET status = 'failed', completed_at = now(), "
+                    "error_message = 'interrupted: the run ended without finishing (killed or timed out)' "
+                    "WHERE backup_id = :id",
+                    id=backup_id,
+                )
+                settled.append((backup_id, "failed"))
+        return settled
 
     def record_start(
         self,
@@ -123,12 +146,14 @@ class Mirror:
         )
 
     def _safely(self, sql: str, **params: object) -> None:
+        """The mirror never fails a backup; what it could not record is kept in ``failures``."""
         if not self.available:
             return
         try:
             self.db.run(sql, **params)
         except PgRunbookError as exc:
             log.warning("backup_metadata mirror update failed: %s", exc)
+            self.failures.append(str(exc))
 
     def close(self) -> None:
         self.db.close()

@@ -158,8 +158,14 @@ class BackupRun:
             self.report.mirror = "recorded" if mirror.available else self.settings.mirror
             if self.settings.mirror != "off" and not mirror.available:
                 self._warn("the backup_metadata mirror is unavailable (read-only or no CREATE privilege)")
-            for stale in mirror.repair_interrupted():
-                self._warn(f"backup {stale} was interrupted by an earlier run; recorded as failed")
+            for stale, state in mirror.repair_interrupted(self._complete_manifest):
+                if state == "completed":
+                    self._warn(
+                        f"backup {stale} is complete but its mirror row was left in_progress by its run; "
+                        "recorded as completed"
+                    )
+                else:
+                    self._warn(f"backup {stale} was interrupted by an earlier run; recorded as failed")
             self._remove_abandoned_work_dirs()
             coordinator = None  # _backup closes it once the snapshot is done
             try:
@@ -179,7 +185,21 @@ class BackupRun:
             if coordinator is not None:
                 coordinator.close()
             if mirror is not None:
+                if mirror.failures:  # the row may say in_progress: the next run settles it
+                    self.report.mirror = (
+                        f"NOT updated ({redact(mirror.failures[-1])}); the next backup settles its row"
+                    )
+                    self._warn(
+                        f"the backup_metadata mirror could not be updated: {redact(mirror.failures[-1])}"
+                    )
                 mirror.close()
+
+    def _complete_manifest(self, backup_id: str) -> Manifest | None:
+        """The backup's manifest in the primary bucket, if it has a readable one."""
+        try:
+            return Catalog(self.primary).manifest(backup_id)
+        except PgRunbookError:
+            return None
 
     def _backup(self, coordinator: Database, pg_dump: Tool, mirror: Mirror) -> tuple[Manifest, bytes]:
         started_at = self.clock()

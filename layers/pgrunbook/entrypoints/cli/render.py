@@ -49,7 +49,9 @@ def _render_backup(r: BackupResult) -> str:
     lines = [f"BACKUP {r.status.upper()} - {r.database}"]
     if r.backup_id:
         lines.append(f"  backup id     {r.backup_id}  (tiers: {', '.join(r.tiers)})")
-    if r.location:
+    if r.location and r.completed_at is None:  # set once the manifest is written
+        lines.append(f"  location      {r.location}  (NOT restorable: no manifest was written)")
+    elif r.location:
         lines.append(f"  location      {r.location}")
     if r.snapshot:
         lines.append(f"  snapshot      {r.snapshot.get('time')}  LSN {r.snapshot.get('lsn')}")
