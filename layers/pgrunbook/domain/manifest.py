@@ -5,7 +5,8 @@ makes a backup restorable.  It records what a restore needs to prove itself comp
 size and SHA-256 of every file, and for every table the row count and content fingerprint
 taken in the backup's own snapshot; plus what the dump refers to but does not contain (roles,
 and for profiles that leave out platform schemas, the functions and schemas the application
-needs from them).
+needs from them), and what a restore needs from its target server (``needs``: extensions,
+languages, collations, encoding and locale; see :mod:`pgrunbook.domain.needs`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from pgrunbook.domain.errors import BackupIncomplete
+from pgrunbook.domain.needs import Needs
 
 FORMAT = "pgrunbook/1"
 
@@ -85,6 +87,8 @@ class Manifest:
     tables: list[TableEntry]
     roles: list[RoleEntry] = field(default_factory=list)
     prerequisites: Prerequisites = field(default_factory=Prerequisites)
+    # what a restore needs from its target (absent from manifests written before: not recorded)
+    needs: Needs = field(default_factory=lambda: Needs(recorded=False))
     format: str = FORMAT
     # why the backup was taken, e.g. {"reason": "pre-migration", "migrations": "2025...,2025..."}
     labels: dict[str, str] = field(default_factory=dict)
@@ -148,6 +152,7 @@ class Manifest:
                 ],
                 roles=[RoleEntry(**r) for r in data.get("roles", [])],
                 prerequisites=Prerequisites(**data.get("prerequisites", {})),
+                needs=Needs.from_dict(data.get("needs")),
                 labels={str(k): str(v) for k, v in (data.get("labels") or {}).items()},
             )
         except (ValueError, KeyError, TypeError) as exc:

@@ -41,7 +41,12 @@ from pgrunbook import __version__
 from pgrunbook.adapters.postgres.connection import Database, qualified, quote_literal
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.fingerprints import TableSpec, compute_all, discover_tables, method_for
-from pgrunbook.adapters.postgres.introspect import database_properties, prerequisites, referenced_roles
+from pgrunbook.adapters.postgres.introspect import (
+    database_properties,
+    prerequisites,
+    referenced_roles,
+    restore_needs,
+)
 from pgrunbook.adapters.postgres.tools import Tool, ToolProcess, find_pg_dump
 from pgrunbook.adapters.s3.replication import Replicator, replicate
 from pgrunbook.adapters.s3.store import ObjectStore, TransferSettings
@@ -53,6 +58,7 @@ from pgrunbook.domain import metrics
 from pgrunbook.domain.errors import BackupFailed, PgRunbookError
 from pgrunbook.domain.ids import Clock, new_backup_id, utcnow
 from pgrunbook.domain.manifest import FORMAT, Manifest, TableEntry
+from pgrunbook.domain.needs import Needs
 from pgrunbook.domain.profiles import get_profile
 from pgrunbook.domain.redact import redact
 from pgrunbook.domain.results import Report
@@ -227,7 +233,7 @@ class BackupRun:
         try:
             workdir.mkdir(parents=True, exist_ok=False)
             t0 = time.monotonic()
-            snapshot, specs, roles, prereqs, server = self._snapshot(coordinator)
+            snapshot, specs, roles, prereqs, server, needs = self._snapshot(coordinator)
             mirror.record_start(
                 backup_id=backup_id,
                 backup_type=primary_tier(tiers),
@@ -301,6 +307,7 @@ class BackupRun:
                 tables=tables,
                 roles=roles,
                 prerequisites=prereqs,
+                needs=needs,
             )
             manifest_bytes = manifest.to_json()
             self.primary.put_bytes(self.primary.manifest_key(backup_id), manifest_bytes)
@@ -342,7 +349,7 @@ class BackupRun:
 
     # -- steps ---------------------------------------------------------------------------
 
-    def _snapshot(self, coordinator: Database) -> tuple[dict, list[TableSpec], list, Any, dict]:
+    def _snapshot(self, coordinator: Database) -> tuple[dict, list[TableSpec], list, Any, dict, Needs]:
         """Export the snapshot, lock the tables and read what the manifest needs, all in it."""
         coordinator.prepare_for_scans()
         coordinator.run(f"SET lock_timeout TO {quote_literal(LOCK_TIMEOUT)}")
@@ -366,6 +373,9 @@ class BackupRun:
             coordinator.run(f"LOCK TABLE {chunk} IN ACCESS SHARE MODE")
         roles = referenced_roles(coordinator, self.profile.exclude_schemas)
         prereqs = prerequisites(coordinator, self.profile.exclude_schemas, self.profile.exclude_extensions)
+        needs = restore_needs(
+            coordinator, self.profile.exclude_schemas, self.profile.exclude_extensions, prereqs
+        )
         server = {
             "version": coordinator.server_version,
             "version_num": coordinator.server_version_num,
@@ -375,7 +385,7 @@ class BackupRun:
             f"snapshot {snapshot['id']} at {snapshot['time']} (LSN {snapshot['lsn']}): "
             f"{len(specs)} tables, {len(roles)} roles"
         )
-        return snapshot, specs, roles, prereqs, server
+        return snapshot, specs, roles, prereqs, server, needs
 
     def _start_pg_dump(
         self, pg_dump: Tool, snapshot_id: str, dump_dir: Path, uploader: Uploader

@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.adapters.postgres.fingerprints import excluded_schema_regex, schema_pattern_regex
 from pgrunbook.domain.manifest import Prerequisites, RoleEntry
+from pgrunbook.domain.needs import PROVIDERS, Capabilities, Collation, Extension, Needs
 
 _DUMPED_NS = "SELECT oid FROM pg_catalog.pg_namespace WHERE nspname !~ :excluded"
 
@@ -153,3 +155,117 @@ def database_properties(db: Database) -> dict[str, str]:
         "datctype AS ctype FROM pg_catalog.pg_database WHERE datname = current_database()"
     )[0]
     return {k: str(v) for k, v in row.items()}
+
+
+# -- what a restore needs from its target, and what a target offers ------------------------
+
+_NEEDED_EXTENSIONS_SQL = """
+SELECT e.extname AS name, e.extversion AS version, n.nspname AS schema
+FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+WHERE e.extname <> 'plpgsql' AND NOT (e.extname = ANY(CAST(:skipped AS text[])))
+ORDER BY 1
+"""
+
+_LANGUAGES_SQL = f"""
+WITH dumped AS ({_DUMPED_NS})
+SELECT DISTINCT l.lanname AS name
+FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+WHERE p.pronamespace IN (SELECT oid FROM dumped)
+ORDER BY 1
+"""
+
+_COLLATIONS_SQL = f"""
+WITH dumped AS ({_DUMPED_NS}),
+used AS (
+    SELECT a.attcollation AS coll
+    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+    WHERE c.relnamespace IN (SELECT oid FROM dumped) AND a.attnum > 0 AND NOT a.attisdropped
+    UNION SELECT unnest(CAST(i.indcollation AS oid[]))
+    FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+    WHERE c.relnamespace IN (SELECT oid FROM dumped)
+    UNION SELECT t.typcollation FROM pg_catalog.pg_type t WHERE t.typnamespace IN (SELECT oid FROM dumped)
+)
+SELECT n.nspname AS schema, c.collname AS name, c.collprovider AS provider, {{locale}} AS locale,
+       c.collnamespace IN (SELECT oid FROM dumped) AS defined
+FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+WHERE (c.oid IN (SELECT coll FROM used) OR c.collnamespace IN (SELECT oid FROM dumped))
+  AND c.collname <> 'default'
+ORDER BY 1, 2
+"""
+
+
+_LANGUAGE = re.compile(r"^\s*LANGUAGE\s+(\w+)", re.MULTILINE | re.IGNORECASE)
+
+
+def _locale_column(db: Database, prefix: str) -> str:
+    """The ICU/builtin locale column of pg_collation (``c.coll``) or pg_database (``dat``) for
+    this server's major (``...locale`` 17+, ``...iculocale`` 15-16, none before), with the libc
+    one as fallback."""
+    version = db.server_version_num
+    libc = f"{prefix}collate"
+    if version >= 170000:
+        return f"coalesce({prefix}locale, {libc})"
+    if version >= 150000:
+        return f"coalesce({prefix}iculocale, {libc})"
+    return libc
+
+
+def restore_needs(
+    db: Database, exclude_schemas: Sequence[str], exclude_extensions: Sequence[str], prereqs: Prerequisites
+) -> Needs:
+    """What the dump taken in this snapshot needs from the server it is restored into."""
+    excluded = excluded_schema_regex(exclude_schemas)
+    extensions = [
+        Extension(name=r["name"], version=str(r["version"] or ""), schema=r["schema"])
+        for r in db.rows(_NEEDED_EXTENSIONS_SQL, skipped="{" + ",".join(exclude_extensions) + "}")
+    ]
+    languages = {r["name"] for r in db.rows(_LANGUAGES_SQL, excluded=excluded)}
+    for function in prereqs.functions:  # recreated from their definitions on a plain server
+        languages.update(m.group(1).lower() for m in _LANGUAGE.finditer(function["definition"]))
+    collations = [
+        Collation(
+            schema=r["schema"],
+            name=r["name"],
+            provider=PROVIDERS.get(str(r["provider"]), str(r["provider"])),
+            locale=str(r["locale"] or ""),
+            defined=bool(r["defined"]),
+        )
+        for r in db.rows(_COLLATIONS_SQL.replace("{locale}", _locale_column(db, "c.coll")), excluded=excluded)
+    ]
+    locale_expr = _locale_column(db, "dat")
+    select_provider = "datlocprovider" if db.server_version_num >= 150000 else "'c'"
+    row = db.rows(
+        f"SELECT pg_catalog.pg_encoding_to_char(encoding) AS encoding, {select_provider} AS provider, "
+        f"{locale_expr} AS locale FROM pg_catalog.pg_database WHERE datname = current_database()"
+    )[0]
+    provider = PROVIDERS.get(str(row["provider"]), str(row["provider"]))
+    return Needs(
+        extensions=extensions,
+        languages=sorted(languages),
+        collations=collations,
+        encoding=str(row["encoding"]),
+        locale_provider=provider,
+        locale=str(row["locale"] or ""),
+    )
+
+
+def capabilities(db: Database, server: str) -> Capabilities:
+    """What ``db``'s server can give a restore (``server`` names it in messages)."""
+    available: dict[str, list[str]] = {}
+    for r in db.rows("SELECT name, version FROM pg_catalog.pg_available_extension_versions ORDER BY 1, 2"):
+        available.setdefault(r["name"], []).append(str(r["version"]))
+    collations = db.rows(
+        "SELECT n.nspname AS schema, c.collname AS name, c.collprovider AS provider, c.collcollate AS locale "
+        "FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace"
+    )
+    preload = str(db.scalar("SELECT current_setting('shared_preload_libraries')") or "")
+    return Capabilities(
+        server=server,
+        major=db.server_version_num // 10000,
+        available=available,
+        languages={r[0] for r in db.run("SELECT lanname FROM pg_catalog.pg_language")},
+        collations={f"{c['schema']}.{c['name']}" for c in collations},
+        libc_locales={str(c["locale"]) for c in collations if c["provider"] == "c" and c["locale"]},
+        icu=any(c["provider"] == "i" for c in collations),
+        preloaded={p.strip().strip('"') for p in preload.split(",") if p.strip()},
+    )
