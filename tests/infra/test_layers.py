@@ -2,18 +2,25 @@
 
 The pgtools layer is copied away from where it was built before anything runs it, and its
 tools run with nothing but the layer's ``lib`` on the library path: as in Lambda, where the
-layer is ``/opt`` and ``/opt/lib`` is on ``LD_LIBRARY_PATH``.
+layer is ``/opt`` and ``/opt/lib`` is on ``LD_LIBRARY_PATH``.  Its embedded servers
+(``pgserver/<major>.tar.xz``) are unpacked and started as a restore test in Lambda would:
+as a user that is not root, without ``/dev/shm``.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.metadata
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,8 +33,10 @@ from aws_cdk.assertions import Template
 
 from infra.bundling import layers
 from infra.constructs import layers as layer_constructs
-from infra.constructs.function import RUNTIME
+from infra.constructs.function import FUNCTIONS, RUNTIME
+from pgrunbook.adapters.postgres import builds
 from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.adapters.postgres.embedded import start
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = layers.DEFAULT_PYTHON  # the functions' runtime, e.g. "3.13"
@@ -102,8 +111,8 @@ def test_pgtools_layer_has_the_tools_of_each_major_and_only_the_libraries_they_l
     assert len(libraries) == len(patterns), libraries  # no ecpg, no pgtypes: nothing links them
     for pattern in patterns:
         assert any(re.fullmatch(pattern, name) for name in libraries), (pattern, libraries)
-    assert sorted(p.name for p in pgtools_layer.iterdir()) == ["lib", "pgtools"]
-    for file in files_under(pgtools_layer):
+    assert sorted(p.name for p in pgtools_layer.iterdir()) == ["lib", "pgserver", "pgtools"]
+    for file in files_under(pgtools_layer / "pgtools") + files_under(pgtools_layer / "lib"):
         assert file.stat().st_mode & 0o755 == 0o755, f"{file} is not executable by everyone"
 
 
@@ -214,6 +223,171 @@ def test_pgrunbook_gives_the_layers_tools_tls_through_its_forwarder(
         server.close()
 
 
+# -- the embedded servers in the pgtools layer -----------------------------------------------
+
+
+def test_the_layer_has_one_verified_server_archive_per_major(pgtools_layer):
+    archives = pgtools_layer / "pgserver"
+    assert sorted(p.name for p in archives.iterdir()) == [
+        *(f"{m}.tar.xz" for m in builds.MAJORS),
+        "index.json",
+    ]
+    index = builds.layer_index(archives)
+    assert sorted(index) == [str(m) for m in builds.MAJORS]
+    for major, pin in builds.PINS.items():
+        entry = index[str(major)]
+        archive = archives / entry["archive"]
+        assert (entry["version"], entry["integrity"], entry["source"]) == (
+            pin.version,
+            pin.integrity,
+            pin.url,
+        )
+        assert entry["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+        assert entry["bytes"] == archive.stat().st_size < 18_000_000  # about 15 MB ...
+        assert 50_000_000 < entry["unpacked_bytes"] < 62_000_000  # ... about 58 MB unpacked
+        assert entry["extensions"] == builds.available_extensions(major)  # as the installed build
+        assert entry["vector"] == (major in (16, 18))
+        assert archive.stat().st_mode & 0o444 == 0o444
+
+
+def test_a_layer_archive_unpacks_to_the_installed_build_and_serves(pgtools_layer):
+    """What a restore test does in Lambda: the index answers which major to use without
+    unpacking anything, then that major is unpacked once and started."""
+    archives = pgtools_layer / "pgserver"
+    scratch = Path(tempfile.mkdtemp(prefix="pgrunbook-test-layer-"))
+    try:
+        unpacked = scratch / "postgres"
+        assert builds.choose_build(14, ["vector"], unpacked, archives=archives) == 16
+        assert not unpacked.exists()  # chosen from index.json alone
+        root = builds.ensure_build(16, unpacked, archives=archives)
+        assert root == unpacked / "16" and builds.installed(16, unpacked)
+        installed = builds.tree(16)
+
+        def listing(tree: Path) -> dict[str, str]:
+            return {
+                p.relative_to(tree).as_posix(): (os.readlink(p) if p.is_symlink() else str(p.stat().st_size))
+                for p in tree.rglob("*")
+                if not p.is_dir() or p.is_symlink()
+            }
+
+        assert listing(root) == listing(installed)
+        assert (root / "lib/postgresql/vector.so").read_bytes() == (
+            installed / "lib/postgresql/vector.so"
+        ).read_bytes()
+        server = start(scratch / "data", 16, cleanup="delete", builds_dir=unpacked)
+        try:
+            assert server.build == root
+            with Database.connect(server.conninfo) as db:
+                db.run("CREATE EXTENSION vector; CREATE EXTENSION citext")
+                db.run("CREATE TABLE v (e vector(2)); CREATE INDEX ON v USING hnsw (e vector_l2_ops)")
+                db.run("INSERT INTO v SELECT ARRAY[g, g % 7]::vector FROM generate_series(1, 100) g")
+                assert db.scalar("SELECT count(*) FROM v WHERE e <-> '[5, 5]' < 3") > 0
+        finally:
+            server.stop()
+        # a layer archive that does not match its index is refused
+        bad = scratch / "bad"
+        bad.mkdir()
+        shutil.copyfile(archives / "index.json", bad / "index.json")
+        (bad / "15.tar.xz").write_bytes((archives / "15.tar.xz").read_bytes()[:-1000])
+        with pytest.raises(builds.BuildError, match=r"does not match the layer's index\.json"):
+            builds.ensure_build(15, scratch / "other", archives=bad)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+UNSHARE, RUNUSER = shutil.which("unshare"), shutil.which("runuser")
+
+
+def unprivileged_python() -> str | None:
+    """A CPython of this version the ``pgserver`` user can run, with unshare and runuser."""
+    if os.geteuid() != 0 or not (UNSHARE and RUNUSER):
+        return None
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (sys.executable, shutil.which(f"python{version}"), "/usr/bin/python3"):
+        if not candidate:
+            continue
+        probe = subprocess.run(
+            [RUNUSER, "-u", "pgserver", "--", candidate, "-c", "import sys; print(sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == str(sys.version_info[:2]):
+            return candidate
+    return None
+
+
+def test_a_non_root_process_without_dev_shm_unpacks_and_starts_a_layer_server(pgtools_layer):
+    """Lambda: not root, /opt read-only, /tmp writable, no /dev/shm (a read-only, empty
+    tmpfs here, in a mount namespace of its own)."""
+    python = unprivileged_python()
+    if python is None:
+        pytest.skip("needs root, unshare, runuser and a Python the pgserver user can run")
+    scratch = Path(tempfile.mkdtemp(prefix="pgrunbook-test-lambda-"))
+    try:
+        scratch.chmod(0o755)
+        opt = scratch / "opt"
+        shutil.copytree(pgtools_layer / "pgserver", opt / "pgserver")
+        tmp = scratch / "tmp"
+        tmp.mkdir()
+        shutil.chown(tmp, "pgserver", "pgserver")
+        script = f"""
+import os, sys
+from pathlib import Path
+from pgrunbook.adapters.postgres import builds
+from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.adapters.postgres.embedded import start
+assert os.geteuid() != 0 and not os.access("/dev/shm", os.W_OK)
+archives, home = Path({str(opt / "pgserver")!r}), Path({str(tmp / "pgrunbook")!r})
+major = builds.choose_build(17, ["vector"], home / "postgres", archives=archives)
+builds.ensure_build(major, home / "postgres", archives=archives)
+server = start(home / "embedded" / f"pg{{major}}", major, cleanup="delete", builds_dir=home / "postgres")
+with Database.connect(server.conninfo) as db:
+    db.run("CREATE EXTENSION vector; CREATE TABLE t AS SELECT g FROM generate_series(1, 200000) g")
+    db.run("SET parallel_setup_cost = 0; SET min_parallel_table_scan_size = 0")  # parallel workers: DSM
+    print(major, db.scalar("SHOW dynamic_shared_memory_type"), db.scalar("SELECT count(*) FROM t"))
+server.stop()
+"""
+        site = next(p for p in map(Path, sys.path) if p.name == "site-packages")
+        env = f"PYTHONPATH={builds.__file__.rsplit('/pgrunbook/', 1)[0]}:{site} HOME={tmp} TMPDIR={tmp}"
+        command = (
+            "mount -t tmpfs -o ro,size=4k tmpfs /dev/shm && "
+            f"exec {RUNUSER} -u pgserver -- env {env} {python} -s -c {shlex.quote(script)}"
+        )
+        result = subprocess.run(
+            [UNSHARE, "--mount", "sh", "-c", command],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["18", "mmap", "200000"], result.stderr
+        assert "unpacking the embedded PostgreSQL 18" in result.stderr
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_server_archives_are_deterministic(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "lib").mkdir()
+    (tree / "bin" / "postgres").write_bytes(b"\x7fELF program")
+    (tree / "bin" / "postgres").chmod(0o700)
+    (tree / "lib" / "libx.so.1.2").write_bytes(b"library")
+    os.symlink("libx.so.1.2", tree / "lib" / "libx.so.1")
+    builds.pack(tree, tmp_path / "a.tar.xz")
+    os.utime(tree / "lib" / "libx.so.1.2", (1, 1))
+    (tree / "bin" / "postgres").chmod(0o755)
+    builds.pack(tree, tmp_path / "b.tar.xz")
+    assert (tmp_path / "a.tar.xz").read_bytes() == (tmp_path / "b.tar.xz").read_bytes()
+    with tarfile.open(tmp_path / "a.tar.xz") as archive:
+        members = {m.name: (m.mode, m.uid, m.mtime, m.linkname) for m in archive}
+    assert members["./bin/postgres"] == (0o755, 0, builds.ARCHIVE_MTIME, "")
+    assert members["./lib/libx.so.1"][3] == "libx.so.1.2"
+    assert list(members) == sorted(members)
+
+
 # -- the pgrunbook layer -------------------------------------------------------------------
 
 
@@ -262,11 +436,18 @@ def test_pgrunbook_layer_is_for_the_runtimes_cpython_on_x86_64_without_build_lef
     assert not (python / "bin").exists()  # console scripts naming the build machine's Python
 
 
-def test_both_layers_fit_in_lambdas_unzipped_size_limit(pgrunbook_layer, pgtools_layer):
+def test_a_function_and_both_layers_fit_in_lambdas_unzipped_size_limit(pgrunbook_layer, pgtools_layer):
+    """Every function has the same code and both layers, the five server archives included."""
     sizes = {
-        layer: sum(f.stat().st_size for f in files_under(layer)) for layer in (pgrunbook_layer, pgtools_layer)
+        "function": sum(f.stat().st_size for f in files_under(FUNCTIONS) if "__pycache__" not in f.parts),
+        "pgrunbook layer": sum(f.stat().st_size for f in files_under(pgrunbook_layer)),
+        "pgtools layer": sum(f.stat().st_size for f in files_under(pgtools_layer)),
+        "of which servers": sum(f.stat().st_size for f in files_under(pgtools_layer / "pgserver")),
     }
-    assert sum(sizes.values()) < layers.LAMBDA_UNZIPPED_LIMIT, sizes
+    total = sum(sizes.values()) - sizes["of which servers"]
+    print(f"unzipped sizes: {sizes}, total {total / 2**20:.1f} MiB")
+    assert len(list((pgtools_layer / "pgserver").glob("*.tar.xz"))) == len(builds.MAJORS)
+    assert total < layers.LAMBDA_UNZIPPED_LIMIT, sizes
 
 
 def test_the_library_finds_its_sql_inside_the_layer(pgrunbook_layer):
@@ -368,14 +549,18 @@ def test_pgrunbook_layer_hash_follows_the_library_the_sql_and_the_requirements(t
     assert len(seen) == 5
 
 
-def test_pgtools_layer_hash_follows_the_wheel_version_and_the_majors():
+def test_pgtools_layer_hash_follows_the_wheel_version_the_majors_and_the_server_pins():
+    other = builds.Pin(16, "16.0.0-beta.1", builds.PINS[16].integrity)
     hashes = {
         layers.pgtools_layer_hash(),
         layers.pgtools_layer_hash(version="0.0.1"),
         layers.pgtools_layer_hash(majors=(18,)),
+        layers.pgtools_layer_hash(server_majors=(16, 18)),
+        layers.pgtools_layer_hash(pins={**builds.PINS, 16: other}),
     }
-    assert len(hashes) == 3
+    assert len(hashes) == 5
     assert layers.pgtools_layer_hash(majors=(18, 16, 18)) == layers.pgtools_layer_hash()
+    assert layers.pgtools_layer_hash(server_majors=(18, *builds.MAJORS)) == layers.pgtools_layer_hash()
 
 
 # -- CDK -------------------------------------------------------------------------------------
@@ -423,6 +608,8 @@ def test_synthesis_bundles_both_layers_locally_without_docker(tmp_path, builder_
     assert (library / "python/pgrunbook/sql/schema/backup_metadata.sql").is_file()
     assert (library / "python/pg8000/__init__.py").is_file()
     assert os.access(tools / "pgtools/18/bin/pg_dump", os.X_OK)
+    assert json.loads((tools / "pgserver/index.json").read_text())["18"]["archive"] == "18.tar.xz"
+    assert (tools / "pgserver/18.tar.xz").is_file()
     assert [p.name for p in (tools / "lib").glob("libpq-*")]
     # CDK built in a temporary directory next to the asset, then moved it into place.
     for built, asset in ((builder_calls["pgrunbook"][0], library), (builder_calls["pgtools"][0], tools)):
