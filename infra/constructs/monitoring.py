@@ -150,6 +150,16 @@ class Monitoring(Construct):
                 statistic="Minimum",
                 period=Duration.days(1),
             )
+            self.alarms["RestoreTested-critical"] = self._alarm(
+                "RestoreTested-critical",
+                m.RESTORE_TESTED.name,
+                1,
+                "CRITICAL: the restore test could not test a backup (Backup Not Tested: the restore "
+                "target cannot host it, or the restore did not complete)",
+                comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                statistic="Minimum",
+                period=Duration.days(1),
+            )
         if "drill" in wanted:
             rto_w, rto_c = thresholds["rto_hours"]
             self._pair(
@@ -158,6 +168,16 @@ class Monitoring(Construct):
                 rto_w * 3600,
                 rto_c * 3600,
                 "the DR drill's RTO passed {} seconds",
+            )
+            self.alarms["DrillTested-critical"] = self._alarm(
+                "DrillTested-critical",
+                m.RESTORE_TESTED.name,
+                1,
+                "CRITICAL: the DR drill could not test any DR backup (the DR target cannot host it, "
+                "or no restore completed)",
+                comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+                statistic="Minimum",
+                period=Duration.days(1),
             )
             rpo_w, rpo_c = thresholds["rpo_hours"]
             self._pair(
@@ -182,10 +202,14 @@ class Monitoring(Construct):
                 ("ExecutionsTimedOut", "timed out"),
                 ("ExecutionsAborted", "was stopped"),
             ):
+                consequence = (
+                    "its throwaway RDS target may still exist (the next run's sweep deletes it)"
+                    if name in ("restore-test", "dr-drill")
+                    else "maintenance mode may still be on (pgrunbook pitr status)"
+                )
                 self._any(
                     f"{name}-{metric_name}",
-                    f"CRITICAL: a {name} execution {what} without finishing: maintenance mode "
-                    f"may still be on (pgrunbook pitr status)",
+                    f"CRITICAL: a {name} execution {what} without finishing: {consequence}",
                     machine.metric(metric_name, period=five_minutes, statistic="Sum"),  # type: ignore[attr-defined]
                 )
         self._any(

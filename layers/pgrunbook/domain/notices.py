@@ -50,6 +50,8 @@ def critical_message(report: Report, wording: Wording) -> str:
     problems = report.problems()
     worst = [f for f in problems if f.severity == "critical"] or problems
     summary = worst[0].message if worst else f"{report.operation} needs attention"
+    if report.status == "untested" and report.untested:
+        summary = report.untested
     if len(problems) > 1:
         summary += f" (and {len(problems) - 1} more finding{'s' if len(problems) > 2 else ''})"
     next_update = wording.next_update or f"the next scheduled {report.operation} run"
@@ -72,10 +74,22 @@ def critical_message(report: Report, wording: Wording) -> str:
     return "\n".join(lines)
 
 
+# A backup the restore target could not host: its own subject, so that nobody mistakes it
+# for a broken backup (or learns to ignore restore-test failures).
+UNTESTED = Wording(
+    "Backup Not Tested",
+    "Nothing is known about whether this backup restores: the restore target cannot host what it "
+    "needs (see the findings). The backup itself may be fine; until a target that can host it "
+    "tests it, it is unproven.",
+)
+
+
 def report_notice(report: Report, wording: Wording) -> Notice | None:
     """The notice for a report that is not ok (None: nothing to send)."""
     if report.status in ("ok", "skipped"):
         return None
+    if report.status == "untested":
+        wording = Wording(UNTESTED.title, UNTESTED.impact, wording.next_update)
     return Notice(
         subject(report, wording.title),
         critical_message(report, wording),

@@ -69,6 +69,7 @@ class Report:
     payload: Payload | None = None
     skipped: str | None = None  # why there was nothing to do
     refused: str | None = None  # why the run was refused before anything changed
+    untested: str | None = None  # why a backup could not be tested (the target cannot host it)
     location: str | None = None  # where the report was stored
     # CloudWatch metrics the Lambda handler emits: name -> (unit, value)
     metrics: dict[str, tuple[str, float]] = field(default_factory=dict)
@@ -94,9 +95,11 @@ class Report:
     def status(self) -> str:
         if self.refused:
             return "refused"
+        worst = max((SEVERITY_ORDER[f.severity] for f in self.findings), default=0)
+        if worst < SEVERITY_ORDER["critical"] and self.untested:
+            return "untested"  # a problem found outranks it; nothing is known otherwise
         if self.skipped:
             return "skipped"
-        worst = max((SEVERITY_ORDER[f.severity] for f in self.findings), default=0)
         return ("ok", "warning", "critical")[worst]
 
     @property
@@ -127,6 +130,7 @@ class Report:
             "payload": self.payload.to_dict() if self.payload is not None else None,
             "skipped": self.skipped,
             "refused": self.refused,
+            "untested": self.untested,
             "location": self.location,
             "metrics": {k: list(v) for k, v in self.metrics.items()},
         }
@@ -150,6 +154,7 @@ class Report:
             payload=JsonPayload(dict(payload)) if isinstance(payload, Mapping) else None,
             skipped=data.get("skipped"),
             refused=data.get("refused"),
+            untested=data.get("untested"),
             location=data.get("location"),
             metrics={k: (str(v[0]), float(v[1])) for k, v in (data.get("metrics") or {}).items()},
         )

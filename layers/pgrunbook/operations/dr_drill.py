@@ -22,6 +22,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.domain import metrics
@@ -29,7 +30,7 @@ from pgrunbook.domain.errors import ConfigError, Unreachable
 from pgrunbook.domain.notices import resolved_message, resolved_subject
 from pgrunbook.domain.results import Report
 from pgrunbook.operations.context import OperationContext
-from pgrunbook.operations.restorer import Restorer, RestoreResult, restore_findings
+from pgrunbook.operations.restorer import Restorer, RestoreResult, restore_findings, untested
 
 TREND_LENGTH = 12
 
@@ -39,22 +40,31 @@ def _hours(seconds: float) -> str:
 
 
 def run(
-    ctx: OperationContext, report: Report, *, scenario: str = "complete_data_loss", attempts: int = 3
+    ctx: OperationContext,
+    report: Report,
+    *,
+    scenario: str = "complete_data_loss",
+    attempts: int = 3,
+    target: ConnInfo | None = None,
+    started_at: str | None = None,
 ) -> None:
-    """``scenario`` and ``attempts`` are checked by the registry's options before this runs."""
+    """``scenario`` and ``attempts`` are checked by the registry's options before this runs.
+    The restore workflow passes the ``target`` it provisioned and the time it started
+    (``started_at``): the RTO then includes making the target, as a real recovery's would."""
     settings = ctx.settings
     if not settings.has_dr:
         raise ConfigError("the DR drill needs the DR bucket: set PGRUNBOOK_DR_BUCKET and PGRUNBOOK_DR_REGION")
     dr = settings.dr_store()
     dr.check_bucket()
-    target = settings.dr_restore_target()
+    settings.dr_restore_target()  # a bad secret is a refusal, before anything is written
     thresholds = settings.thresholds
-    started = report.started  # the drill's clock starts with its report
+    started = datetime.fromisoformat(started_at) if started_at else report.started  # the drill's clock
     report.detail["scenario"] = scenario
     history = ReportStore(dr).history("dr-drill", limit=TREND_LENGTH)
 
     candidates = [e.manifest for e in Catalog(dr).entries() if e.manifest is not None]
     restored: RestoreResult | None = None
+    measured = False  # whether any attempt measured a backup's integrity
     tried: list[dict[str, str | None]] = []
     for manifest in candidates[:attempts]:
         restorer = Restorer(
@@ -65,7 +75,8 @@ def run(
             target=target,
             clock=ctx.clock,
             holder=f"dr-drill {report.report_id}",
-            use_configured_target=False,  # the DR target or the embedded server, never the primary's
+            drill=True,  # the DR region's targets, never the primary's
+            run_id=f"{report.report_id}-{len(tried) + 1}",
         )
         try:
             result = restorer.run()
@@ -77,8 +88,12 @@ def run(
             report.add("restore_attempt", "critical", f"DR backup {manifest.backup_id} was not tried: {exc}")
             break
         tried.append({"backup_id": manifest.backup_id, "status": result.status, "error": result.error})
+        measured = measured or result.tested
         if result.status == "ok":
             restored = result
+            break
+        if result.status == "untested":  # older backups need the same: the target is what is missing
+            untested(report, result, check="validation")
             break
         why = result.error or f"integrity {result.integrity_pct:.2f} %"
         report.add(
@@ -91,6 +106,11 @@ def run(
     report.detail["attempts"] = tried
     rto_s = (finished - started).total_seconds()
 
+    report.measure(metrics.RESTORE_TESTED, 1.0 if measured else 0.0)
+    if restored is None and report.untested:
+        report.figures.update(rto_hours=None, rpo_hours=None, recovered=False, tested=False)
+        report.detail["trend"] = _trend(history, None)
+        return
     if restored is None:
         report.add(
             "recovery",

@@ -3,7 +3,9 @@ its manifest, and the data-quality checks run on the restored copy too.
 
 Which backup: ``backup_id``, else the newest backup of ``prefer_tier`` (the weekly schedule
 asks for ``weekly``), else the newest complete one.  The runbook accepts an integrity score
-above 95 %; pgrunbook treats any mismatch as critical and reports the score."""
+above 95 %; pgrunbook treats any mismatch as critical and reports the score.  A backup the
+target cannot host (an extension, collation or language it lacks) is *untested*: exit 1, its
+own notice ("Backup Not Tested"), ``RestoreTested`` 0, and no integrity score."""
 
 from __future__ import annotations
 
@@ -50,6 +52,7 @@ def run(
         inspect=inspect if checks else None,
         clock=ctx.clock,
         holder=f"restore-test {report.report_id}",
+        run_id=engine_options.pop("run_id", report.report_id),
         **engine_options,
     ).run()
     report.payload = result
@@ -60,4 +63,5 @@ def run(
     add_to_report(report, results, where="restored")
     if result.integrity_pct is not None:  # not measured: no figure, rather than a made-up one
         report.measure(metrics.RESTORE_INTEGRITY, result.integrity_pct)
+    report.measure(metrics.RESTORE_TESTED, 1.0 if result.tested else 0.0)
     report.measure(metrics.RESTORE_DURATION, result.durations.get("total_s", 0.0))

@@ -6,8 +6,15 @@ all restore through :class:`Restorer`:
 1. Find the backup (by id, or the newest complete one) in the primary or the DR bucket.
 2. Download every file and check its size and SHA-256 against the manifest *before*
    anything is restored: a mismatch names the file and stops.
-3. Create a scratch database on the restore target (``PGRUNBOOK_RESTORE_TARGET_URL``, or the
-   embedded server), with the source's encoding and locale when the target has them.
+3. Pre-flight: compare what the backup needs (its manifest's ``needs``: extensions and their
+   versions, languages, collations; for older manifests, the dump's table of contents) with
+   what the target offers.  A target that lacks any of it cannot host the backup: the result
+   is ``untested`` (one :class:`~pgrunbook.domain.needs.Unmet` per missing need, with the
+   remedy), nothing is restored and no integrity is reported.  pg_restore errors that say the
+   same thing (an extension, library, collation or language missing on the target) make the
+   result untested too.
+   Then create a scratch database on the restore target (``PGRUNBOOK_RESTORE_TARGET_URL``, or
+   the embedded server), with the source's encoding and locale when the target has them.
 4. Recreate the roles the dump refers to (``NOLOGIN``, never superuser) and the
    prerequisites a profile left out (schemas, functions such as ``auth.uid()``).
 5. ``pg_restore --jobs=N`` into it.  Foreign keys to tables in profile-excluded schemas are
@@ -29,6 +36,7 @@ database, never data, and the restore is faster for it.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import shutil
 import time
@@ -40,9 +48,10 @@ from typing import Any
 
 from pgrunbook.adapters.postgres.connection import Database, quote_ident, quote_literal
 from pgrunbook.adapters.postgres.dburl import ConnInfo
-from pgrunbook.adapters.postgres.embedded import default_data_dir, pick_version
+from pgrunbook.adapters.postgres.embedded import default_data_dir
 from pgrunbook.adapters.postgres.embedded import start as start_embedded
 from pgrunbook.adapters.postgres.fingerprints import compute_all, table_sizes
+from pgrunbook.adapters.postgres.introspect import capabilities
 from pgrunbook.adapters.postgres.tools import find_pg_restore, run_tool
 from pgrunbook.adapters.s3.store import ObjectStore, TransferSettings
 from pgrunbook.catalog.backups import Catalog
@@ -58,18 +67,29 @@ from pgrunbook.domain.errors import (
 from pgrunbook.domain.ids import Clock, utcnow
 from pgrunbook.domain.integrity import TableCheck, compare, integrity_pct
 from pgrunbook.domain.manifest import Manifest
+from pgrunbook.domain.needs import Needs, Unmet, needs_from_toc, unmet
 from pgrunbook.domain.redact import redact
 from pgrunbook.domain.results import Report
+from pgrunbook.operations.targets import TargetPlan, plan_target, throwaway
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
 
 RESTORE_PGOPTIONS = "-c synchronous_commit=off -c maintenance_work_mem=256MB"
+# pg_restore errors that mean the target lacks something the backup needs: (pattern, need)
+_TARGET_ERRORS = (
+    (re.compile(r'extension "([^"]+)" is not available'), "extension {}"),
+    (re.compile(r'could not open extension control file "[^"]*/([^/"]+)\.control"'), "extension {}"),
+    (re.compile(r'required extension "([^"]+)" is not installed'), "extension {}"),
+    (re.compile(r'could not access file "\$libdir/([^"]+)"'), "library {}"),
+    (re.compile(r'collation "([^"]+)" for encoding "[^"]+" does not exist'), "collation {}"),
+    (re.compile(r'language "([^"]+)" does not exist'), "language {}"),
+)
 SCRATCH_MARKER = "pgrunbook"  # the key of the JSON comment on a scratch database
 
 
 @dataclass
 class RestoreResult:
-    status: str  # ok | critical
+    status: str  # ok | critical | untested (the target cannot host the backup: nothing measured)
     database: str
     backup_id: str | None = None
     source: str = "primary"
@@ -88,10 +108,19 @@ class RestoreResult:
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    unmet: list[Unmet] = field(default_factory=list)  # why the backup could not be tested
+    target_plan: dict[str, Any] | None = None  # where it was restored, and why there
+    rds_target: list[dict[str, Any]] = field(default_factory=list)  # a throwaway RDS target's life
+
+    @property
+    def tested(self) -> bool:
+        """Whether the backup's integrity was measured (pass or fail)."""
+        return self.integrity_pct is not None
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if k != "tables"}
+        data = {k: v for k, v in self.__dict__.items() if k not in ("tables", "unmet")}
         data["tables"] = [t.to_dict() for t in self.tables]
+        data["unmet"] = [u.to_dict() for u in self.unmet]
         return data
 
 
@@ -110,8 +139,9 @@ class Restorer:
         inspect: Callable[[ConnInfo], None] | None = None,
         clock: Clock = utcnow,
         holder: str = "restore-test",
-        use_configured_target: bool = True,
+        drill: bool = False,
         database_name: str | None = None,
+        run_id: str | None = None,
     ):
         self.settings = settings
         self.backup_id = backup_id
@@ -124,10 +154,13 @@ class Restorer:
         self.inspect = inspect
         self.clock = clock
         self.holder = holder
-        # False for a DR drill: without an explicit (DR) target it must not fall back to the
-        # primary region's restore target, only to the embedded server.
-        self.use_configured_target = use_configured_target
+        # A DR drill restores into the DR region's targets (its configured server, its RDS
+        # subnet group), never the primary region's.
+        self.drill = drill
+        self.run_id = run_id or secrets.token_hex(4)  # names a throwaway RDS target
+        self.plan: TargetPlan | None = None
         self.database_name = database_name  # the new database's name (a recovery), else a scratch name
+        self.embedded = False  # whether the target is the embedded server (decides the remedy)
         self.report = RestoreResult(status="ok", database=settings.database_label, source=source)
 
     def run(self) -> RestoreResult:
@@ -142,7 +175,36 @@ class Restorer:
                 raise BackupIncomplete(
                     f"backup {manifest.backup_id} was removed before the restore test began"
                 )
+            if self.explicit_target is None:
+                self.plan = plan_target(self.settings, manifest, drill=self.drill)
+                self.report.target_plan = self.plan.to_dict()
+                self.report.notes.append(f"restore target: {self.plan.kind} ({self.plan.reason})")
+            if self.plan is not None and self.plan.kind == "rds":
+                return self._run_on_rds(manifest, t_start)
             return self._run(manifest, t_start)
+
+    def _run_on_rds(self, manifest: Manifest, t_start: float) -> RestoreResult:
+        """Restore into a throwaway RDS instance, deleted afterwards whatever happened."""
+        events = self.report.rds_target
+
+        def record(event: str, facts: dict[str, Any]) -> None:
+            events.append({"event": event, **facts})
+
+        try:
+            with throwaway(
+                self.settings,
+                manifest,
+                drill=self.drill,
+                run_id=self.run_id,
+                clock=self.clock,
+                progress=self.progress,
+                on_event=record,
+            ) as target:
+                self.explicit_target = target
+                return self._run(manifest, t_start)
+        except RestoreFailed as exc:  # the instance never became ready: not the backup's fault
+            self.report.status, self.report.error = "critical", f"throwaway RDS restore target: {exc}"
+            return self._finish(self.report, t_start)
 
     def _choose(self, catalog: Catalog) -> Manifest:
         if self.backup_id:
@@ -179,6 +241,11 @@ class Restorer:
                     f"restoring a PostgreSQL {source_major} backup into PostgreSQL {target_major}: "
                     "expect errors for features the older server lacks"
                 )
+            capable = capabilities(admin, self._target_name(target))
+            if manifest.needs.recorded and self._untested(
+                unmet(manifest.needs, capable, remedy=self._remedy())
+            ):
+                return self._finish(report, t_start)
             # 1. download and verify everything before restoring anything --------------------
             t0 = time.monotonic()
             dump_dir = workdir / "dump"
@@ -189,6 +256,10 @@ class Restorer:
                 f"downloaded and verified {len(manifest.files)} files ({manifest.size_bytes / 1e6:.1f} MB) "
                 f"of {manifest.backup_id} from {self.source}"
             )
+            if not manifest.needs.recorded:  # an older manifest: what the dump creates, from its TOC
+                toc = self._needs_from_toc(pg_restore, dump_dir, workdir)
+                if self._untested(unmet(toc, capable, remedy=self._remedy())):
+                    return self._finish(report, t_start)
             # 2. scratch database, roles, prerequisites, pg_restore ---------------------------
             t1 = time.monotonic()
             scratch = self._create_database(admin, manifest)
@@ -200,6 +271,8 @@ class Restorer:
             self._prerequisites(scratch_info, manifest)
             self._pg_restore(pg_restore, scratch_info, dump_dir, manifest, workdir)
             report.durations["restore_s"] = round(time.monotonic() - t1, 3)
+            if self._untested(self._target_gaps(report.restore_errors)):
+                return self._finish(report, t_start)  # the scratch database is dropped below
             # 3. verify ------------------------------------------------------------------------
             t2 = time.monotonic()
             report.tables = self._verify(scratch_info, manifest)
@@ -225,20 +298,78 @@ class Restorer:
             report.integrity_pct = integrity_pct(report.tables)
             if report.integrity_pct < 100.0 or report.restore_errors:
                 report.status = "critical"
+        return self._finish(report, t_start)
+
+    @staticmethod
+    def _finish(report: RestoreResult, t_start: float) -> RestoreResult:
         report.durations["total_s"] = round(time.monotonic() - t_start, 3)
         return report
+
+    # -- pre-flight ----------------------------------------------------------------------
+
+    def _untested(self, gaps: list[Unmet]) -> bool:
+        """Make the result untested when the target lacks something the backup needs."""
+        if not gaps:
+            return False
+        report = self.report
+        report.status, report.unmet = "untested", gaps
+        report.restore_errors = []  # they are the target's, said by the gaps
+        names = ", ".join(g.need for g in gaps)
+        self.progress.step(f"not tested: {report.target} cannot host backup {report.backup_id} ({names})")
+        return True
+
+    def _target_name(self, target: ConnInfo) -> str:
+        return "the embedded PostgreSQL" if self.embedded else f"the restore target {target.display()}"
+
+    def _remedy(self) -> str:
+        if self.embedded:
+            prefix = "PGRUNBOOK_DR_" if self.drill else "PGRUNBOOK_"
+            return (
+                f"set {prefix}RESTORE_RDS_SUBNET_GROUP for a throwaway RDS target, or "
+                f"{prefix}RESTORE_TARGET_URL to a server that has it"
+            )
+        return "point the restore target at a server that has it"
+
+    def _needs_from_toc(self, tool, dump_dir: Path, workdir: Path) -> Needs:
+        listing_file = workdir / "needs.list"
+        listing = run_tool(tool, ["--list", f"--file={listing_file}", str(dump_dir)])
+        if listing.returncode != 0:
+            raise RestoreFailed(f"pg_restore --list failed: {listing.tail(3)}")
+        return needs_from_toc(listing_file.read_text())
+
+    def _target_gaps(self, errors: list[str]) -> list[Unmet]:
+        """pg_restore errors that say the target lacks something (not that the backup is bad)."""
+        gaps: dict[str, Unmet] = {}
+        for line in errors:
+            for pattern, need in _TARGET_ERRORS:
+                match = pattern.search(line)
+                if match:
+                    name = need.format(*match.groups())
+                    gaps.setdefault(
+                        name,
+                        Unmet(name, f"pg_restore: {line.split('error:', 1)[-1].strip()}", self._remedy()),
+                    )
+                    break
+        return list(gaps.values())
 
     # -- steps ---------------------------------------------------------------------------
 
     def _target(self, manifest: Manifest) -> ConnInfo:
-        explicit = self.explicit_target
-        if explicit is None and self.use_configured_target:
-            explicit = self.settings.restore_target()
-        if explicit is not None:
-            return explicit
-        version = pick_version(int(manifest.server["version_num"]) // 10000)
-        server = start_embedded(default_data_dir(self.settings.home_path, version), version)
-        self.report.notes.append(f"restore target: embedded PostgreSQL {version}")
+        if self.explicit_target is not None:
+            return self.explicit_target
+        plan = self.plan or plan_target(self.settings, manifest, drill=self.drill)
+        if plan.kind == "server":
+            configured = self.settings.dr_restore_target() if self.drill else self.settings.restore_target()
+            assert configured is not None  # what made the plan a server
+            return configured
+        self.embedded = True
+        version = plan.major or int(manifest.server["version_num"]) // 10000
+        server = start_embedded(
+            default_data_dir(self.settings.home_path, version),
+            version,
+            builds_dir=self.settings.embedded_path,
+            progress=self.progress,
+        )
         return server.conninfo
 
     def _download(self, manifest: Manifest, dump_dir: Path) -> None:
@@ -479,6 +610,10 @@ def restore_findings(report: Report, result: RestoreResult, *, check: str = "res
         duration_s=result.durations.get("total_s"),
         snapshot_time=result.snapshot_time,
     )
+    report.figures["tested"] = result.tested
+    if result.status == "untested":
+        untested(report, result, check=check)
+        return
     if result.error:
         report.add(check, "critical", f"backup {result.backup_id} could not be restored: {result.error}")
         return
@@ -507,3 +642,24 @@ def restore_findings(report: Report, result: RestoreResult, *, check: str = "res
         )
     for note in result.skipped:
         report.add(check, "info", note)
+
+
+def untested(report: Report, result: RestoreResult, *, check: str = "restore_test") -> None:
+    """A backup the target could not host: the report says why, need by need, with the remedy;
+    no integrity figure (nothing was measured) and no verdict on the backup."""
+    names = ", ".join(u.need for u in result.unmet)
+    report.figures.setdefault("backup_id", result.backup_id)
+    report.figures["untested_needs"] = names
+    report.untested = (
+        f"backup {result.backup_id} was not tested: {result.target} cannot host it ({names}); "
+        "the backup may be fine, nothing was restored"
+    )
+    for gap in result.unmet:
+        report.add(
+            "preflight",
+            "warning",
+            f"{gap.need}: {gap.detail}; remedy: {gap.remedy}",
+            need=gap.need,
+            remedy=gap.remedy,
+        )
+    report.add(check, "info", report.untested)

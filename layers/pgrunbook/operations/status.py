@@ -42,6 +42,7 @@ class BackupLine:
     rows: int = 0
     dr_copy: bool | None = None  # None: no DR bucket configured
     problem: str | None = None
+    tested: str | None = None  # the newest restore test or drill of it: passed | failed | untested
 
 
 @dataclass
@@ -87,6 +88,26 @@ def _summary(report: Report | None, now: datetime, killed_after: timedelta) -> d
         "figures": report.figures,
         "location": report.location,
     }
+
+
+TESTS_READ = 26  # restore-test reports read for the catalog's "tested" column (half a year of weeks)
+
+
+def tested_backups(reports: list[Report]) -> dict[str, str]:
+    """Backup id -> what its newest restore test or drill found: ``passed`` (integrity 100 %),
+    ``failed``, or ``untested`` (the target could not host it).  ``reports`` oldest first."""
+    verdicts: dict[str, str] = {}
+    for report in reports:
+        backup_id = report.figures.get("backup_id")
+        if not backup_id or report.detail.get("state") == "running":
+            continue
+        if report.status == "untested":
+            verdicts[backup_id] = "untested"
+        elif report.figures.get("integrity_pct") == 100 and report.status != "critical":
+            verdicts[backup_id] = "passed"
+        else:
+            verdicts[backup_id] = "failed"
+    return verdicts
 
 
 def build_status(
@@ -170,6 +191,9 @@ def build_status(
         for r in drills
     ]
     last_runs["dr-drill"] = _summary(drills[-1], now, killed_after) if drills else None
+    verdicts = tested_backups([*reports.history("restore-test", limit=TESTS_READ), *drills])
+    for backup in lines:
+        backup.tested = verdicts.get(backup.backup_id)
     return StatusResult(
         database=settings.database_label,
         location=primary.describe(),

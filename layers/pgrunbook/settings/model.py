@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgrunbook.adapters.aws.secrets import conninfo_from_arn
+from pgrunbook.adapters.postgres.builds import default_dir as default_builds_dir
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.s3.store import ObjectStore, TransferSettings
 from pgrunbook.domain.errors import ConfigError
@@ -44,6 +45,7 @@ class Settings:
     mirror: str
     work_dir: str | None
     home: str | None
+    embedded_dir: str | None  # default: pgrunbook.adapters.postgres.builds.default_dir
     created_by: str | None
     fingerprints: str  # auto | alongside | after (see pgrunbook.operations.backup)
     pg_bin: str | None
@@ -52,6 +54,12 @@ class Settings:
     restore_target_secret_arn: str | None
     dr_restore_target_url: str | None
     dr_restore_target_secret_arn: str | None
+    restore_rds: str  # needed | always | never
+    restore_rds_subnet_group: str | None
+    restore_rds_security_groups: str | None  # comma separated
+    dr_restore_rds_subnet_group: str | None
+    dr_restore_rds_security_groups: str | None
+    restore_rds_instance_class: str | None
     sns_topic_arn: str | None
     checks_dir: str | None
     exposed_schemas: str | None  # comma separated; default: public
@@ -221,6 +229,13 @@ class Settings:
     @property
     def home_path(self) -> Path:
         return Path(self.home or Path.home() / ".pgrunbook")
+
+    @property
+    def embedded_path(self) -> Path:
+        """Where the embedded PostgreSQL builds are installed (PGRUNBOOK_EMBEDDED_DIR)."""
+        if self.embedded_dir:
+            return Path(self.embedded_dir)
+        return default_builds_dir(self.home_path)
 
     @property
     def creator(self) -> str:

@@ -167,6 +167,10 @@ def _url(what: str) -> Check:
     return check
 
 
+_RDS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9._ -]{0,254}$")
+_SECURITY_GROUPS = re.compile(r"^sg-[0-9a-f]{8,17}(,\s*sg-[0-9a-f]{8,17})*$")
+
+
 def _pattern(pattern: re.Pattern[str], what: str) -> Check:
     def check(label: str, value: str) -> None:
         if not pattern.match(value):
@@ -430,6 +434,12 @@ OPTIONS: tuple[Option, ...] = (
         used_by=RESTORING,
     ),
     Option(
+        "embedded_dir",
+        "where the embedded PostgreSQL builds are installed (default: /var/lib/pgrunbook/postgres as root, else <home>/postgres)",
+        env="PGRUNBOOK_EMBEDDED_DIR",
+        used_by=RESTORING,
+    ),
+    Option(
         "created_by",
         "who made a backup, in its manifest (default pgrunbook-cli:<user>@<host>)",
         env="PGRUNBOOK_CREATED_BY",
@@ -469,6 +479,53 @@ OPTIONS: tuple[Option, ...] = (
         env="PGRUNBOOK_DR_RESTORE_TARGET_SECRET_ARN",
         check=_secret_arn,
         used_by=("dr-drill",),
+    ),
+    Option(
+        "restore_rds",
+        "throwaway RDS restore targets: needed (when the embedded server cannot host a backup and "
+        "a subnet group is set), always, or never",
+        default="needed",
+        kind="choice",
+        choices=("needed", "always", "never"),
+        env="PGRUNBOOK_RESTORE_RDS",
+        flag="--restore-rds",
+        flag_scope=("restore-test", "dr-drill"),
+        used_by=("restore-test", "dr-drill"),
+    ),
+    Option(
+        "restore_rds_subnet_group",
+        "the DB subnet group throwaway RDS restore targets are created in",
+        env="PGRUNBOOK_RESTORE_RDS_SUBNET_GROUP",
+        check=_pattern(_RDS_NAME, "an RDS DB subnet group name"),
+        used_by=("restore-test",),
+    ),
+    Option(
+        "restore_rds_security_groups",
+        "security groups of throwaway RDS restore targets (comma separated sg-...)",
+        env="PGRUNBOOK_RESTORE_RDS_SECURITY_GROUPS",
+        check=_pattern(_SECURITY_GROUPS, "a comma-separated list of security group ids"),
+        used_by=("restore-test",),
+    ),
+    Option(
+        "dr_restore_rds_subnet_group",
+        "the DB subnet group (in the DR region) of the DR drill's throwaway RDS targets",
+        env="PGRUNBOOK_DR_RESTORE_RDS_SUBNET_GROUP",
+        check=_pattern(_RDS_NAME, "an RDS DB subnet group name"),
+        used_by=("dr-drill",),
+    ),
+    Option(
+        "dr_restore_rds_security_groups",
+        "security groups (in the DR region) of the DR drill's throwaway RDS targets",
+        env="PGRUNBOOK_DR_RESTORE_RDS_SECURITY_GROUPS",
+        check=_pattern(_SECURITY_GROUPS, "a comma-separated list of security group ids"),
+        used_by=("dr-drill",),
+    ),
+    Option(
+        "restore_rds_instance_class",
+        "the instance class of throwaway RDS targets (default: the smallest that fits the backup)",
+        env="PGRUNBOOK_RESTORE_RDS_INSTANCE_CLASS",
+        check=_pattern(re.compile(r"^db\.[a-z0-9]+\.[a-z0-9]+$"), "an RDS instance class (db.t4g.small)"),
+        used_by=("restore-test", "dr-drill"),
     ),
     # -- checks and alerts -------------------------------------------------------------------
     Option(

@@ -80,6 +80,8 @@ def _render_backup(r: BackupResult) -> str:
 
 
 def _render_restore(r: RestoreResult) -> str:
+    if r.status == "untested":
+        return _render_untested(r)
     verdict = "PASSED" if r.status == "ok" else "FAILED"
     lines = [f"RESTORE TEST {verdict} - {r.database}"]
     lines.append(f"  backup id     {r.backup_id}  (from {r.source}: {r.location})")
@@ -122,6 +124,21 @@ def _render_restore(r: RestoreResult) -> str:
     return "\n".join(lines)
 
 
+def _render_untested(r: RestoreResult) -> str:
+    """A backup the target could not host: what it needs, and how to give it a target that can."""
+    lines = [f"BACKUP NOT TESTED - {r.database}"]
+    lines.append(f"  backup id     {r.backup_id}  (from {r.source}: {r.location})")
+    lines.append(f"  snapshot      {r.snapshot_time}")
+    lines.append(f"  target        {r.target}: cannot host this backup; nothing was restored")
+    for gap in r.unmet:
+        lines.append(f"  NEEDS         {gap.need}: {gap.detail}")
+        lines.append(f"  remedy        {gap.remedy}")
+    lines.append("  integrity     not measured: the backup is untested, not failed")
+    for note in r.notes:
+        lines.append(f"  note          {note}")
+    return "\n".join(lines)
+
+
 def _when(iso: str | None) -> str:
     return (iso or "")[:16].replace("T", " ")
 
@@ -136,6 +153,8 @@ def _run_line(name: str, run: dict[str, Any] | None, describe: Callable[[dict[st
 
 def _integrity(figures: dict[str, Any]) -> str:
     pct = figures.get("integrity_pct")
+    if figures.get("untested_needs"):
+        return f"NOT TESTED: the target lacks {figures['untested_needs']}"
     if pct is None:
         return "integrity not measured"
     return f"integrity {pct:.2f} % in {figures.get('duration_s') or 0:.0f}s"
@@ -198,13 +217,15 @@ def _render_status(r: StatusResult) -> str:
     if restorable:
         lines.append("")
         lines.append(
-            f"  {'backup id':<28} {'tiers':<22} {'snapshot (UTC)':<20} {'size':>10} {'rows':>13}  DR"
+            f"  {'backup id':<28} {'tiers':<22} {'snapshot (UTC)':<20} {'size':>10} {'rows':>13}  DR       tested"
         )
         for b in restorable:
             dr = "-" if b.dr_copy is None else ("yes" if b.dr_copy else "MISSING")
             when = (b.snapshot_time or "")[:19].replace("T", " ")
+            tested = {"passed": "yes", "failed": "FAILED", "untested": "UNTESTED"}.get(b.tested or "", "-")
             lines.append(
-                f"  {b.backup_id:<28} {','.join(b.tiers):<22} {when:<20} {size(b.size_bytes):>10} {b.rows:>13,}  {dr}"
+                f"  {b.backup_id:<28} {','.join(b.tiers):<22} {when:<20} {size(b.size_bytes):>10} {b.rows:>13,}  "
+                f"{dr:<8} {tested}"
             )
     if incomplete:
         lines.append("")
@@ -221,6 +242,8 @@ def render_job(r: Report) -> str:
     lines = [head]
     if r.skipped:
         lines.append(f"  skipped: {r.skipped}")
+    if r.untested:
+        lines.append(f"  NOT TESTED: {r.untested}")
     width = max((len(f.check) for f in r.findings), default=10)
     for finding in sorted(r.findings, key=lambda f: order.get(f.severity, 9)):
         lines.append(f"  {finding.severity.upper():<8} {finding.check:<{width}}  {finding.message}")
@@ -252,7 +275,7 @@ def _stored(report: Report) -> str:
 
 
 # The findings an engine's own rendering already says (the rest are listed under it).
-SAID_BY_PAYLOAD = {"backup": {"backup", "dr_copy"}, "restore-test": {"restore_test"}}
+SAID_BY_PAYLOAD = {"backup": {"backup", "dr_copy"}, "restore-test": {"restore_test", "preflight"}}
 
 
 def _with_findings(text: str, report: Report) -> str:

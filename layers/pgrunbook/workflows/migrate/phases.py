@@ -176,6 +176,13 @@ def dry_run(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
         "seconds": round(time.monotonic() - started, 3),
         **outcome,
     }
+    if restored.status == "untested":
+        raise DryRunFailed(
+            f"the dry run could not rehearse on a copy of backup {state['backup']['backup_id']}: the restore "
+            "target cannot host it ("
+            + "; ".join(f"{u.need}: {u.remedy}" for u in restored.unmet)
+            + "); the real database was not touched"
+        )
     if restored.status != "ok" and not outcome:
         raise DryRunFailed(
             f"the dry run could not restore backup {state['backup']['backup_id']}: {restored.error}"

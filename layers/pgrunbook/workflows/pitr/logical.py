@@ -92,9 +92,16 @@ class LogicalProvider(Provider):
             holder=f"pitr {state['recovery_id']}",
             database_name=name,
         ).run()
+        if result.status == "untested":  # the live server lacks what the backup needs
+            raise ProviderError(
+                f"cannot restore backup {manifest.backup_id} into {name}: the server lacks "
+                + "; ".join(f"{u.need} ({u.remedy})" for u in result.unmet)
+            )
         if result.status != "ok":
-            problem = (
-                result.error or f"integrity {result.integrity_pct:.2f} %, errors {result.restore_errors[:3]}"
+            problem = result.error or (
+                f"integrity {result.integrity_pct:.2f} %, errors {result.restore_errors[:3]}"
+                if result.integrity_pct is not None
+                else f"errors {result.restore_errors[:3]}"
             )
             raise ProviderError(f"restoring backup {manifest.backup_id} into {name} failed: {problem}")
         return {
