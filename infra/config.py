@@ -55,6 +55,17 @@ MIGRATIONS_DEFAULTS: dict[str, Any] = {
     "statement_timeout": option("statement_timeout").default,
 }
 RETENTION_DEFAULTS = dict(DEFAULT_RETENTION_DAYS)
+# Where restore tests and drills restore (pgrunbook.operations.targets): by default the
+# embedded server inside the function; a throwaway RDS instance in a region whose subnet
+# group is set (that region's functions then run in its VPC placement).
+RESTORE_TARGET_DEFAULTS: dict[str, Any] = {
+    "rds": option("restore_rds").default,  # needed | always | never
+    "subnet_group": None,
+    "security_groups": [],
+    "dr_subnet_group": None,
+    "dr_security_groups": [],
+    "instance_class": None,
+}
 _ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -77,8 +88,10 @@ class VpcPlacement:
 @dataclass(frozen=True)
 class DeploymentConfig:
     database_secret_arn: str
-    restore_target_secret_arn: str
-    dr_restore_target_secret_arn: str
+    # a standing server to restore into (optional: by default the embedded server, or a
+    # throwaway RDS instance, needs no secret but the database's)
+    restore_target_secret_arn: str | None = None
+    dr_restore_target_secret_arn: str | None = None
     account: str | None = None
     primary_region: str = "us-east-1"
     dr_region: str = "us-west-2"
@@ -94,6 +107,8 @@ class DeploymentConfig:
     log_retention_days: int = 90
     noncurrent_version_days: int = 30
     vpc: VpcPlacement | None = None
+    dr_vpc: VpcPlacement | None = None  # the DR region's functions' placement (throwaway DR targets)
+    restore_targets: dict[str, Any] = field(default_factory=lambda: dict(RESTORE_TARGET_DEFAULTS))
     pitr: dict[str, Any] = field(default_factory=lambda: dict(PITR_DEFAULTS))
     migrations: dict[str, Any] = field(default_factory=lambda: dict(MIGRATIONS_DEFAULTS))
 
@@ -117,19 +132,20 @@ class DeploymentConfig:
             ("retention_days", RETENTION_DEFAULTS),
             ("pitr", PITR_DEFAULTS),
             ("migrations", MIGRATIONS_DEFAULTS),
+            ("restore_targets", RESTORE_TARGET_DEFAULTS),
         ):
             given = values.get(name) or {}
             extra = sorted(set(given) - set(defaults))
             if extra:
                 raise ConfigurationError(f"unknown {name}: {', '.join(extra)}")
             values[name] = {**defaults, **given}
-        if values.get("vpc"):
-            values["vpc"] = VpcPlacement(**values["vpc"])
-        for required in ("database_secret_arn", "restore_target_secret_arn", "dr_restore_target_secret_arn"):
-            if not values.get(required):
-                raise ConfigurationError(
-                    f"set pgrunbook.{required} in cdk.json (a Secrets Manager secret ARN)"
-                )
+        for placement in ("vpc", "dr_vpc"):
+            if values.get(placement):
+                values[placement] = VpcPlacement(**values[placement])
+        if not values.get("database_secret_arn"):
+            raise ConfigurationError(
+                "set pgrunbook.database_secret_arn in cdk.json (a Secrets Manager secret ARN)"
+            )
         config = cls(**values)
         config.validate()
         return config
@@ -141,9 +157,13 @@ class DeploymentConfig:
         if self.primary_region == self.dr_region:
             raise ConfigurationError("the DR region must differ from the primary region")
         for name in ("database_secret_arn", "restore_target_secret_arn", "dr_restore_target_secret_arn"):
-            if not _ARN.match(getattr(self, name)):
+            value = getattr(self, name)
+            if value is not None and not _ARN.match(value):
                 raise ConfigurationError(f"pgrunbook.{name} is not a Secrets Manager secret ARN")
-        if f":{self.dr_region}:" not in self.dr_restore_target_secret_arn:
+        if (
+            self.dr_restore_target_secret_arn
+            and f":{self.dr_region}:" not in self.dr_restore_target_secret_arn
+        ):
             # the drill assumes the primary region is gone: its target's credentials must not be there
             raise ConfigurationError(
                 "pgrunbook.dr_restore_target_secret_arn must be a secret in the DR region"
@@ -165,8 +185,51 @@ class DeploymentConfig:
                     )
         self._validate_pitr()
         self._validate_migrations()
+        self._validate_restore_targets()
         if self.account is not None and not re.fullmatch(r"\d{12}", str(self.account)):
             raise ConfigurationError("pgrunbook.account must be a 12-digit AWS account id (or null)")
+
+    def _validate_restore_targets(self) -> None:
+        targets = self.restore_targets
+        if targets["rds"] not in option("restore_rds").choices:
+            raise ConfigurationError(
+                f"pgrunbook.restore_targets.rds must be one of {', '.join(option('restore_rds').choices)}"
+            )
+        for region, placement, placement_name in (("", self.vpc, "vpc"), ("dr_", self.dr_vpc, "dr_vpc")):
+            group = targets[f"{region}subnet_group"]
+            groups = targets[f"{region}security_groups"]
+            if not isinstance(groups, list) or not all(
+                re.fullmatch(r"sg-[0-9a-f]{8,17}", str(g)) for g in groups
+            ):
+                raise ConfigurationError(
+                    f"pgrunbook.restore_targets.{region}security_groups must be a list of sg-... ids"
+                )
+            if group is None:
+                continue
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9._ -]{0,254}", str(group)):
+                raise ConfigurationError(
+                    f"pgrunbook.restore_targets.{region}subnet_group is not a DB subnet group name"
+                )
+            if placement is None:
+                raise ConfigurationError(
+                    f"pgrunbook.restore_targets.{region}subnet_group needs pgrunbook.{placement_name}: the restore "
+                    "function must run in that VPC to reach the instances it creates"
+                )
+        if targets["rds"] == "always" and not (targets["subnet_group"] and targets["dr_subnet_group"]):
+            raise ConfigurationError(
+                "pgrunbook.restore_targets.rds is always: set subnet_group and dr_subnet_group (and vpc, dr_vpc)"
+            )
+        cls = targets["instance_class"]
+        if cls is not None and not re.fullmatch(r"db\.[a-z0-9]+\.[a-z0-9]+", str(cls)):
+            raise ConfigurationError("pgrunbook.restore_targets.instance_class is not an RDS instance class")
+
+    def rds_targets(self, region_role: str) -> bool:
+        """Whether that region's restore runs may create throwaway RDS instances."""
+        prefix = "dr_" if region_role == "dr" else ""
+        return self.restore_targets["rds"] != "never" and bool(self.restore_targets[f"{prefix}subnet_group"])
+
+    def placement(self, region_role: str) -> VpcPlacement | None:
+        return self.dr_vpc if region_role == "dr" else self.vpc
 
     def _validate_migrations(self) -> None:
         m = self.migrations
@@ -259,6 +322,12 @@ class DeploymentConfig:
             "home": "/tmp/pgrunbook",  # noqa: S108
             "restore_target_secret_arn": self.restore_target_secret_arn,
             "dr_restore_target_secret_arn": self.dr_restore_target_secret_arn,
+            "restore_rds": self.restore_targets["rds"],
+            "restore_rds_subnet_group": self.restore_targets["subnet_group"],
+            "restore_rds_security_groups": ",".join(self.restore_targets["security_groups"]),
+            "dr_restore_rds_subnet_group": self.restore_targets["dr_subnet_group"],
+            "dr_restore_rds_security_groups": ",".join(self.restore_targets["dr_security_groups"]),
+            "restore_rds_instance_class": self.restore_targets["instance_class"],
             "sns_topic_arn": sns_topic_arn,
             "pitr_provider": pitr["provider"],
             "maintenance_parameter": self.maintenance_parameter,

@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from constructs import Construct
 
 from infra.config import DeploymentConfig
@@ -25,7 +27,8 @@ from infra.constructs.function import RUNTIME, OperationFunction, Schedule, _ret
 from infra.constructs.layers import pgrunbook_layer, pgtools_layer
 from infra.constructs.monitoring import Alerts, Monitoring
 from infra.constructs.storage import BackupStorage
-from infra.constructs.workflows import MigrationWorkflow, PhaseWorkflow, PitrWorkflow
+from infra.constructs.workflows import MigrationWorkflow, PhaseWorkflow, PitrWorkflow, RestoreWorkflow
+from pgrunbook.adapters.aws.rds_targets import PURPOSE, PURPOSE_TAG
 from pgrunbook.domain.layout import REPORTS, Layout, everything_under
 from pgrunbook.operations import registry
 from pgrunbook.operations.registry import Operation
@@ -94,7 +97,9 @@ class _PgRunbookStack(Stack):
         return grants.declared(declared, self.locations.__getitem__, self.secret_arn)
 
     def secret_arn(self, setting: str) -> str:
-        return str(self.settings[setting])
+        """A secret setting's ARN; "" when the deployment does not set it."""
+        value = self.settings.get(setting)
+        return str(value) if value else ""
 
     def function_environment(self, op: Operation, grants: Grants) -> dict[str, str]:
         """The settings ``op`` reads, named and checked by the option table; the DR bucket
@@ -120,13 +125,15 @@ class _PgRunbookStack(Stack):
             for s in op.schedules
         ]
 
-    def add_function(self, op: Operation, grants: Grants | None = None) -> OperationFunction:
+    def add_function(
+        self, op: Operation, grants: Grants | None = None, *, scheduled: bool = True
+    ) -> OperationFunction:
         grants = grants or self.grants(op)
         function = OperationFunction(
             self,
             op.name.title().replace("-", ""),
             operation=op,
-            schedules=self.schedules(op),
+            schedules=self.schedules(op) if scheduled else [],
             function_name=f"{self.config.name}-{op.name}",
             layers=self.layers,
             environment=self.function_environment(op, grants),
@@ -135,16 +142,105 @@ class _PgRunbookStack(Stack):
             topic_key=self.alerts.key,
             dead_letters=self.alerts.dead_letters,
             log_retention_days=self.config.log_retention_days,
-            vpc=self.config.vpc,
+            vpc=self.config.placement(self.region_role),
         )
         self.functions[op.name] = function
         return function
 
     def add_jobs(self) -> None:
-        """A function (and its schedules) for every job of the registry in this stack's region."""
+        """A function (and its schedules) for every job of the registry in this stack's region;
+        a restore job whose region may use throwaway RDS targets gets its workflow too."""
+        self.restore_workflows: dict[str, RestoreWorkflow] = {}
         for op in registry.deployed():
-            if op.region == self.region_role and op.kind == "job":
+            if op.region != self.region_role or op.kind != "job":
+                continue
+            if op.workflow and self.config.rds_targets(self.region_role):
+                self.add_restore_workflow(op)
+            else:
                 self.add_function(op)
+
+    def add_restore_workflow(self, op: Operation) -> RestoreWorkflow:
+        """The job's function (in the region's VPC, allowed to create and delete its throwaway
+        targets) and a state machine that its schedules start instead of the function."""
+        grants = self.restore_target_grants(self.grants(op))
+        function = self.add_function(op, grants, scheduled=False)
+        workflow = RestoreWorkflow(
+            self,
+            f"{op.name.title().replace('-', '')}Workflow",
+            operation=op.name,
+            function=function.function,
+            state_machine_name=f"{self.config.name}-{op.name}",
+            log_retention=_retention(self.config.log_retention_days),
+        )
+        for schedule in self.schedules(op):
+            rule = events.Rule(
+                self,
+                f"{op.name.title().replace('-', '')}{schedule.id}",
+                description=f"pgrunbook {op.name} (restore workflow): {schedule.expression} UTC",
+                schedule=events.Schedule.expression(schedule.expression),
+                enabled=schedule.enabled,
+            )
+            rule.add_target(
+                targets.SfnStateMachine(
+                    workflow.state_machine,
+                    input=events.RuleTargetInput.from_object(
+                        {"operation": op.name, "options": schedule.input}
+                    ),
+                    retry_attempts=2,
+                    max_event_age=Duration.hours(2),
+                    dead_letter_queue=self.alerts.dead_letters,
+                )
+            )
+        self.restore_workflows[op.name] = workflow
+        return workflow
+
+    def restore_target_grants(self, grants: Grants) -> Grants:
+        """Create, watch and delete this database's throwaway RDS restore targets (named
+        ``pgrunbook-<database>-rt-*`` and tagged ``pgrunbook:purpose=restore-target``), read the
+        master secret RDS keeps for them, and nothing else in RDS."""
+        targets = self.config.restore_targets
+        group = targets["dr_subnet_group" if self.region_role == "dr" else "subnet_group"]
+        rt = f"arn:{{partition}}:rds:{{region}}:{{account}}:db:pgrunbook-{self.config.database_name}-rt-*"
+        purpose = {PURPOSE_TAG: PURPOSE}
+        why = "a throwaway target is named by the run that creates it"
+        grants.add(
+            "RestoreTargetCreate",
+            ["rds:CreateDBInstance", "rds:AddTagsToResource"],
+            [
+                rt,
+                f"arn:{{partition}}:rds:{{region}}:{{account}}:subgrp:{group}",
+                "arn:{partition}:rds:{region}:{account}:pg:default.*",
+                "arn:{partition}:rds:{region}:{account}:og:default:*",
+            ],
+            {"StringEquals": {f"aws:RequestTag/{k}": v for k, v in purpose.items()}},
+            why=why + "; RDS's default parameter and option groups are named by engine version",
+        )
+        grants.add(
+            "RestoreTargetDelete",
+            ["rds:DeleteDBInstance"],
+            [rt],
+            {"StringEquals": {f"rds:db-tag/{k}": v for k, v in purpose.items()}},
+            why=why,
+        )
+        grants.add(
+            "RestoreTargetDescribe",
+            ["rds:DescribeDBInstances", "rds:ListTagsForResource"],
+            ["arn:{partition}:rds:{region}:{account}:db:*"],
+            why="the sweep lists the region's instances to find leftover targets by their tags",
+        )
+        grants.add(
+            "RestoreTargetSecret",
+            ["secretsmanager:CreateSecret", "secretsmanager:TagResource", "secretsmanager:GetSecretValue"],
+            ["arn:{partition}:secretsmanager:{region}:{account}:secret:rds!db-*"],
+            why="RDS names the master secret it manages for a new instance (rds!db-<id>)",
+        )
+        grants.add(
+            "RdsServiceLinkedRole",
+            ["iam:CreateServiceLinkedRole"],
+            ["arn:{partition}:iam::{account}:role/aws-service-role/rds.amazonaws.com/AWSServiceRoleForRDS"],
+            {"StringEquals": {"iam:AWSServiceName": "rds.amazonaws.com"}},
+        )
+        return grants
 
     def add_workflow(self, op: Operation, grants: Grants | None = None) -> PhaseWorkflow:
         function = self.add_function(op, grants)
@@ -196,7 +292,11 @@ class PrimaryStack(_PgRunbookStack):
             functions={name: f.function for name, f in self.functions.items()},
             dr_region=config.dr_region,
             metrics=("backup",),
-            workflows={"pitr": self.pitr.state_machine, "migrate": self.migrations.state_machine},
+            workflows={
+                "pitr": self.pitr.state_machine,
+                "migrate": self.migrations.state_machine,
+                **{name: w.state_machine for name, w in self.restore_workflows.items()},
+            },
         )
 
     def pitr_grants(self) -> Grants:
@@ -294,4 +394,5 @@ class DrStack(_PgRunbookStack):
             alerts=self.alerts,
             functions={name: f.function for name, f in self.functions.items()},
             metrics=("drill",),
+            workflows={name: w.state_machine for name, w in self.restore_workflows.items()},
         )

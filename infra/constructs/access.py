@@ -100,6 +100,8 @@ class Grants:
             elif grant.kind == "key":
                 self.key(grant.sid, location(grant.bucket), encrypt=grant.encrypt, decrypt=grant.decrypt)
             elif grant.kind == "secret":
+                if not secret_arn(grant.setting):
+                    continue  # the deployment has no such secret (an optional restore target)
                 actions = ["secretsmanager:GetSecretValue"]
                 if grant.write:
                     actions.append("secretsmanager:PutSecretValue")

@@ -1,5 +1,5 @@
-"""pgrunbook's workflows as Step Functions state machines: point-in-time recovery and schema
-migration.
+"""pgrunbook's workflows as Step Functions state machines: point-in-time recovery, schema
+migration, and (where throwaway RDS targets are configured) the restore test and DR drill.
 
 Every task runs one phase of the workflow's module (:mod:`pgrunbook.workflows.pitr.phases`,
 :mod:`pgrunbook.workflows.migrate.phases`) in the workflow's function and returns the new state;
@@ -275,3 +275,146 @@ class MigrationWorkflow(PhaseWorkflow):
             .when(sfn.Condition.number_equals("$.pending_count", 0), sfn.Succeed(self, "NothingPending"))
             .otherwise(backup)
         )
+
+
+class RestoreWorkflow(Construct):
+    """A scheduled restore test or DR drill that may restore into a throwaway RDS instance
+    (:mod:`pgrunbook.workflows.restore.phases`)::
+
+        Plan ─(not rds)→ Run → Tested
+             ─(rds)→ Provision → WaitForTarget ⇄ CheckTarget → Run → Teardown → Tested
+        a failure from Provision on → Teardown (always) → ReportFailure → Failed
+
+    The operation's own function runs every phase (its handler takes a task event as well as
+    a job's).  The schedules of the operation start this state machine instead of the
+    function."""
+
+    TITLES: ClassVar[dict[str, str]] = {
+        "plan": "Plan",
+        "provision": "Provision",
+        "check_target": "CheckTarget",
+        "run": "Run",
+        "teardown": "Teardown",
+        "fail": "ReportFailure",
+    }
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        operation: str,
+        function: lambda_.IFunction,
+        state_machine_name: str,
+        log_retention: logs.RetentionDays,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        from pgrunbook.workflows.restore.phases import RETRIES as RESTORE_RETRIES
+
+        self.function, self.retries = function, RESTORE_RETRIES
+        fail = self._task("fail", "ReportFailure")
+        fail.add_catch(
+            sfn.Fail(
+                self,
+                "FailedUnreported",
+                error="RestoreWorkflowFailed",
+                cause="the run failed and its CRITICAL notice could not be sent: see this execution's history",
+            ),
+            errors=["States.ALL"],
+            result_path="$.report_error",
+        )
+        fail.next(sfn.Fail(self, "Failed", error="RestoreWorkflowFailed", cause_path="$.failure_message"))
+
+        def marked(phase: str, then: sfn.IChainable, title: str = "") -> sfn.Pass:
+            """A Pass state that records which phase failed, then ``then``."""
+            marker = sfn.Pass(
+                self,
+                f"{title or self.TITLES[phase]}Failed",
+                result=sfn.Result.from_string(phase),
+                result_path="$.failed_phase",
+            )
+            marker.next(then)
+            return marker
+
+        cleanup = self._task("teardown", "TeardownAfterFailure")
+        cleanup.add_catch(fail, errors=["States.ALL"], result_path="$.teardown_error")
+        cleanup.next(fail)
+
+        plan = self._task("plan", "Plan")
+        plan.add_catch(marked("plan", fail), errors=["States.ALL"], result_path="$.error")
+        provision = self._task("provision", "Provision")
+        check = self._task("check_target", "CheckTarget")
+        run = self._task("run", "Run")
+        for phase, task in (("provision", provision), ("check_target", check), ("run", run)):
+            task.add_catch(marked(phase, cleanup), errors=["States.ALL"], result_path="$.error")
+        teardown = self._task("teardown", "Teardown")
+        teardown.add_catch(marked("teardown", fail), errors=["States.ALL"], result_path="$.error")
+        tested = sfn.Succeed(self, "Tested")
+        teardown.next(tested)
+
+        run_here = self._task("run", "RunHere")  # the embedded server or a configured one
+        run_here.add_catch(marked("run", fail, "RunHere"), errors=["States.ALL"], result_path="$.error")
+        run_here.next(sfn.Succeed(self, "TestedHere"))
+
+        wait = sfn.Wait(self, "WaitForTarget", time=sfn.WaitTime.seconds_path("$.poll_seconds"))
+        ready = sfn.Choice(self, "TargetReady?")
+        ready.when(sfn.Condition.boolean_equals("$.target_ready", True), run.next(teardown))
+        ready.otherwise(wait)
+        wait.next(check)
+        check.next(ready)
+        provision.next(wait)
+        where = sfn.Choice(self, "ThrowawayTarget?")
+        where.when(sfn.Condition.string_equals("$.target_kind", "rds"), provision)
+        where.otherwise(run_here)
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/vendedlogs/states/{state_machine_name}",
+            retention=log_retention,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=state_machine_name,
+            comment=f"pgrunbook {operation}: plan, a throwaway RDS target when needed, restore, always delete it",
+            definition_body=sfn.DefinitionBody.from_chainable(plan.next(where)),
+            timeout=Duration.hours(6),
+            tracing_enabled=True,
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False
+            ),
+        )
+        stack = Stack.of(self)
+        logical_id = stack.resolve(stack.get_logical_id(function.node.default_child))  # type: ignore[arg-type]
+        Validations.of(self.state_machine).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="Step Functions' log delivery and X-Ray APIs take no resource",
+            ),
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
+                reason="CDK grants invoking every version and alias of the workflow's function",
+            ),
+        )
+
+    def _task(self, phase: str, title: str) -> tasks.LambdaInvoke:
+        task = tasks.LambdaInvoke(
+            self,
+            title,
+            lambda_function=self.function,
+            payload=sfn.TaskInput.from_object(
+                {"phase": phase, "state": sfn.JsonPath.entire_payload, "execution": sfn.JsonPath.execution_id}
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+        )
+        policy = self.retries[phase]
+        task.add_retry(
+            errors=policy.names(),
+            max_attempts=policy.attempts,
+            interval=Duration.seconds(policy.interval_seconds),
+            backoff_rate=policy.backoff,
+        )
+        return task

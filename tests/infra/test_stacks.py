@@ -407,6 +407,8 @@ def test_schedules_start_each_job_with_its_input(stack, job, expression, event, 
             "LessThanThreshold",
             "notBreaching",
         ),
+        ("primary", "RestoreTested-critical", "RestoreTested", 1, "LessThanThreshold", "notBreaching"),
+        ("dr", "DrillTested-critical", "RestoreTested", 1, "LessThanThreshold", "notBreaching"),
         ("dr", "DrillRto-warning", "DrillRtoSeconds", 6 * 3600, "GreaterThanThreshold", "notBreaching"),
         ("dr", "DrillRto-critical", "DrillRtoSeconds", 12 * 3600, "GreaterThanThreshold", "notBreaching"),
         ("dr", "DrillRpo-warning", "DrillRpoSeconds", 2 * 3600, "GreaterThanThreshold", "notBreaching"),
@@ -478,7 +480,16 @@ def test_one_encrypted_topic_with_the_alert_email_and_a_dashboard(synthesized):
         ({"database_secret_arn": ""}, "database_secret_arn"),
         ({"database_secret_arn": "not-an-arn"}, "not a Secrets Manager secret ARN"),
         ({"dr_region": "us-east-1"}, "must differ"),
-        ({"dr_restore_target_secret_arn": context()["restore_target_secret_arn"]}, "in the DR region"),
+        (
+            {
+                "dr_restore_target_secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rt-AbCdEf"
+            },
+            "in the DR region",
+        ),
+        ({"restore_targets": {"subnet_group": "restore-targets"}}, "needs pgrunbook.vpc"),
+        ({"restore_targets": {"rds": "sometimes"}}, "restore_targets.rds must be one of"),
+        ({"restore_targets": {"security_groups": ["default"]}}, "list of sg-"),
+        ({"restore_targets": {"zone": "a"}}, "unknown restore_targets"),
         ({"object_lock_mode": "none"}, "governance or compliance"),
         ({"thresholds": {"backup_age_hours": [48, 26]}}, "warning <= critical"),
         ({"schedules": {"weekly": "cron(0 1 * * ? *)"}}, "unknown schedules"),
@@ -720,8 +731,8 @@ def test_migration_function_grants_and_settings(synthesized):
     secrets = {
         json.dumps(s["Resource"]) for s in statements if "secretsmanager:GetSecretValue" in actions_of([s])
     }
-    assert json.dumps(context()["restore_target_secret_arn"]) in secrets
-    assert json.dumps(context()["database_secret_arn"]) in secrets
+    # a default deployment restores into the embedded server: no restore-target secret
+    assert secrets == {json.dumps(context()["database_secret_arn"])}
 
 
 def test_migration_approval_can_be_switched_off_in_context(tmp_path):
@@ -744,3 +755,104 @@ def test_migration_approval_can_be_switched_off_in_context(tmp_path):
         DeploymentConfig.from_context(context(migrations={"lock_timeout": "soon"}))
     with pytest.raises(ConfigurationError, match="unknown migrations"):
         DeploymentConfig.from_context(context(migrations={"aproval": False}))
+
+
+# -- restore targets ----------------------------------------------------------------------------
+
+VPC = {
+    "vpc_id": "vpc-0abc1234",
+    "availability_zones": ["us-east-1a", "us-east-1b"],
+    "subnet_ids": ["subnet-0aaa1111", "subnet-0bbb2222"],
+    "security_group_ids": ["sg-0ccc3333"],
+}
+DR_VPC = {
+    "vpc_id": "vpc-0def5678",
+    "availability_zones": ["us-west-2a", "us-west-2b"],
+    "subnet_ids": ["subnet-0ddd4444", "subnet-0eee5555"],
+    "security_group_ids": ["sg-0fff6666"],
+}
+
+
+def test_a_default_deployment_needs_no_restore_target_secret(synthesized):
+    """Only the database's secret: restore tests and drills use the embedded server."""
+    for stack, job in (("primary", "restore-test"), ("dr", "dr-drill")):
+        template = synthesized[stack]
+        statements = role_statements(template, job)
+        secrets = [s for s in statements if any(a.startswith("secretsmanager:") for a in actions_of([s]))]
+        assert secrets == [], job  # neither the database's nor a restore target's
+        env = function(template, job)["Environment"]["Variables"]
+        assert not [k for k in env if "RESTORE_TARGET" in k or "RESTORE_RDS_SUBNET" in k]
+        assert not [a for a in actions_of(statements) if a.startswith("rds:")]
+        names = [
+            m["Properties"]["StateMachineName"]
+            for m in resources(template, "AWS::StepFunctions::StateMachine").values()
+        ]
+        assert f"pgrunbook-app-{job}" not in names  # scheduled straight to the function
+
+
+def restore_machine(template: Template, job: str) -> dict:
+    [machine] = [
+        m for m in resources(template, "AWS::StepFunctions::StateMachine").values()
+        if m["Properties"]["StateMachineName"] == f"pgrunbook-app-{job}"
+    ]  # fmt: skip
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    return json.loads("".join(p if isinstance(p, str) else "X" for p in parts))
+
+
+def test_throwaway_rds_targets_deploy_a_restore_workflow_that_always_deletes(tmp_path):
+    targets = {
+        "subnet_group": "restore-targets",
+        "security_groups": ["sg-0123456789abcdef0"],
+        "dr_subnet_group": "dr-restore-targets",
+        "dr_security_groups": ["sg-0fedcba9876543210"],
+    }
+    app = cdk.App(
+        outdir=str(tmp_path),
+        context={
+            **CDK_CONTEXT,
+            "pgrunbook": context(vpc=VPC, dr_vpc=DR_VPC, restore_targets=targets),
+            "aws:cdk:bundling-stacks": [],
+        },
+    )
+    primary, dr = build(app)
+    app.synth()  # cdk-nag passes: every wildcard is acknowledged with its reason
+    for stack, job, group, vpc in (
+        (primary, "restore-test", "restore-targets", VPC),
+        (dr, "dr-drill", "dr-restore-targets", DR_VPC),
+    ):
+        template = Template.from_stack(stack)
+        states = restore_machine(template, job)["States"]
+        # every failure after provisioning goes through the teardown before it is reported
+        for task in ("Provision", "CheckTarget", "Run"):
+            marker = states[states[task]["Catch"][0]["Next"]]
+            assert marker["Type"] == "Pass" and marker["Next"] == "TeardownAfterFailure", task
+        assert states["TeardownAfterFailure"]["Next"] == "ReportFailure"
+        assert states["Run"]["Next"] == "Teardown" and states["Teardown"]["Next"] == "Tested"
+        assert states["ThrowawayTarget?"]["Default"] == "RunHere"
+        assert [r["ErrorEquals"] for r in states["Run"].get("Retry", [])] == [
+            ["Lambda.TooManyRequestsException"]
+        ]
+        # the schedules start the state machine, with the operation and its options
+        rules = [r["Properties"] for r in resources(template, "AWS::Events::Rule").values()]
+        [rule] = [r for r in rules if job in r.get("Description", "")]
+        [target] = rule["Targets"]
+        assert json.loads(target["Input"])["operation"] == job and "DeadLetterConfig" in target
+        fn = function(template, job)
+        assert fn["VpcConfig"]["SubnetIds"] == vpc["subnet_ids"]
+        env = fn["Environment"]["Variables"]
+        prefix = "PGRUNBOOK_DR_" if job == "dr-drill" else "PGRUNBOOK_"
+        assert env[f"{prefix}RESTORE_RDS_SUBNET_GROUP"] == group
+        statements = {s.get("Sid", str(i)): s for i, s in enumerate(role_statements(template, job))}
+        create = statements["RestoreTargetCreate"]
+        assert create["Condition"] == {"StringEquals": {"aws:RequestTag/pgrunbook:purpose": "restore-target"}}
+        assert "db:pgrunbook-app-rt-*" in json.dumps(create["Resource"]) and f"subgrp:{group}" in json.dumps(
+            create["Resource"]
+        )
+        delete = statements["RestoreTargetDelete"]
+        assert delete["Condition"] == {"StringEquals": {"rds:db-tag/pgrunbook:purpose": "restore-target"}}
+        assert actions_of([delete]) == {"rds:DeleteDBInstance"}
+        every = actions_of(list(statements.values()))
+        assert (
+            not {"rds:ModifyDBInstance", "rds:RestoreDBInstanceToPointInTime", "rds:DeleteDBCluster"} & every
+        )
+        assert "secret:rds!db-*" in json.dumps(statements["RestoreTargetSecret"]["Resource"])

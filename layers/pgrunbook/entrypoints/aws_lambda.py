@@ -13,6 +13,8 @@ database credentials from the Secrets Manager secret it names.
   :class:`~pgrunbook.settings.options.Option` objects as the CLI's flags, so a bad value is
   refused with the same message, before anything runs.  The result is the report as a dict.
 * A workflow's task event is ``{"phase", "state", "execution"}``; the result is the new state.
+  A job with a ``workflow`` in its registry entry (the restore test and the DR drill, whose
+  throwaway RDS targets take longer to create than an invocation lasts) takes both.
   A phase that fails raises its named exception, which the state machine's Retry and Catch
   clauses match by name.
 
@@ -126,9 +128,12 @@ def handle(operation: str, event: Any, context: Any, *, logger: Any, metrics: An
     return report.to_dict()
 
 
-def handle_phase(workflow: str, event: Any, context: Any, *, logger: Any, metrics: Any) -> dict[str, Any]:
-    """Run one phase of ``workflow``: the event is ``{"phase", "state", "execution"}`` and the
-    result is the new state."""
+def handle_phase(
+    workflow: str, event: Any, context: Any, *, logger: Any, metrics: Any, module: str | None = None
+) -> dict[str, Any]:
+    """Run one phase of ``workflow`` (its phases in ``module``, by default the workflow
+    operation's own): the event is ``{"phase", "state", "execution"}`` and the result is the
+    new state."""
     if not isinstance(event, dict) or not isinstance(event.get("phase"), str):
         raise BadEvent(f'a {workflow} task event is {{"phase": ..., "state": {{...}}}}')
     # task_token: only so that the approval task's token is in the execution history
@@ -142,11 +147,11 @@ def handle_phase(workflow: str, event: Any, context: Any, *, logger: Any, metric
         job=workflow,
         phase=event["phase"],
         database=database,
-        run_id=state.get("recovery_id") or state.get("migration_id"),
+        run_id=state.get("recovery_id") or state.get("migration_id") or state.get("backup_id"),
     )
     ctx = OperationContext(settings, progress=LoggerProgress(logger))
-    module = importlib.import_module(registry.get(workflow).module)
-    result: dict[str, Any] = module.run_phase(ctx, event["phase"], state, execution=event.get("execution"))
+    phases = importlib.import_module(module or registry.get(workflow).module)
+    result: dict[str, Any] = phases.run_phase(ctx, event["phase"], state, execution=event.get("execution"))
     # a phase that measured something (a finished recovery: downtime, data loss) says so
     _emit(metrics, database, result.pop("metrics", None) or {})
     logger.info(f"{workflow} phase {event['phase']} done", extra={"outcome": result.get("outcome")})
@@ -182,4 +187,10 @@ def make_handler(operation: str | None = None) -> Any:
         return _observed(
             lambda event, context, **observers: handle_phase(op.name, event, context, **observers)
         )
-    return _observed(lambda event, context, **observers: handle(op.name, event, context, **observers))
+
+    def job(event: Any, context: Any, **observers: Any) -> dict[str, Any]:
+        if op.workflow and isinstance(event, dict) and "phase" in event:  # a task of its workflow
+            return handle_phase(op.name, event, context, module=op.workflow, **observers)
+        return handle(op.name, event, context, **observers)
+
+    return _observed(job)

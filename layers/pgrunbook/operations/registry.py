@@ -134,6 +134,9 @@ class Operation:
     stores_report: bool = True
     includes: tuple[str, ...] = ()  # operations it runs as steps (their settings and grants)
     needs_database: bool = True  # False: runs without a configured database (config)
+    # the phases its function also runs when a deployment routes its schedule through a
+    # workflow (a restore on a throwaway RDS target): a task event {"phase", "state"}
+    workflow: str | None = None
 
     @property
     def event_options(self) -> dict[str, Option]:
@@ -244,7 +247,8 @@ RESTORE_TEST = Operation(
         ),
         Option("keep", "keep the scratch database", default=False, kind="bool", flag="--keep", event=False),
     ),
-    metrics=(m.RESTORE_INTEGRITY, m.RESTORE_DURATION),
+    metrics=(m.RESTORE_INTEGRITY, m.RESTORE_TESTED, m.RESTORE_DURATION),
+    workflow="pgrunbook.workflows.restore.phases",
     schedules=(Schedule("Weekly", "restore_test", "cron(0 5 ? * SUN *)", {"prefer_tier": "weekly"}),),
     grants=(
         listing("PrimaryBucket", "primary"),
@@ -334,7 +338,8 @@ DR_DRILL = Operation(
             flag="--attempts",
         ),
     ),
-    metrics=(m.DRILL_RTO, m.DRILL_RPO, m.DRILL_INTEGRITY),
+    metrics=(m.DRILL_RTO, m.DRILL_RPO, m.DRILL_INTEGRITY, m.RESTORE_TESTED),
+    workflow="pgrunbook.workflows.restore.phases",
     schedules=(Schedule("Monthly", "dr_drill", "cron(0 6 ? * SUN#1 *)", {"scenario": "complete_data_loss"}),),
     grants=(
         listing("DrBucket", "dr"),

@@ -38,6 +38,7 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.rds.models import rds_backends
 
+from pgrunbook.adapters.aws.rds import MAX_IDENTIFIER, rds_identifier
 from pgrunbook.domain.errors import (
     ConfigError,
     InvalidTarget,
@@ -53,13 +54,11 @@ from pgrunbook.workflows.pitr.rds import (
     KIND_AURORA,
     KIND_INSTANCE,
     KIND_MULTI_AZ_CLUSTER,
-    MAX_IDENTIFIER,
     PURPOSE_TAG,
     RECOVERY_TAG,
     SOURCE_TAG,
     TARGET_TAG,
     RdsProvider,
-    rds_identifier,
 )
 from tests import aws_model
 

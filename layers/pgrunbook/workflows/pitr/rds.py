@@ -38,8 +38,6 @@ The phases, as the workflow runs them:
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cached_property
@@ -59,6 +57,17 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from pgrunbook.adapters.aws.rds import (
+    INSTANCE_EXISTS,
+    INSTANCE_MISSING,
+    SERVER_ERROR_CODES,
+    THROTTLING_CODES,
+    describe_error,
+    error_code,
+    rds_identifier,
+    tag_value,
+    tags_of,
+)
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.domain.errors import (
     ConfigError,
@@ -77,25 +86,9 @@ RECOVERY_TAG = "pgrunbook:recovery-id"
 TARGET_TAG = "pgrunbook:target-time"
 SOURCE_TAG = "pgrunbook:source"
 PURPOSE_TAG = "pgrunbook:purpose"
-MAX_IDENTIFIER = 63  # DB instance, DB cluster and (as pgrunbook names them) snapshot identifiers
 
-THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-    }
-)
-SERVER_ERROR_CODES = frozenset(
-    {"InternalFailure", "InternalError", "ServiceUnavailable", "InternalServerError"}
-)
 INVALID_RESTORE_CODES = frozenset({"InvalidRestoreFault", "InvalidRestore"})
-INSTANCE_EXISTS = ("DBInstanceAlreadyExists", "DBInstanceAlreadyExistsFault")
 CLUSTER_EXISTS = ("DBClusterAlreadyExistsFault", "DBClusterAlreadyExists")
-INSTANCE_MISSING = ("DBInstanceNotFound", "DBInstanceNotFoundFault")
 CLUSTER_MISSING = ("DBClusterNotFoundFault", "DBClusterNotFound")
 SNAPSHOT_EXISTS = ("DBSnapshotAlreadyExists", "DBSnapshotAlreadyExistsFault")
 CLUSTER_SNAPSHOT_EXISTS = ("DBClusterSnapshotAlreadyExistsFault", "DBClusterSnapshotAlreadyExists")
@@ -142,26 +135,6 @@ KIND_AURORA = "aurora cluster"
 KIND_MULTI_AZ_CLUSTER = "rds multi-az cluster"
 
 
-def _identifier_part(text: str) -> str:
-    """Lower-case letters, digits and single hyphens: what RDS identifiers allow."""
-    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]+", "-", text.lower())).strip("-")
-
-
-def rds_identifier(base: str, suffix: str, limit: int = MAX_IDENTIFIER) -> str:
-    """``<base>-<suffix>`` as a valid RDS identifier of at most ``limit`` characters: it
-    starts with a letter, has no double or trailing hyphen.  The base (the source's name) is
-    shortened when needed, never the suffix, which is what makes the name unique."""
-    suffix = _identifier_part(suffix)
-    if len(suffix) > 32:  # a long recovery id: keep it recognizable and unique
-        digest = hashlib.sha256(suffix.encode()).hexdigest()[:8]
-        suffix = f"{suffix[:23].rstrip('-')}-{digest}"
-    base = _identifier_part(base) or "db"
-    if not base[0].isalpha():
-        base = f"db-{base}"
-    base = base[: max(1, limit - len(suffix) - 1)].rstrip("-")
-    return f"{base}-{suffix}" if suffix else base
-
-
 def stamp(started_at: str) -> str:
     """The recovery's start time as it appears in the new resources' names."""
     return _utc(datetime.fromisoformat(started_at)).strftime("%Y%m%d-%H%M%S")
@@ -169,24 +142,6 @@ def stamp(started_at: str) -> str:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _tag_value(text: str) -> str:
-    """Tag values allow letters, digits, spaces and ``_.:/=+-@``; at most 256 characters."""
-    return re.sub(r"[^\w .:/=+\-@]", "-", str(text))[:256]
-
-
-def _tags(items: list[dict[str, str]] | None) -> dict[str, str]:
-    return {t["Key"]: t.get("Value", "") for t in items or []}
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _describe(exc: ClientError) -> str:
-    error = exc.response.get("Error", {})
-    return one_line(f"{error.get('Code', 'error')}: {error.get('Message', '')}".strip().rstrip(":"))
 
 
 class RdsProvider(Provider):
@@ -230,7 +185,7 @@ class RdsProvider(Provider):
         try:
             return getattr(self.client, operation)(**params)
         except ClientError as exc:
-            code = _code(exc)
+            code = error_code(exc)
             if code in expect:
                 raise
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
@@ -241,10 +196,10 @@ class RdsProvider(Provider):
             if code in SERVER_ERROR_CODES or status >= 500:
                 if write:
                     raise ProviderError(
-                        f"{what} failed with a server error, and whether RDS acted on it is unknown: {_describe(exc)}"
+                        f"{what} failed with a server error, and whether RDS acted on it is unknown: {describe_error(exc)}"
                     ) from None
-                raise ProviderUnavailable(f"{what} failed: {_describe(exc)}") from None
-            raise ProviderError(f"{what} failed: {_describe(exc)}") from None
+                raise ProviderUnavailable(f"{what} failed: {describe_error(exc)}") from None
+            raise ProviderError(f"{what} failed: {describe_error(exc)}") from None
         except (NoCredentialsError, PartialCredentialsError, NoRegionError) as exc:
             raise ConfigError(f"{what}: {one_line(exc)}") from None
         except (BotoConnectionError, HTTPClientError) as exc:
@@ -373,7 +328,7 @@ class RdsProvider(Provider):
         recovery_id = str(state["recovery_id"])
         snapshot = rds_identifier(self.source, f"pre-pitr-{recovery_id}")
         tags = [
-            {"Key": RECOVERY_TAG, "Value": _tag_value(recovery_id)},
+            {"Key": RECOVERY_TAG, "Value": tag_value(recovery_id)},
             {"Key": PURPOSE_TAG, "Value": "safety point before a point-in-time recovery"},
         ]
         if self.cluster:
@@ -436,14 +391,14 @@ class RdsProvider(Provider):
     ) -> list:
         """The source's own tags (cost allocation, ownership, backup plans: the recovered
         database is meant to become production), plus pgrunbook's."""
-        tags = {k: v for k, v in _tags(inherited).items() if not k.startswith(("aws:", "pgrunbook:"))}
-        tags[RECOVERY_TAG] = _tag_value(state["recovery_id"])
-        tags[TARGET_TAG] = _tag_value(target.isoformat())
-        tags[SOURCE_TAG] = _tag_value(self.source)
+        tags = {k: v for k, v in tags_of(inherited).items() if not k.startswith(("aws:", "pgrunbook:"))}
+        tags[RECOVERY_TAG] = tag_value(state["recovery_id"])
+        tags[TARGET_TAG] = tag_value(target.isoformat())
+        tags[SOURCE_TAG] = tag_value(self.source)
         return [{"Key": k, "Value": v} for k, v in list(tags.items())[-50:]]
 
     def _ours(self, resource: dict[str, Any], state: dict[str, Any]) -> bool:
-        return _tags(resource.get("TagList")).get(RECOVERY_TAG) == _tag_value(state["recovery_id"])
+        return tags_of(resource.get("TagList")).get(RECOVERY_TAG) == tag_value(state["recovery_id"])
 
     def start(self, state: dict[str, Any]) -> dict[str, Any]:
         target = _utc(datetime.fromisoformat(state["target_time"]))
@@ -506,13 +461,13 @@ class RdsProvider(Provider):
                 **params,
             )
         except ClientError as exc:
-            if _code(exc) in INVALID_RESTORE_CODES:
+            if error_code(exc) in INVALID_RESTORE_CODES:
                 raise InvalidTarget(
-                    f"RDS refused to restore {source} to {record['restore_time']}: {_describe(exc)}"
+                    f"RDS refused to restore {source} to {record['restore_time']}: {describe_error(exc)}"
                 ) from None
             existing = find()
             if existing is None:
-                raise ProviderError(f"restoring {source} as {what} failed: {_describe(exc)}") from None
+                raise ProviderError(f"restoring {source} as {what} failed: {describe_error(exc)}") from None
             return self._adopt(existing, state, record, what)
         record["settings"] = params
         record["already_started"] = False
@@ -527,8 +482,8 @@ class RdsProvider(Provider):
             raise ProviderError(
                 f"{what} already exists and was not created by recovery {state['recovery_id']}: nothing was restored"
             )
-        recorded = _tags(existing.get("TagList")).get(TARGET_TAG)
-        if recorded and recorded != _tag_value(record["restore_time"]):
+        recorded = tags_of(existing.get("TagList")).get(TARGET_TAG)
+        if recorded and recorded != tag_value(record["restore_time"]):
             raise ProviderError(
                 f"{what} of recovery {state['recovery_id']} was restored to {recorded}, not {record['restore_time']}"
             )
@@ -751,8 +706,8 @@ class RdsProvider(Provider):
         if recovery.get("instance_created"):
             raise RecoveryFailed(f"the recovered writer instance {identifier} no longer exists")
         tags = [
-            {"Key": RECOVERY_TAG, "Value": _tag_value(state["recovery_id"])},
-            {"Key": SOURCE_TAG, "Value": _tag_value(self.source)},
+            {"Key": RECOVERY_TAG, "Value": tag_value(state["recovery_id"])},
+            {"Key": SOURCE_TAG, "Value": tag_value(self.source)},
         ]
         try:
             made = self._call(
