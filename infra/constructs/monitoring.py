@@ -141,24 +141,18 @@ class Monitoring(Construct):
             self._pair(
                 "StorageGrowth", m.STORAGE_GROWTH.name, growth_w, growth_c, "backups grew {} % in a month"
             )
-            self.alarms["RestoreIntegrity-critical"] = self._alarm(
+            self._daily_minimum_below(
                 "RestoreIntegrity-critical",
                 m.RESTORE_INTEGRITY.name,
                 100,
                 "CRITICAL: the weekly restore test restored less than 100 % of the tables",
-                comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-                statistic="Minimum",
-                period=Duration.days(1),
             )
-            self.alarms["RestoreTested-critical"] = self._alarm(
+            self._daily_minimum_below(
                 "RestoreTested-critical",
                 m.RESTORE_TESTED.name,
                 1,
                 "CRITICAL: the restore test could not test a backup (Backup Not Tested: the restore "
                 "target cannot host it, or the restore did not complete)",
-                comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-                statistic="Minimum",
-                period=Duration.days(1),
             )
         if "drill" in wanted:
             rto_w, rto_c = thresholds["rto_hours"]
@@ -169,15 +163,12 @@ class Monitoring(Construct):
                 rto_c * 3600,
                 "the DR drill's RTO passed {} seconds",
             )
-            self.alarms["DrillTested-critical"] = self._alarm(
+            self._daily_minimum_below(
                 "DrillTested-critical",
                 m.RESTORE_TESTED.name,
                 1,
                 "CRITICAL: the DR drill could not test any DR backup (the DR target cannot host it, "
                 "or no restore completed)",
-                comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
-                statistic="Minimum",
-                period=Duration.days(1),
             )
             rpo_w, rpo_c = thresholds["rpo_hours"]
             self._pair(
@@ -277,6 +268,21 @@ class Monitoring(Construct):
         )
         alarm.add_alarm_action(self.action)
         return alarm
+
+    def _daily_minimum_below(
+        self, alarm_id: str, metric_name: str, threshold: float, description: str
+    ) -> None:
+        """A critical alarm on a metric published once a run (weekly, monthly): the day's
+        lowest value under ``threshold``."""
+        self.alarms[alarm_id] = self._alarm(
+            alarm_id,
+            metric_name,
+            threshold,
+            description,
+            comparison=cw.ComparisonOperator.LESS_THAN_THRESHOLD,
+            statistic="Minimum",
+            period=Duration.days(1),
+        )
 
     def _pair(
         self,

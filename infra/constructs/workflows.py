@@ -48,6 +48,50 @@ TITLES = {
 }
 
 
+def logged_state_machine(
+    scope: Construct,
+    function: lambda_.IFunction,
+    *,
+    state_machine_name: str,
+    comment: str,
+    body: sfn.IChainable,
+    timeout: Duration,
+    log_retention: logs.RetentionDays,
+) -> tuple[logs.LogGroup, sfn.StateMachine]:
+    """A state machine with X-Ray tracing and its own log group (no execution data: states
+    carry database names and run facts), and cdk-nag's two acknowledged wildcards."""
+    log_group = logs.LogGroup(
+        scope,
+        "Logs",
+        log_group_name=f"/aws/vendedlogs/states/{state_machine_name}",
+        retention=log_retention,
+        removal_policy=RemovalPolicy.DESTROY,
+    )
+    state_machine = sfn.StateMachine(
+        scope,
+        "StateMachine",
+        state_machine_name=state_machine_name,
+        comment=comment,
+        definition_body=sfn.DefinitionBody.from_chainable(body),
+        timeout=timeout,
+        tracing_enabled=True,
+        logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+    )
+    stack = Stack.of(scope)
+    logical_id = stack.resolve(stack.get_logical_id(function.node.default_child))  # type: ignore[arg-type]
+    Validations.of(state_machine).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="Step Functions' log delivery and X-Ray APIs take no resource",
+        ),
+        Acknowledgment(
+            id=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
+            reason="CDK grants invoking every version and alias of the workflow's function",
+        ),
+    )
+    return log_group, state_machine
+
+
 class PhaseWorkflow(Construct):
     """What every pgrunbook workflow shares, around the part each subclass orders in
     :meth:`body`:
@@ -118,36 +162,14 @@ class PhaseWorkflow(Construct):
         approval.add_catch(abort, errors=["States.Timeout", "ApprovalRejected"], result_path="$.error")
         self.guarded("request_approval", approval)
 
-        self.log_group = logs.LogGroup(
+        self.log_group, self.state_machine = logged_state_machine(
             self,
-            "Logs",
-            log_group_name=f"/aws/vendedlogs/states/{state_machine_name}",
-            retention=log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
+            function,
             state_machine_name=state_machine_name,
             comment=self.comment,
-            definition_body=sfn.DefinitionBody.from_chainable(self.body(validate, approval)),
+            body=self.body(validate, approval),
             timeout=timeout,
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False
-            ),
-        )
-        stack = Stack.of(self)
-        logical_id = stack.resolve(stack.get_logical_id(function.node.default_child))  # type: ignore[arg-type]
-        Validations.of(self.state_machine).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="Step Functions' log delivery and X-Ray APIs take no resource",
-            ),
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
-                reason="CDK grants invoking every version and alias of the workflow's function",
-            ),
+            log_retention=log_retention,
         )
 
     def body(self, validate: sfn.TaskStateBase, approval: sfn.TaskStateBase) -> sfn.IChainable:
@@ -367,36 +389,14 @@ class RestoreWorkflow(Construct):
         where.when(sfn.Condition.string_equals("$.target_kind", "rds"), provision)
         where.otherwise(run_here)
 
-        self.log_group = logs.LogGroup(
+        self.log_group, self.state_machine = logged_state_machine(
             self,
-            "Logs",
-            log_group_name=f"/aws/vendedlogs/states/{state_machine_name}",
-            retention=log_retention,
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        self.state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
+            function,
             state_machine_name=state_machine_name,
             comment=f"pgrunbook {operation}: plan, a throwaway RDS target when needed, restore, always delete it",
-            definition_body=sfn.DefinitionBody.from_chainable(plan.next(where)),
+            body=plan.next(where),
             timeout=Duration.hours(6),
-            tracing_enabled=True,
-            logs=sfn.LogOptions(
-                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False
-            ),
-        )
-        stack = Stack.of(self)
-        logical_id = stack.resolve(stack.get_logical_id(function.node.default_child))  # type: ignore[arg-type]
-        Validations.of(self.state_machine).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::*]",
-                reason="Step Functions' log delivery and X-Ray APIs take no resource",
-            ),
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
-                reason="CDK grants invoking every version and alias of the workflow's function",
-            ),
+            log_retention=log_retention,
         )
 
     def _task(self, phase: str, title: str) -> tasks.LambdaInvoke:
