@@ -16,7 +16,7 @@ import json
 import time
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,8 +108,23 @@ class Workflow:
         """The recovery state machine."""
         return self.machines["pitr"]
 
+    unread: list[dict] = field(default_factory=list)  # read by approval_requested, not yet by a test
+
     def messages(self) -> list[dict]:
-        return self.inbox.messages()
+        """The notifications sent since the last call (each returned once)."""
+        out, self.unread = [*self.unread, *self.inbox.messages()], []
+        return out
+
+    def approval_requested(self, timeout: float = 60.0) -> None:
+        """Until the approval request has been sent: the approval task has run and its token
+        is recorded, so approve/reject find it (on a loaded machine that takes a while)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.unread.extend(self.inbox.messages())
+            if any(m.get("Subject", "").startswith("APPROVAL NEEDED") for m in self.unread):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"no approval request after {timeout} s")
 
     @property
     def settings(self) -> Settings:

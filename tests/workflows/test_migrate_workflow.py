@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -88,7 +87,7 @@ def test_happy_path_backs_up_rehearses_waits_for_approval_and_applies(workflow: 
     [execution] = flow.sfn.list_executions(stateMachineArn=flow.machines["migrate"])["executions"]
     arn = execution["executionArn"]
     flow.wait_for(arn, state="Approval")
-    time.sleep(0.5)
+    flow.approval_requested()
     assert applied(flow) is None and "priority" not in columns(flow)  # only rehearsed so far
 
     [manifest] = backups(flow)
@@ -165,7 +164,7 @@ def test_apply_failure_rolls_back_what_this_run_applied(workflow: Workflow, migr
     flow = workflow
     arn = run(flow)
     flow.wait_for(arn, state="Approval")
-    time.sleep(0.5)
+    flow.approval_requested()
     # the real database changed after the backup the dry run used: a duplicate name
     with Database.connect(flow.source) as db:
         db.run("INSERT INTO projects (id, client_id, user_id, name) VALUES (9999, 1, 1, 'project 1')")
@@ -209,7 +208,7 @@ def test_rejected_migration_changes_nothing(workflow: Workflow, migrations, caps
     flow = workflow
     arn = run(flow)
     flow.wait_for(arn, state="Approval")
-    time.sleep(0.5)
+    flow.approval_requested()
     code, out, err = cli(capsys, "migrate", "reject", arn, "--reason", "not during the sale")
     assert code == 0 and "nothing is applied" in out, err
     done = flow.wait_for(arn)

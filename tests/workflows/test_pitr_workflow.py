@@ -67,7 +67,7 @@ def test_logical_recovery_end_to_end(workflow: Workflow, capsys):
     [execution] = flow.sfn.list_executions(stateMachineArn=flow.machine_arn)["executions"]
     arn = execution["executionArn"]
     flow.wait_for(arn, state="Approval")
-    time.sleep(0.5)
+    flow.approval_requested()
 
     # the approval request went out, with how to answer
     [approval] = [m for m in flow.messages() if m.get("Subject", "").startswith("APPROVAL NEEDED")]
@@ -140,7 +140,7 @@ def test_rejected_approval_aborts_and_changes_nothing(workflow: Workflow, capsys
     assert code == 0, err
     [execution] = flow.sfn.list_executions(stateMachineArn=flow.machine_arn)["executions"]
     flow.wait_for(execution["executionArn"], state="Approval")
-    time.sleep(0.5)
+    flow.approval_requested()
 
     code, out, err = cli(capsys, "pitr", "reject", execution["name"], "--reason", "wrong target time")
     assert code == 0, err
@@ -235,7 +235,7 @@ def test_provider_failure_mid_recovery_is_critical_and_keeps_maintenance_on(
         fake.statuses = ["ACTIVE_HEALTHY", "RESTORING", "RESTORING", "RESTORE_FAILED"]
         arn = flow.start({"target_time": "2025-03-06T12:00:00Z", "provider": "supabase"})
         flow.wait_for(arn, state="Approval")
-        time.sleep(0.5)
+        flow.approval_requested()
         code, out, err = cli(capsys, "pitr", "approve", arn, "--yes")
         assert code == 0, err
         done = flow.wait_for(arn)
@@ -281,7 +281,7 @@ def test_a_supabase_recovery_without_a_restore_point_has_a_backup_as_its_safety_
         fake.restore_point_unavailable = True
         arn = flow.start({"target_time": "2025-03-06T12:00:00Z", "provider": "supabase"})
         flow.wait_for(arn, state="Approval")
-        time.sleep(0.5)
+        flow.approval_requested()
         code, _out, err = cli(capsys, "pitr", "reject", arn, "--reason", "checking the safety point")
         assert code == 0, err
         flow.wait_for(arn)
