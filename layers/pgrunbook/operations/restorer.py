@@ -80,7 +80,7 @@ _TARGET_ERRORS = (
     (re.compile(r'extension "([^"]+)" is not available'), "extension {}"),
     (re.compile(r'could not open extension control file "[^"]*/([^/"]+)\.control"'), "extension {}"),
     (re.compile(r'required extension "([^"]+)" is not installed'), "extension {}"),
-    (re.compile(r'could not access file "\$libdir/([^"]+)"'), "library {}"),
+    (re.compile(r'could not access file "(?:\$libdir/)?([^"/]+)"'), "library {}"),
     (re.compile(r'collation "([^"]+)" for encoding "[^"]+" does not exist'), "collation {}"),
     (re.compile(r'language "([^"]+)" does not exist'), "language {}"),
 )
@@ -612,6 +612,8 @@ def restore_findings(report: Report, result: RestoreResult, *, check: str = "res
     )
     report.figures["tested"] = result.tested
     if result.status == "untested":
+        for unmeasured in ("integrity_pct", "tables_matching", "rows", "verify_s"):
+            del report.figures[unmeasured]  # nothing was measured: no figure, not a zero
         untested(report, result, check=check)
         return
     if result.error:

@@ -94,15 +94,17 @@ TESTS_READ = 26  # restore-test reports read for the catalog's "tested" column (
 
 
 def tested_backups(reports: list[Report]) -> dict[str, str]:
-    """Backup id -> what its newest restore test or drill found: ``passed`` (integrity 100 %),
-    ``failed``, or ``untested`` (the target could not host it).  ``reports`` oldest first."""
+    """Backup id -> what its newest restore test or drill that measured it found: ``passed``
+    (integrity 100 %) or ``failed``; ``untested`` when every run so far had a target that could
+    not host it.  An untested run measures nothing, so it does not hide an earlier verdict.
+    ``reports`` oldest first."""
     verdicts: dict[str, str] = {}
     for report in reports:
         backup_id = report.figures.get("backup_id")
         if not backup_id or report.detail.get("state") == "running":
             continue
         if report.status == "untested":
-            verdicts[backup_id] = "untested"
+            verdicts.setdefault(backup_id, "untested")
         elif report.figures.get("integrity_pct") == 100 and report.status != "critical":
             verdicts[backup_id] = "passed"
         else:
