@@ -1,10 +1,7 @@
 """Throwaway RDS restore targets under moto: created as the backup needs, always deleted.
 
-moto creates the instance (engine, version, class, storage, subnet group, security groups,
-tags, the RDS-managed master secret) but serves no PostgreSQL.  The tests point the
-instance's endpoint at a real embedded server (moto's DBInstance.address, a property, is
-patched to the server's socket directory, and the master secret's user made a superuser
-there), so the restore, the verification and the cleanup are all real.
+moto creates the instance; a real embedded server answers on its endpoint
+(tests/rds_env.py), so the restore, the verification and the cleanup are all real.
 """
 
 from __future__ import annotations
@@ -24,12 +21,12 @@ from pgrunbook.adapters.aws.rds_targets import (
     RdsTargets,
     size_for,
 )
-from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.domain.needs import Extension
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.operations.targets import plan_target
 from tests.aws_model import problems
+from tests.rds_env import restore_network, serve_instances_from
 
 SQL = """
 CREATE TABLE orders (id int PRIMARY KEY, total numeric(10, 2), note text);
@@ -41,39 +38,12 @@ REGION = "us-east-1"
 @pytest.fixture
 def network(s3, monkeypatch):
     """A VPC with a DB subnet group and a security group, in moto."""
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    ec2 = boto3.client("ec2", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"][
-            "SubnetId"
-        ]
-        for i, z in ((1, "a"), (2, "b"))
-    ]
-    group = ec2.create_security_group(GroupName="restore", Description="restore targets", VpcId=vpc)[
-        "GroupId"
-    ]
-    boto3.client("rds", region_name=REGION).create_db_subnet_group(
-        DBSubnetGroupName="restore-targets", DBSubnetGroupDescription="restore targets", SubnetIds=subnets
-    )
-    return {"subnet_group": "restore-targets", "security_group": group, "subnets": subnets}
+    return restore_network(REGION, monkeypatch)
 
 
 @pytest.fixture
 def served_by(pg18_target, monkeypatch):
-    """Every moto RDS instance answers on the embedded target server; the master secret's user
-    (moto's is ``admin``) exists there."""
-    monkeypatch.setattr(rds_models.DBInstance, "address", property(lambda self: pg18_target.conninfo.host))
-    original = rds_models.DBInstance.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.port = pg18_target.conninfo.port
-
-    monkeypatch.setattr(rds_models.DBInstance, "__init__", init)
-    with Database.connect(pg18_target.conninfo) as db:
-        if not db.scalar("SELECT 1 FROM pg_roles WHERE rolname = 'admin'"):
-            db.run("CREATE ROLE admin LOGIN SUPERUSER")
+    serve_instances_from(pg18_target, monkeypatch)
     return pg18_target
 
 

@@ -18,11 +18,11 @@ import pytest
 from moto.core.config import default_user_config
 from moto.rds import models as rds_models
 
-from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.settings.model import Settings
 from tests.lambda_env import ACCOUNT, Context, Inbox, load_handler
+from tests.rds_env import restore_network, serve_instances_from
 from tests.workflows.conftest import ROOT, function_arn
 
 REGION = "us-east-1"
@@ -91,7 +91,6 @@ def definition(tmp_path_factory) -> str:
 
 @pytest.fixture
 def flow(definition, s3, new_db, pg18_target, monkeypatch, tmp_path):
-    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     monkeypatch.setitem(default_user_config, "stepfunctions", {"execute_state_machine": True})
     handler = load_handler("restore-test")
 
@@ -108,30 +107,8 @@ def flow(definition, s3, new_db, pg18_target, monkeypatch, tmp_path):
         "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function.WaitFunction._wait_interval",
         lambda self, env, wait_seconds: None,
     )
-    # the instances moto creates answer on the embedded target server
-    monkeypatch.setattr(rds_models.DBInstance, "address", property(lambda self: pg18_target.conninfo.host))
-    original = rds_models.DBInstance.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        self.port = pg18_target.conninfo.port
-
-    monkeypatch.setattr(rds_models.DBInstance, "__init__", init)
-    with Database.connect(pg18_target.conninfo) as db:
-        if not db.scalar("SELECT 1 FROM pg_roles WHERE rolname = 'admin'"):
-            db.run("CREATE ROLE admin LOGIN SUPERUSER")
-
-    ec2 = boto3.client("ec2", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"][
-            "SubnetId"
-        ]
-        for i, z in ((1, "a"), (2, "b"))
-    ]
-    boto3.client("rds", region_name=REGION).create_db_subnet_group(
-        DBSubnetGroupName="restore-targets", DBSubnetGroupDescription="x", SubnetIds=subnets
-    )
+    serve_instances_from(pg18_target, monkeypatch)  # the instances moto creates answer there
+    restore_network(REGION, monkeypatch)
     inbox = Inbox(REGION)
     source = new_db(sql=SQL)
     variables = {

@@ -189,48 +189,21 @@ def test_an_unreachable_registry_is_one_line(scratch):
     assert "\n" not in str(failed.value)
 
 
+def install_command(*args: str | Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``python -m pgrunbook.adapters.postgres.builds install ARGS``, as an operator runs it."""
+    command = [sys.executable, "-m", "pgrunbook.adapters.postgres.builds", "install", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
 def test_installing_says_what_it_downloads_and_a_second_install_is_instant(scratch):
     local = local_builds(scratch, 15)
-    first = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pgrunbook.adapters.postgres.builds",
-            "install",
-            "--major",
-            "15",
-            "--dir",
-            local,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    first = install_command("--major", "15", "--dir", local, timeout=300)
     assert first.returncode == 0, first.stderr
     assert f"PostgreSQL 15 ({builds.PINS[15].version}, no vector): {local / '15'}" in first.stdout
     assert builds.installed(15, local) and not builds.installed(16, local)
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pgrunbook.adapters.postgres.builds",
-            "install",
-            "--major",
-            "15",
-            "--dir",
-            local,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = install_command("--major", "15", "--dir", local)
     assert again.returncode == 0 and again.stderr == ""  # nothing downloaded or unpacked
-    bad = subprocess.run(
-        [sys.executable, "-m", "pgrunbook.adapters.postgres.builds", "install", "--major", "13"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = install_command("--major", "13")
     assert bad.returncode == 2 and "invalid choice: 13" in bad.stderr
 
 
