@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pgrunbook.adapters.aws.secrets import conninfo_from_arn
-from pgrunbook.adapters.postgres.builds import default_dir as default_builds_dir
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.s3.store import ObjectStore, TransferSettings
 from pgrunbook.domain.errors import ConfigError
@@ -235,7 +234,9 @@ class Settings:
         """Where the embedded PostgreSQL builds are installed (PGRUNBOOK_EMBEDDED_DIR)."""
         if self.embedded_dir:
             return Path(self.embedded_dir)
-        return default_builds_dir(self.home_path)
+        from pgrunbook.adapters.postgres.builds import default_dir  # only where a restore runs
+
+        return default_dir(self.home_path)
 
     @property
     def creator(self) -> str:
