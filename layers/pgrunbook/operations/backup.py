@@ -7,8 +7,10 @@
    no DDL can change them under the dump) and reads, in that snapshot, the tables, the roles
    and the prerequisites the dump refers to.
 3. ``pg_dump --format=directory --jobs=N --snapshot=<id>`` dumps in that snapshot.  Each
-   table file is uploaded as soon as pg_dump reports it finished, and copied on to the DR
-   bucket as soon as its upload is done.
+   table file is uploaded as soon as pg_dump reports it finished, deleted from the local
+   disk once uploaded, and copied on to the DR bucket (S3 to S3) as soon as its upload is
+   done.  The disk a backup needs is the files being written or uploaded, not the whole dump:
+   ``peak_disk_bytes`` in the report is what the work directory held at its largest.
 4. Each table's row count and fingerprint are computed in the same snapshot, in page ranges
    spread over N sessions.  Where depends on where the database runs: on another machine
    (RDS, Supabase) they run alongside pg_dump, on the server's CPUs; on this machine they
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from pgrunbook import __version__
+from pgrunbook.adapters.disk import PeakWatch
 from pgrunbook.adapters.postgres.connection import Database, qualified, quote_literal
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.fingerprints import TableSpec, compute_all, discover_tables, method_for
@@ -69,6 +72,7 @@ from pgrunbook.settings.model import Settings
 
 log = logging.getLogger(__name__)
 _FINISHED_DATA = re.compile(r"finished item (\d+) TABLE DATA ")
+_STARTED_DATA = re.compile(r"dumping contents of table ")
 LOCK_TIMEOUT = "120s"
 DR_REPAIR_WINDOW = 14  # newest primary backups checked for a missing DR copy
 
@@ -84,6 +88,7 @@ class BackupResult:
     completed_at: str | None = None
     snapshot: dict[str, Any] = field(default_factory=dict)
     size_bytes: int = 0
+    peak_disk_bytes: int = 0  # the work directory at its largest (sampled)
     tables: int = 0
     rows: int = 0
     durations: dict[str, float] = field(default_factory=dict)
@@ -227,11 +232,14 @@ class BackupRun:
             self.progress,
             self.primary.transfer.concurrency,
             on_uploaded=self.replicator.submit if self.replicator is not None else None,
+            remove_uploaded=True,
         )
         process: ToolProcess | None = None
         recorded = False
+        disk = PeakWatch(workdir)
         try:
             workdir.mkdir(parents=True, exist_ok=False)
+            disk.start()
             t0 = time.monotonic()
             snapshot, specs, roles, prereqs, server, needs = self._snapshot(coordinator)
             mirror.record_start(
@@ -270,6 +278,7 @@ class BackupRun:
 
             self._upload_all(dump_dir, uploader)
             files = uploader.wait()
+            report.peak_disk_bytes = disk.stop()  # nothing is written locally after this
             report.durations["upload_after_dump_s"] = round(time.monotonic() - max(t_dump, t_fp), 3)
             method = method_for(server["version_num"])
             tables = [
@@ -345,6 +354,7 @@ class BackupRun:
                 raise BackupFailed(f"backup {backup_id} failed: {message}") from None
             raise
         finally:
+            disk.stop()
             shutil.rmtree(workdir, ignore_errors=True)
 
     # -- steps ---------------------------------------------------------------------------
@@ -380,6 +390,10 @@ class BackupRun:
             "version": coordinator.server_version,
             "version_num": coordinator.server_version_num,
             **database_properties(coordinator),
+            # what a restore of it takes on disk, indexes included (the restore test's check)
+            "database_bytes": int(
+                coordinator.scalar("SELECT pg_catalog.pg_database_size(current_database())")
+            ),
         }
         self.progress.step(
             f"snapshot {snapshot['id']} at {snapshot['time']} (LSN {snapshot['lsn']}): "
@@ -391,13 +405,21 @@ class BackupRun:
         self, pg_dump: Tool, snapshot_id: str, dump_dir: Path, uploader: Uploader
     ) -> ToolProcess:
         suffix = ".dat.gz" if self.settings.compression > 0 else ".dat"
+        serial = self.settings.jobs == 1
+        seen: set[str] = set()  # serial only: data files that existed when a table was started
 
         def on_line(line: str) -> None:
             match = _FINISHED_DATA.search(line)
-            if match:
+            if match:  # parallel pg_dump names each file it finished
                 path = dump_dir / f"{match.group(1)}{suffix}"
                 if path.is_file():
                     uploader.submit(path)
+            elif serial and _STARTED_DATA.search(line):
+                # A serial pg_dump writes one file at a time and says when it starts the next
+                # table's: every file that existed at the previous such line is complete now.
+                for name in sorted(seen):
+                    uploader.submit(dump_dir / name)
+                seen.update(p.name for p in dump_dir.iterdir() if p.name.endswith(suffix))
             elif ": error:" in line:
                 self.progress.step(line)
 
@@ -633,6 +655,7 @@ def run(
         "backup_id": result.backup_id,
         "tiers": result.tiers,
         "size_bytes": result.size_bytes,
+        "peak_disk_bytes": result.peak_disk_bytes,
         "rows": result.rows,
         "tables": result.tables,
         "duration_s": result.durations.get("total_s"),

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pgrunbook.adapters.disk import existing, free_bytes, same_filesystem
 from pgrunbook.adapters.postgres.connection import Database, quote_ident, quote_literal
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.embedded import default_data_dir
@@ -84,7 +85,8 @@ _TARGET_ERRORS = (
     (re.compile(r'collation "([^"]+)" for encoding "[^"]+" does not exist'), "collation {}"),
     (re.compile(r'language "([^"]+)" does not exist'), "language {}"),
 )
-SCRATCH_MARKER = "pgrunbook"  # the key of the JSON comment on a scratch database
+SCRATCH_MARKER = "pgrunbook"
+DISK_MARGIN = 1.1  # free space wanted over the estimate  # the key of the JSON comment on a scratch database
 
 
 @dataclass
@@ -111,6 +113,7 @@ class RestoreResult:
     unmet: list[Unmet] = field(default_factory=list)  # why the backup could not be tested
     target_plan: dict[str, Any] | None = None  # where it was restored, and why there
     rds_target: list[dict[str, Any]] = field(default_factory=list)  # a throwaway RDS target's life
+    disk_needed_bytes: int = 0  # local disk the run needs: the download, and an embedded restore
 
     @property
     def tested(self) -> bool:
@@ -161,6 +164,7 @@ class Restorer:
         self.plan: TargetPlan | None = None
         self.database_name = database_name  # the new database's name (a recovery), else a scratch name
         self.embedded = False  # whether the target is the embedded server (decides the remedy)
+        self.embedded_data_dir: Path | None = None  # its data directory, on this machine's disk
         self.report = RestoreResult(status="ok", database=settings.database_label, source=source)
 
     def run(self) -> RestoreResult:
@@ -246,6 +250,7 @@ class Restorer:
                 unmet(manifest.needs, capable, remedy=self._remedy())
             ):
                 return self._finish(report, t_start)
+            self._check_disk(manifest, workdir)
             # 1. download and verify everything before restoring anything --------------------
             t0 = time.monotonic()
             dump_dir = workdir / "dump"
@@ -364,13 +369,35 @@ class Restorer:
             return configured
         self.embedded = True
         version = plan.major or int(manifest.server["version_num"]) // 10000
+        self.embedded_data_dir = default_data_dir(self.settings.home_path, version)
         server = start_embedded(
-            default_data_dir(self.settings.home_path, version),
+            self.embedded_data_dir,
             version,
             builds_dir=self.settings.embedded_path,
             progress=self.progress,
         )
         return server.conninfo
+
+    def _check_disk(self, manifest: Manifest, workdir: Path) -> None:
+        """Refuse, before anything is downloaded, a machine whose disk cannot hold the run: the
+        download (the dump's size) in the work directory and, on the embedded target, the
+        restored database (its size at backup time, else 5x the dump) in its data directory."""
+        needs = [(workdir, manifest.size_bytes, f"the download, {_gb(manifest.size_bytes)}")]
+        if self.embedded_data_dir is not None:
+            restored = int(manifest.server.get("database_bytes") or 0) or 5 * manifest.size_bytes
+            needs.append((self.embedded_data_dir, restored, f"the restored database, about {_gb(restored)}"))
+        self.report.disk_needed_bytes = sum(size for _, size, _ in needs)
+        for path, _, _ in needs:
+            shared = [(size, what) for other, size, what in needs if same_filesystem(path, other)]
+            needed = int(sum(size for size, _ in shared) * DISK_MARGIN)
+            free = free_bytes(path)
+            if free < needed:
+                raise ConfigError(
+                    f"backup {manifest.backup_id} needs about {_gb(needed)} free on the disk of {existing(path)} "
+                    f"({'; '.join(what for _, what in shared)}; {DISK_MARGIN:.1f}x for headroom), which has "
+                    f"{_gb(free)}: run it where the disk is larger (PGRUNBOOK_WORK_DIR, PGRUNBOOK_HOME), "
+                    "or restore into a server (PGRUNBOOK_RESTORE_TARGET_URL, or a throwaway RDS target)"
+                )
 
     def _download(self, manifest: Manifest, dump_dir: Path) -> None:
         def fetch(entry):
@@ -590,6 +617,10 @@ class Restorer:
                 admin.run(f"SELECT pg_catalog.pg_advisory_unlock({self._lock_key(name)})")
 
 
+def _gb(size: int) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e8 else f"{size / 1e6:.1f} MB"
+
+
 def run_restore_test(settings: Settings, **kwargs: Any) -> RestoreResult:
     """The restore engine alone, into a scratch database: no report stored, nothing published."""
     return Restorer(settings, **kwargs).run()
@@ -609,6 +640,7 @@ def restore_findings(report: Report, result: RestoreResult, *, check: str = "res
         verify_s=result.durations.get("verify_s"),
         duration_s=result.durations.get("total_s"),
         snapshot_time=result.snapshot_time,
+        disk_needed_bytes=result.disk_needed_bytes,
     )
     report.figures["tested"] = result.tested
     if result.status == "untested":

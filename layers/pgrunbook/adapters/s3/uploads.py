@@ -1,4 +1,8 @@
-"""Concurrent uploads of a dump's files, started while pg_dump is still writing others."""
+"""Concurrent uploads of a dump's files, started while pg_dump is still writing others.
+
+With ``remove_uploaded``, each local file is deleted as soon as its upload has succeeded (its
+size and SHA-256 are in the returned entry): the disk a backup needs is the files not yet
+uploaded, not the whole dump."""
 
 from __future__ import annotations
 
@@ -20,8 +24,11 @@ class Uploader:
         progress: Progress,
         concurrency: int,
         on_uploaded: Callable[[FileEntry], None] | None = None,
+        *,
+        remove_uploaded: bool = False,
     ):
         self.store = store
+        self.remove_uploaded = remove_uploaded
         self.on_uploaded = on_uploaded
         self.backup_id = backup_id
         self.progress = progress
@@ -39,10 +46,16 @@ class Uploader:
                 return
             key = self.store.key(self.backup_id, path.name)
             self.started_keys.append(key)
-            future = self._pool.submit(self.store.upload_file, path, key)
+            future = self._pool.submit(self._upload, path, key)
             self._futures[path.name] = future
         # Outside the lock: a future that is already done runs the callback right here.
         future.add_done_callback(self._count)
+
+    def _upload(self, path: Path, key: str) -> FileEntry:
+        entry = self.store.upload_file(path, key)
+        if self.remove_uploaded:
+            path.unlink(missing_ok=True)
+        return entry
 
     def _count(self, future: Future[FileEntry]) -> None:
         if future.cancelled() or future.exception() is not None:
