@@ -10,6 +10,7 @@ import pytest
 from pgrunbook.adapters.s3.store import ObjectStore
 from pgrunbook.adapters.s3.uploads import Uploader
 from pgrunbook.domain.errors import ConfigError
+from pgrunbook.entrypoints.cli.render import render
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.progress import NullProgress
 
@@ -30,6 +31,9 @@ def test_the_backup_deletes_each_file_once_uploaded(new_db, make_settings, s3, j
     # each file is uploaded as soon as pg_dump is done with it, and gone once uploaded.  Without the
     # deletion the work directory ends holding the whole dump, and the last sample sees it.
     assert 0 < peak < 0.6 * size, (peak, size)
+    assert "  local disk    " in render(report) and "at most (each file deleted once uploaded)" in render(
+        report
+    )
     restored = run_operation("restore-test", OperationContext(settings))
     assert restored.figures["integrity_pct"] == 100.0
 

@@ -406,7 +406,8 @@ class BackupRun:
     ) -> ToolProcess:
         suffix = ".dat.gz" if self.settings.compression > 0 else ".dat"
         serial = self.settings.jobs == 1
-        seen: set[str] = set()  # serial only: data files that existed when a table was started
+        first_seen: dict[str, int] = {}  # serial only: data file -> the check that first saw it
+        checks = [0]
 
         def on_line(line: str) -> None:
             match = _FINISHED_DATA.search(line)
@@ -415,11 +416,18 @@ class BackupRun:
                 if path.is_file():
                     uploader.submit(path)
             elif serial and _STARTED_DATA.search(line):
-                # A serial pg_dump writes one file at a time and says when it starts the next
-                # table's: every file that existed at the previous such line is complete now.
-                for name in sorted(seen):
-                    uploader.submit(dump_dir / name)
-                seen.update(p.name for p in dump_dir.iterdir() if p.name.endswith(suffix))
+                # A serial pg_dump does not say which file it finished, and this line may be
+                # read well after it was written.  It writes one file at a time, closing each
+                # before it creates the next: a file is complete once a check has seen a file
+                # that an earlier check had not (that one was created after it).
+                checks[0] += 1
+                for path in dump_dir.iterdir():
+                    if path.name.endswith(suffix):
+                        first_seen.setdefault(path.name, checks[0])
+                newest = max(first_seen.values(), default=0)
+                for name, seen in sorted(first_seen.items()):
+                    if seen < newest:
+                        uploader.submit(dump_dir / name)  # once: submit ignores a repeat
             elif ": error:" in line:
                 self.progress.step(line)
 

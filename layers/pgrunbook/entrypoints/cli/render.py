@@ -57,6 +57,8 @@ def _render_backup(r: BackupResult) -> str:
         lines.append(f"  snapshot      {r.snapshot.get('time')}  LSN {r.snapshot.get('lsn')}")
     if r.tables:
         lines.append(f"  contents      {r.tables} tables, {r.rows:,} rows, {size(r.size_bytes)} compressed")
+    if r.peak_disk_bytes:
+        lines.append(f"  local disk    {size(r.peak_disk_bytes)} at most (each file deleted once uploaded)")
     if r.dr:
         status = r.dr.get("status")
         where = r.dr.get("location", "")
