@@ -245,6 +245,7 @@ class Results:
     backup_durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     restore_durations: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     sizes: dict[str, int] = field(default_factory=dict)
+    peak_disk: list[int] = field(default_factory=list)  # the backup's work directory at its largest
 
     def median(self, name: str) -> float:
         return statistics.median(self.samples[name])
@@ -415,6 +416,7 @@ class Bench:
                 bare_dump_custom=size_of(dump_file),
                 pgrunbook_backup=backup.size_bytes,
             )
+            self.results.peak_disk.append(backup.peak_disk_bytes)
         self.clean_up(dump_dir, dump_file, backup.backup_id)
 
     def admin(self, sql: str) -> None:
@@ -563,6 +565,7 @@ def summarize(bench: Bench, meta: dict[str, Any]) -> dict[str, Any]:
         "pgrunbook_backup_durations_median_s": medians(results.backup_durations),
         "pgrunbook_restore_durations_median_s": medians(results.restore_durations),
         "sizes_bytes": results.sizes,
+        "backup_peak_disk_bytes_max": max(results.peak_disk, default=0),
     }
 
 
@@ -575,7 +578,9 @@ def render(summary: dict[str, Any]) -> str:
         f"PostgreSQL {summary['server_version']}, pg_dump/pg_restore {summary['pg_dump_version']}, "
         f"{summary['cpus']} CPUs",
         f"database {summary['database_bytes'] / mb:.1f} MB; dump {sizes['bare_dump_dir'] / mb:.1f} MB (directory), "
-        f"{sizes['bare_dump_custom'] / mb:.1f} MB (custom), {sizes['pgrunbook_backup'] / mb:.1f} MB (pgrunbook)",
+        f"{sizes['bare_dump_custom'] / mb:.1f} MB (custom), {sizes['pgrunbook_backup'] / mb:.1f} MB (pgrunbook); "
+        f"the backup's local disk at most {summary['backup_peak_disk_bytes_max'] / mb:.1f} MB "
+        f"({summary['backup_peak_disk_bytes_max'] / sizes['pgrunbook_backup']:.0%} of its dump)",
         f"{summary['repeat']} timed rounds after {summary['warmup']} warm-up; seconds of wall time; "
         f"load average {summary['load_average'][0]:.1f} before, {summary['load_average'][1]:.1f} after",
         "",
