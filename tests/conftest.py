@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import secrets
@@ -306,3 +307,13 @@ def synthesized(tmp_path_factory):
         "outdir": Path(assembly.directory),
         "stacks": (primary, dr),
     }
+
+
+def rewrite_manifest(settings, backup_id: str, change) -> None:
+    """Change a stored manifest's JSON in place (``change(data)``): a backup whose manifest
+    says something else than what was dumped."""
+    store = settings.primary_store()
+    key = store.manifest_key(backup_id)
+    data = json.loads(store.get_bytes(key))
+    change(data)
+    store.put_bytes(key, json.dumps(data).encode())

@@ -13,6 +13,7 @@ from pgrunbook.domain.errors import ConfigError
 from pgrunbook.entrypoints.cli.render import render
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.progress import NullProgress
+from tests.conftest import rewrite_manifest
 
 # Eight tables of the same size: the whole dump is eight times one table's file.
 TABLES = "\n".join(
@@ -56,14 +57,6 @@ def test_a_file_whose_upload_failed_stays_on_disk(s3, tmp_path):
     with pytest.raises(Exception):  # noqa: B017 - whatever the store raises for a missing bucket
         failing.wait()
     assert kept.read_bytes() == b"x" * 1000
-
-
-def rewrite_manifest(settings, backup_id: str, change) -> None:
-    store = settings.primary_store()
-    key = store.manifest_key(backup_id)
-    data = json.loads(store.get_bytes(key))
-    change(data)
-    store.put_bytes(key, json.dumps(data).encode())
 
 
 def test_the_restore_test_refuses_a_disk_too_small_before_downloading(new_db, make_settings, s3):

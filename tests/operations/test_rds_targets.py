@@ -26,6 +26,7 @@ from pgrunbook.domain.needs import Extension
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.operations.targets import plan_target
 from tests.aws_model import problems
+from tests.conftest import rewrite_manifest
 from tests.rds_env import restore_network, serve_instances_from
 
 SQL = """
@@ -133,12 +134,13 @@ def test_a_failed_restore_still_deletes_the_instance(new_db, make_settings, netw
 def test_a_failed_verification_still_deletes_the_instance(new_db, make_settings, network, served_by, s3):
     settings = settings_for(make_settings, new_db(sql=SQL), network)
     backup_id = run_operation("backup", OperationContext(settings)).figures["backup_id"]
-    store = settings.primary_store()
-    manifest = json.loads(store.get_bytes(store.manifest_key(backup_id)))
-    for table in manifest["tables"]:
-        if table["name"] == "orders":
-            table["rows"] += 1  # the restored copy will not match
-    store.put_bytes(store.manifest_key(backup_id), json.dumps(manifest).encode())
+
+    def one_more_order(manifest):
+        for table in manifest["tables"]:
+            if table["name"] == "orders":
+                table["rows"] += 1  # the restored copy will not match
+
+    rewrite_manifest(settings, backup_id, one_more_order)
 
     report = run_operation("restore-test", OperationContext(settings))
     assert report.status == "critical" and report.figures["integrity_pct"] < 100

@@ -9,7 +9,6 @@ on-call engineer gets (exit status, notice, metric, status line).
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from pgrunbook.catalog.backups import Catalog
 from pgrunbook.entrypoints.cli.render import render
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.operations.status import build_status
+from tests.conftest import rewrite_manifest
 from tests.lambda_env import Inbox
 
 SQL = """
@@ -74,14 +74,6 @@ def scratch_databases(server) -> list[str]:
         return [
             r[0] for r in db.run("SELECT datname FROM pg_database WHERE datname LIKE 'pgrunbook_restore_%'")
         ]
-
-
-def rewrite_manifest(settings, backup_id: str, change) -> None:
-    store = settings.primary_store()
-    key = store.manifest_key(backup_id)
-    data = json.loads(store.get_bytes(key))
-    change(data)
-    store.put_bytes(key, json.dumps(data).encode())
 
 
 def test_the_manifest_records_what_a_restore_needs(new_db, make_settings, s3):
