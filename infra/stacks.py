@@ -23,7 +23,7 @@ from constructs import Construct
 
 from infra.config import DeploymentConfig
 from infra.constructs.access import BackupLocation, Grants
-from infra.constructs.function import RUNTIME, OperationFunction, Schedule, _retention
+from infra.constructs.function import RUNTIME, OperationFunction, Schedule, _retention, schedule_rule
 from infra.constructs.layers import pgrunbook_layer, pgtools_layer
 from infra.constructs.monitoring import Alerts, Monitoring
 from infra.constructs.storage import BackupStorage
@@ -173,12 +173,11 @@ class _PgRunbookStack(Stack):
             log_retention=_retention(self.config.log_retention_days),
         )
         for schedule in self.schedules(op):
-            rule = events.Rule(
+            rule = schedule_rule(
                 self,
                 f"{op.name.title().replace('-', '')}{schedule.id}",
-                description=f"pgrunbook {op.name} (restore workflow): {schedule.expression} UTC",
-                schedule=events.Schedule.expression(schedule.expression),
-                enabled=schedule.enabled,
+                schedule,
+                f"pgrunbook {op.name} (restore workflow)",
             )
             rule.add_target(
                 targets.SfnStateMachine(

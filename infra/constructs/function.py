@@ -203,13 +203,7 @@ class OperationFunction(Construct):
         )
         self.rules = []
         for schedule in schedules:
-            rule = events.Rule(
-                self,
-                schedule.id,
-                description=f"pgrunbook {operation.name}: {schedule.expression} UTC",
-                schedule=events.Schedule.expression(schedule.expression),
-                enabled=schedule.enabled,
-            )
+            rule = schedule_rule(self, schedule.id, schedule, f"pgrunbook {operation.name}")
             rule.add_target(
                 targets.LambdaFunction(
                     self.function,
@@ -254,3 +248,15 @@ class OperationFunction(Construct):
     @property
     def account(self) -> str:
         return Aws.ACCOUNT_ID
+
+
+def schedule_rule(scope: Construct, construct_id: str, schedule: Schedule, what: str) -> events.Rule:
+    """The EventBridge rule of one schedule (its target is the caller's: a function or a
+    state machine)."""
+    return events.Rule(
+        scope,
+        construct_id,
+        description=f"{what}: {schedule.expression} UTC",
+        schedule=events.Schedule.expression(schedule.expression),
+        enabled=schedule.enabled,
+    )

@@ -48,6 +48,16 @@ TITLES = {
 }
 
 
+def add_retry(task: sfn.TaskStateBase, policy: Retry) -> None:
+    """The phase's retry policy (pgrunbook.workflows.engine.Retry) on its task."""
+    task.add_retry(
+        errors=policy.names(),
+        max_attempts=policy.attempts,
+        interval=Duration.seconds(policy.interval_seconds),
+        backoff_rate=policy.backoff,
+    )
+
+
 def logged_state_machine(
     scope: Construct,
     function: lambda_.IFunction,
@@ -192,13 +202,7 @@ class PhaseWorkflow(Construct):
         return self.guarded(phase, self._task(phase))
 
     def _retry(self, task: sfn.TaskStateBase, phase: str) -> None:
-        policy = self.retries[phase]
-        task.add_retry(
-            errors=policy.names(),
-            max_attempts=policy.attempts,
-            interval=Duration.seconds(policy.interval_seconds),
-            backoff_rate=policy.backoff,
-        )
+        add_retry(task, self.retries[phase])
 
     def _task(self, phase: str) -> tasks.LambdaInvoke:
         task = tasks.LambdaInvoke(
@@ -410,11 +414,5 @@ class RestoreWorkflow(Construct):
             payload_response_only=True,
             retry_on_service_exceptions=False,
         )
-        policy = self.retries[phase]
-        task.add_retry(
-            errors=policy.names(),
-            max_attempts=policy.attempts,
-            interval=Duration.seconds(policy.interval_seconds),
-            backoff_rate=policy.backoff,
-        )
+        add_retry(task, self.retries[phase])
         return task

@@ -9,7 +9,7 @@ import pytest
 
 from pgrunbook.adapters.s3.store import ObjectStore
 from pgrunbook.adapters.s3.uploads import Uploader
-from pgrunbook.domain.errors import ConfigError
+from pgrunbook.domain.errors import ConfigError, TransientStorageError
 from pgrunbook.entrypoints.cli.render import render
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.progress import NullProgress
@@ -54,7 +54,7 @@ def test_a_file_whose_upload_failed_stays_on_disk(s3, tmp_path):
 
     failing = Uploader(missing, "b1", NullProgress(), 2, remove_uploaded=True)
     failing.submit(kept)
-    with pytest.raises(Exception):  # noqa: B017 - whatever the store raises for a missing bucket
+    with pytest.raises(TransientStorageError, match="no-such-bucket-here"):
         failing.wait()
     assert kept.read_bytes() == b"x" * 1000
 

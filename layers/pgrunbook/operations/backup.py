@@ -406,8 +406,11 @@ class BackupRun:
     ) -> ToolProcess:
         suffix = ".dat.gz" if self.settings.compression > 0 else ".dat"
         serial = self.settings.jobs == 1
-        first_seen: dict[str, int] = {}  # serial only: data file -> the check that first saw it
-        checks = [0]
+        # serial only: every data file seen, and those not yet submitted -> the check that
+        # first saw them; checks[0] counts checks, checks[1] is the last that saw a new file
+        seen: set[str] = set()
+        pending: dict[str, int] = {}
+        checks = [0, 0]
 
         def on_line(line: str) -> None:
             match = _FINISHED_DATA.search(line)
@@ -421,13 +424,13 @@ class BackupRun:
                 # before it creates the next: a file is complete once a check has seen a file
                 # that an earlier check had not (that one was created after it).
                 checks[0] += 1
-                for path in dump_dir.iterdir():
-                    if path.name.endswith(suffix):
-                        first_seen.setdefault(path.name, checks[0])
-                newest = max(first_seen.values(), default=0)
-                for name, seen in sorted(first_seen.items()):
-                    if seen < newest:
-                        uploader.submit(dump_dir / name)  # once: submit ignores a repeat
+                for path in dump_dir.iterdir():  # small: uploaded files are deleted
+                    if path.name.endswith(suffix) and path.name not in seen:
+                        seen.add(path.name)
+                        pending[path.name] = checks[1] = checks[0]
+                for name in [n for n, first in pending.items() if first < checks[1]]:
+                    del pending[name]
+                    uploader.submit(dump_dir / name)
             elif ": error:" in line:
                 self.progress.step(line)
 
