@@ -10,6 +10,7 @@ quoted with :func:`quote_ident`.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -62,6 +63,27 @@ def _server_message(exc: DatabaseError) -> tuple[str, str | None]:
     return " ".join(str(exc).split()), None
 
 
+# TCP keepalives on every connection: a peer that vanished (a failover, a dropped NAT entry) is
+# noticed in about 30 + 6 x 10 s = 90 s, however long a statement legitimately runs.
+KEEPALIVE = {"TCP_KEEPIDLE": 30, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 6}
+
+
+def _no_read_timeout(conn: Any) -> None:
+    """pg8000 keeps ``connect_timeout`` as the socket's timeout for every later read, so a
+    statement that returns nothing for 15 s (a fingerprint of a large table, a bulk load)
+    would be cut off as a lost connection.  The timeout is for connecting only, as libpq's
+    is; once connected, reads wait, and a dead peer is found by TCP keepalives instead."""
+    sock = getattr(conn, "_usock", None)
+    if sock is None:
+        return
+    sock.settimeout(None)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in KEEPALIVE.items():
+            if hasattr(socket, name):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 class Database:
     """One pg8000 connection."""
 
@@ -85,6 +107,7 @@ class Database:
             if cause is not None and str(cause):
                 reason = f"{reason}: {cause}"
             raise DatabaseUnreachable(redact(f"cannot connect to {info.display()}: {reason}")) from None
+        _no_read_timeout(conn)
         return cls(conn, info)
 
     # -- queries -------------------------------------------------------------------------
