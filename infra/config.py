@@ -66,6 +66,30 @@ RESTORE_TARGET_DEFAULTS: dict[str, Any] = {
     "dr_security_groups": [],
     "instance_class": None,
 }
+# Where the long jobs run (pgrunbook.domain.runners): ``runner`` is one mode for every job
+# that can run on Fargate, or an object with a ``default`` and a mode per operation.
+RUNNABLE = tuple(op.name for op in registry.deployed() if op.task is not None)
+RUNNER_MODES = ("auto", "lambda", "fargate")
+# The Fargate task: its size, and its network.  "public": a VPC of the stack's own with
+# public subnets, the task with a public IP and a security group without ingress (no NAT to
+# pay for; reaches a database with a public endpoint, such as Supabase's).  "vpc": the
+# subnets and security groups of pgrunbook.vpc / dr_vpc (a database in private subnets: the
+# subnets need a NAT gateway or VPC endpoints for S3, Secrets Manager, SNS, CloudWatch and
+# Step Functions).
+FARGATE_DEFAULTS: dict[str, Any] = {
+    "cpu": registry.Fargate().cpu,
+    "memory_mib": registry.Fargate().memory_mib,
+    "network": "public",
+}
+_FARGATE_SIZES = {
+    256: (512, 2048),
+    512: (1024, 4096),
+    1024: (2048, 8192),
+    2048: (4096, 16384),
+    4096: (8192, 30720),
+    8192: (16384, 61440),
+    16384: (32768, 122880),
+}
 _ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -111,6 +135,8 @@ class DeploymentConfig:
     restore_targets: dict[str, Any] = field(default_factory=lambda: dict(RESTORE_TARGET_DEFAULTS))
     pitr: dict[str, Any] = field(default_factory=lambda: dict(PITR_DEFAULTS))
     migrations: dict[str, Any] = field(default_factory=lambda: dict(MIGRATIONS_DEFAULTS))
+    runner: Any = "auto"  # a mode, or {"default": mode, "<operation>": mode, ...}
+    fargate: dict[str, Any] = field(default_factory=lambda: dict(FARGATE_DEFAULTS))
 
     @classmethod
     def from_context(cls, raw: Any) -> DeploymentConfig:
@@ -133,6 +159,7 @@ class DeploymentConfig:
             ("pitr", PITR_DEFAULTS),
             ("migrations", MIGRATIONS_DEFAULTS),
             ("restore_targets", RESTORE_TARGET_DEFAULTS),
+            ("fargate", FARGATE_DEFAULTS),
         ):
             given = values.get(name) or {}
             extra = sorted(set(given) - set(defaults))
@@ -186,6 +213,7 @@ class DeploymentConfig:
         self._validate_pitr()
         self._validate_migrations()
         self._validate_restore_targets()
+        self._validate_runners()
         if self.account is not None and not re.fullmatch(r"\d{12}", str(self.account)):
             raise ConfigurationError("pgrunbook.account must be a 12-digit AWS account id (or null)")
 
@@ -222,6 +250,55 @@ class DeploymentConfig:
         cls = targets["instance_class"]
         if cls is not None and not re.fullmatch(r"db\.[a-z0-9]+\.[a-z0-9]+", str(cls)):
             raise ConfigurationError("pgrunbook.restore_targets.instance_class is not an RDS instance class")
+
+    def _validate_runners(self) -> None:
+        runner = self.runner
+        modes = runner if isinstance(runner, dict) else {"default": runner}
+        unknown = sorted(set(modes) - {"default", *RUNNABLE})
+        if unknown:
+            raise ConfigurationError(
+                f"pgrunbook.runner names {', '.join(unknown)}: it takes default and {', '.join(RUNNABLE)} "
+                "(the other jobs are short and always run in Lambda)"
+            )
+        for name, mode in modes.items():
+            if mode not in RUNNER_MODES:
+                where = "pgrunbook.runner" + ("" if not isinstance(runner, dict) else f".{name}")
+                raise ConfigurationError(f"{where} must be one of {', '.join(RUNNER_MODES)}, not {mode!r}")
+        f = self.fargate
+        cpu, memory = f["cpu"], f["memory_mib"]
+        if cpu not in _FARGATE_SIZES:
+            raise ConfigurationError(
+                f"pgrunbook.fargate.cpu must be one of {', '.join(map(str, _FARGATE_SIZES))} (1024 = 1 vCPU)"
+            )
+        low, high = _FARGATE_SIZES[cpu]
+        if (
+            isinstance(memory, bool)
+            or not isinstance(memory, int)
+            or not low <= memory <= high
+            or memory % 1024
+        ):
+            raise ConfigurationError(
+                f"pgrunbook.fargate.memory_mib must be a multiple of 1024 from {low} to {high} for cpu {cpu}"
+            )
+        if f["network"] not in ("public", "vpc"):
+            raise ConfigurationError("pgrunbook.fargate.network must be public or vpc")
+        if f["network"] == "vpc" and any(self.runner_mode(op) != "lambda" for op in RUNNABLE):
+            for op in RUNNABLE:
+                role = "dr" if registry.get(op).region == "dr" else "primary"
+                if self.runner_mode(op) != "lambda" and self.placement(role) is None:
+                    raise ConfigurationError(
+                        f"pgrunbook.fargate.network is vpc: set pgrunbook.{'dr_vpc' if role == 'dr' else 'vpc'} "
+                        f"(where {op}'s task runs), or use network public"
+                    )
+
+    def runner_mode(self, operation: str) -> str:
+        """auto | lambda | fargate for ``operation`` (lambda for the jobs that cannot move)."""
+        if operation not in RUNNABLE:
+            return "lambda"
+        runner = self.runner
+        if isinstance(runner, dict):
+            return str(runner.get(operation, runner.get("default", "auto")))
+        return str(runner)
 
     def rds_targets(self, region_role: str) -> bool:
         """Whether that region's restore runs may create throwaway RDS instances."""

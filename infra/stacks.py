@@ -24,14 +24,22 @@ from constructs import Construct
 from infra.config import DeploymentConfig
 from infra.constructs.access import BackupLocation, Grants
 from infra.constructs.function import RUNTIME, OperationFunction, Schedule, _retention, schedule_rule
-from infra.constructs.layers import pgrunbook_layer, pgtools_layer
+from infra.constructs.layers import (
+    DEFAULT_MAJORS,
+    archive_location,
+    library_layer,
+    pgrunbook_layer_code,
+    pgtools_layer_code,
+    tools_layer,
+)
 from infra.constructs.monitoring import Alerts, Monitoring
+from infra.constructs.runners import Dispatch, FargateJob, TaskNetwork
 from infra.constructs.storage import BackupStorage
 from infra.constructs.workflows import MigrationWorkflow, PhaseWorkflow, PitrWorkflow, RestoreWorkflow
 from pgrunbook.adapters.aws.rds_targets import PURPOSE, PURPOSE_TAG
 from pgrunbook.domain.layout import REPORTS, Layout, everything_under
 from pgrunbook.operations import registry
-from pgrunbook.operations.registry import Operation
+from pgrunbook.operations.registry import Fargate, Operation
 from pgrunbook.settings.options import environment, read_by
 
 WORKFLOW_CONSTRUCTS: dict[str, type[PhaseWorkflow]] = {"pitr": PitrWorkflow, "migrate": MigrationWorkflow}
@@ -58,7 +66,16 @@ class _PgRunbookStack(Stack):
             key_alias=config.key_alias,
             noncurrent_version_days=config.noncurrent_version_days,
         )
-        self.layers = [pgrunbook_layer(self, "Library", runtime=RUNTIME), pgtools_layer(self, "PgTools")]
+        codes = [pgrunbook_layer_code(RUNTIME), pgtools_layer_code()]
+        self.layers = [
+            library_layer(self, "Library", RUNTIME, codes[0]),
+            tools_layer(self, "PgTools", DEFAULT_MAJORS, codes[1]),
+        ]
+        # the same archives, for the Fargate tasks (which fetch them at start)
+        self.layer_archives = [
+            archive_location(layer, code) for layer, code in zip(self.layers, codes, strict=True)
+        ]
+        self.network: TaskNetwork | None = None
         self.alerts = Alerts(self, "Alerts", config=config)
         self.functions: dict[str, OperationFunction] = {}
         self.here = self.location(here=True)
@@ -151,13 +168,76 @@ class _PgRunbookStack(Stack):
         """A function (and its schedules) for every job of the registry in this stack's region;
         a restore job whose region may use throwaway RDS targets gets its workflow too."""
         self.restore_workflows: dict[str, RestoreWorkflow] = {}
+        self.dispatches: dict[str, Dispatch] = {}
         for op in registry.deployed():
             if op.region != self.region_role or op.kind != "job":
                 continue
             if op.workflow and self.config.rds_targets(self.region_role):
                 self.add_restore_workflow(op)
+            elif op.task is not None and self.config.runner_mode(op.name) != "lambda":
+                self.add_dispatch(op)
             else:
                 self.add_function(op)
+
+    def add_dispatch(self, op: Operation) -> Dispatch:
+        """The job's function (not scheduled), its Fargate task, and the dispatch state machine
+        its schedules start: each run goes to Lambda or Fargate as cdk.json's runner says (auto:
+        from the database's history)."""
+        config, name = self.config, op.name.title().replace("-", "")
+        assert op.function is not None and op.task is not None
+        function = self.add_function(op, scheduled=False)
+        if self.network is None:
+            self.network = TaskNetwork(
+                self, "Tasks", network=config.fargate["network"], placement=config.placement(self.region_role)
+            )
+        grants = self.grants(op)
+        job = FargateJob(
+            self,
+            f"{name}Task",
+            operation=op,
+            size=Fargate(config.fargate["cpu"], config.fargate["memory_mib"], op.task.ephemeral_gib),
+            grants=grants,
+            environment=self.function_environment(op, grants),
+            layers=self.layer_archives,
+            topic=self.alerts.topic,
+            topic_key=self.alerts.key,
+            log_retention=_retention(config.log_retention_days),
+            family=f"{config.name}-{op.name}",
+        )
+        dispatch = Dispatch(
+            self,
+            f"{name}Dispatch",
+            operation=op,
+            function=function.function,
+            task=job,
+            network=self.network,
+            state_machine_name=f"{config.name}-{op.name}",
+            log_retention=_retention(config.log_retention_days),
+        )
+        limits = {
+            "seconds": op.function.timeout_minutes * 60,
+            "disk_bytes": op.function.ephemeral_mb * 1024 * 1024,
+        }
+        for schedule in self.schedules(op):
+            rule = schedule_rule(self, f"{name}{schedule.id}", schedule, f"pgrunbook {op.name} (dispatch)")
+            rule.add_target(
+                targets.SfnStateMachine(
+                    dispatch.state_machine,
+                    input=events.RuleTargetInput.from_object(
+                        {
+                            "operation": op.name,
+                            "options": schedule.input,
+                            "runner": config.runner_mode(op.name),
+                            "lambda": limits,
+                        }
+                    ),
+                    retry_attempts=2,
+                    max_event_age=Duration.hours(2),
+                    dead_letter_queue=self.alerts.dead_letters,
+                )
+            )
+        self.dispatches[op.name] = dispatch
+        return dispatch
 
     def add_restore_workflow(self, op: Operation) -> RestoreWorkflow:
         """The job's function (in the region's VPC, allowed to create and delete its throwaway
@@ -295,6 +375,7 @@ class PrimaryStack(_PgRunbookStack):
                 "pitr": self.pitr.state_machine,
                 "migrate": self.migrations.state_machine,
                 **{name: w.state_machine for name, w in self.restore_workflows.items()},
+                **{name: d.state_machine for name, d in self.dispatches.items()},
             },
         )
 
@@ -393,5 +474,8 @@ class DrStack(_PgRunbookStack):
             alerts=self.alerts,
             functions={name: f.function for name, f in self.functions.items()},
             metrics=("drill",),
-            workflows={name: w.state_machine for name, w in self.restore_workflows.items()},
+            workflows={
+                **{name: w.state_machine for name, w in self.restore_workflows.items()},
+                **{name: d.state_machine for name, d in self.dispatches.items()},
+            },
         )

@@ -139,15 +139,32 @@ def _layer_code(asset_hash: str, *, image: DockerImage, local: Any, command: lis
     )
 
 
+def archive_location(layer: lambda_.LayerVersion, code: lambda_.Code) -> tuple[str, str]:
+    """(bucket, key) of a layer's archive, the asset CDK uploads for it: a Fargate task fetches
+    the same bytes the functions run."""
+    location = code.bind(layer).s3_location
+    assert location is not None, "a layer built from an asset has an S3 location"
+    return location.bucket_name, location.object_key
+
+
 def pgrunbook_layer(scope: Construct, id: str, *, runtime: lambda_.Runtime) -> lambda_.LayerVersion:
     """The library layer for ``runtime`` (python3.12 or newer), x86_64."""
+    return library_layer(scope, id, runtime, pgrunbook_layer_code(runtime))
+
+
+def pgrunbook_layer_code(runtime: lambda_.Runtime) -> lambda_.Code:
     python_version = _python_version(runtime)
-    code = _layer_code(
+    return _layer_code(
         pgrunbook_layer_hash(python_version=python_version),
         image=runtime.bundling_image,
         local=_pgrunbook_bundling(python_version, DEFAULT_PLATFORM),
         command=_docker_pgrunbook_command(),
     )
+
+
+def library_layer(
+    scope: Construct, id: str, runtime: lambda_.Runtime, code: lambda_.Code
+) -> lambda_.LayerVersion:
     return lambda_.LayerVersion(
         scope,
         id,
@@ -166,14 +183,23 @@ def pgtools_layer(
 ) -> lambda_.LayerVersion:
     """pg_dump, pg_restore and psql at ``/opt/pgtools/<major>/bin``, libraries in ``/opt/lib``,
     the embedded servers' archives in ``/opt/pgserver``."""
+    return tools_layer(scope, id, majors, pgtools_layer_code(majors))
+
+
+def pgtools_layer_code(majors: Sequence[int] = DEFAULT_MAJORS) -> lambda_.Code:
     chosen = tuple(sorted(set(majors)))
     version = pgserver_version()
-    code = _layer_code(
+    return _layer_code(
         pgtools_layer_hash(majors=chosen, version=version),
         image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.12"),
         local=_pgtools_bundling(chosen),
         command=_docker_pgtools_command(chosen, version),
     )
+
+
+def tools_layer(scope: Construct, id: str, majors: Sequence[int], code: lambda_.Code) -> lambda_.LayerVersion:
+    chosen = tuple(sorted(set(majors)))
+    version = pgserver_version()
     return lambda_.LayerVersion(
         scope,
         id,

@@ -193,11 +193,11 @@ class Monitoring(Construct):
                 ("ExecutionsTimedOut", "timed out"),
                 ("ExecutionsAborted", "was stopped"),
             ):
-                consequence = (
-                    "its throwaway RDS target may still exist (the next run's sweep deletes it)"
-                    if name in ("restore-test", "dr-drill")
-                    else "maintenance mode may still be on (pgrunbook pitr status)"
-                )
+                consequence = {
+                    "restore-test": "its throwaway RDS target may still exist (the next run's sweep deletes it)",
+                    "dr-drill": "its throwaway RDS target may still exist (the next run's sweep deletes it)",
+                    "backup": "its run may have left no report (pgrunbook status shows it unfinished)",
+                }.get(name, "maintenance mode may still be on (pgrunbook pitr status)")
                 self._any(
                     f"{name}-{metric_name}",
                     f"CRITICAL: a {name} execution {what} without finishing: {consequence}",

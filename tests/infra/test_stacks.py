@@ -333,21 +333,45 @@ def test_the_other_regions_key_is_granted_by_alias(synthesized):
     ],
 )
 def test_schedules_start_each_job_with_its_input(stack, job, expression, event, enabled, synthesized):
+    """Short jobs: the schedule invokes the function.  The jobs that may outgrow Lambda (the
+    default runner is auto): the schedule starts their dispatch state machine, with the
+    function's own limits for the choice."""
     template = synthesized[stack]
-    fn_id = function(template, job)["id"]
+    spec = registry.get(job).function
+    if registry.get(job).task is None:
+        target_arn = {"Fn::GetAtt": [function(template, job)["id"], "Arn"]}
+        expected = event
+    else:
+        target_arn = {"Ref": state_machine(template, job)[0]}
+        expected = {
+            "operation": job,
+            "options": event,
+            "runner": "auto",
+            "lambda": {"seconds": spec.timeout_minutes * 60, "disk_bytes": spec.ephemeral_mb * 1024 * 1024},
+        }
     rules = [
         r["Properties"]
         for r in resources(template, "AWS::Events::Rule").values()
         if r["Properties"]["ScheduleExpression"] == expression
-        and r["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [fn_id, "Arn"]}
+        and r["Properties"]["Targets"][0]["Arn"] == target_arn
     ]
     assert len(rules) == 1, (job, expression)
     [rule] = rules
     assert rule["State"] == ("ENABLED" if enabled else "DISABLED")
     [target] = rule["Targets"]
-    assert json.loads(target["Input"]) == event
+    assert json.loads(target["Input"]) == expected
     assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 7200, "MaximumRetryAttempts": 2}
     assert "DeadLetterConfig" in target
+
+
+def state_machine(template: Template, job: str) -> tuple[str, dict]:
+    """(logical id, properties) of ``pgrunbook-app-<job>``."""
+    [(logical_id, machine)] = [
+        (k, m)
+        for k, m in resources(template, "AWS::StepFunctions::StateMachine").items()
+        if m["Properties"]["StateMachineName"] == f"pgrunbook-app-{job}"
+    ]
+    return logical_id, machine["Properties"]
 
 
 # -- monitoring --------------------------------------------------------------------------
@@ -783,11 +807,8 @@ def test_a_default_deployment_needs_no_restore_target_secret(synthesized):
         env = function(template, job)["Environment"]["Variables"]
         assert not [k for k in env if "RESTORE_TARGET" in k or "RESTORE_RDS_SUBNET" in k]
         assert not [a for a in actions_of(statements) if a.startswith("rds:")]
-        names = [
-            m["Properties"]["StateMachineName"]
-            for m in resources(template, "AWS::StepFunctions::StateMachine").values()
-        ]
-        assert f"pgrunbook-app-{job}" not in names  # scheduled straight to the function
+        states = restore_machine(template, job)["States"]
+        assert "Provision" not in states and "RunOnFargate" in states  # the dispatch, no RDS target
 
 
 def restore_machine(template: Template, job: str) -> dict:

@@ -60,6 +60,11 @@ class ConfigError(PgRunbookError):
     """Bad configuration or input (a URL, a bucket, a flag or event value): nothing was changed."""
 
 
+class DiskTooSmall(ConfigError):
+    """The machine's local disk cannot hold the run (found before anything was downloaded).
+    Deployed, the dispatch catches it by name and runs the operation on Fargate instead."""
+
+
 class Unreachable(PgRunbookError):
     """A database or bucket could not be reached (or refused the login) when the run started."""
 

@@ -71,6 +71,8 @@ def critical_message(report: Report, wording: Wording) -> str:
             lines.append("  " + json.dumps(finding.details, default=str, sort_keys=True)[:2000])
     if report.figures:
         lines += ["", "Figures:", json.dumps(report.figures, default=str, sort_keys=True)]
+    if report.runner:
+        lines += ["", f"Ran on: {report.runner.get('runner')} ({report.runner.get('why')})"]
     return "\n".join(lines)
 
 

@@ -71,6 +71,8 @@ class Report:
     refused: str | None = None  # why the run was refused before anything changed
     untested: str | None = None  # why a backup could not be tested (the target cannot host it)
     location: str | None = None  # where the report was stored
+    # where a deployed run ran and why (domain/runners.Choice.to_dict() plus "cpus")
+    runner: dict[str, Any] | None = None
     # CloudWatch metrics the Lambda handler emits: name -> (unit, value)
     metrics: dict[str, tuple[str, float]] = field(default_factory=dict)
 
@@ -132,6 +134,7 @@ class Report:
             "refused": self.refused,
             "untested": self.untested,
             "location": self.location,
+            "runner": self.runner,
             "metrics": {k: list(v) for k, v in self.metrics.items()},
         }
 
@@ -156,5 +159,6 @@ class Report:
             refused=data.get("refused"),
             untested=data.get("untested"),
             location=data.get("location"),
+            runner=dict(data["runner"]) if isinstance(data.get("runner"), Mapping) else None,
             metrics={k: (str(v[0]), float(v[1])) for k, v in (data.get("metrics") or {}).items()},
         )

@@ -15,6 +15,10 @@ database credentials from the Secrets Manager secret it names.
 * A workflow's task event is ``{"phase", "state", "execution"}``; the result is the new state.
   A job with a ``workflow`` in its registry entry (the restore test and the DR drill, whose
   throwaway RDS targets take longer to create than an invocation lasts) takes both.
+* The dispatch state machine (a deployment with Fargate runners) invokes the job with
+  ``{"options", "runner"}`` (the run records where it ran and why), and its own phases with
+  ``{"phase", "state", "execution", "workflow": "dispatch"}``
+  (:mod:`pgrunbook.workflows.dispatch.phases`).
   A phase that fails raises its named exception, which the state machine's Retry and Catch
   clauses match by name.
 
@@ -35,12 +39,14 @@ from typing import Any
 from pgrunbook.domain.errors import ConfigError
 from pgrunbook.domain.metrics import DIMENSION, NAMESPACE
 from pgrunbook.domain.redact import RedactingFilter, redact
+from pgrunbook.domain.runners import Choice
 from pgrunbook.operations import registry
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
 
 SERVICE = "pgrunbook"
+DISPATCH = "pgrunbook.workflows.dispatch.phases"  # the runner's choice and the failure notice
 OPERATION_VARIABLE = "PGRUNBOOK_OPERATION"
 
 
@@ -112,14 +118,34 @@ def _emit(metrics: Any, database: str, measured: dict[str, tuple[str, float]]) -
         metrics.add_metric(name=name, unit=unit, value=float(value))
 
 
+DIRECT = Choice("lambda", "invoked directly (its schedule, or on demand)")
+
+
+def dispatched(event: Any) -> tuple[Any, Choice]:
+    """The job's own event and the runner it was given: the dispatch state machine invokes
+    the function with ``{"options": {...}, "runner": {"runner", "why"}}``; a schedule or a
+    person with the options alone."""
+    if not (isinstance(event, dict) and "runner" in event):
+        return event, DIRECT
+    unknown = sorted(set(event) - {"options", "runner"})
+    if unknown:
+        raise BadEvent(f"a dispatched event does not take {', '.join(unknown)}")
+    runner = Choice.from_dict(event["runner"])
+    if runner is None or runner.runner != "lambda":
+        raise BadEvent('a dispatched event\'s runner is {"runner": "lambda", "why": ...}')
+    return event.get("options") or {}, runner
+
+
 def handle(operation: str, event: Any, context: Any, *, logger: Any, metrics: Any) -> dict[str, Any]:
     """Run ``operation`` (a job) for one invocation and return its report."""
     op = registry.get(operation)
+    event, runner = dispatched(event)
     options = job_options(op, event)
     settings = Settings.load()
     database = settings.database_label
-    logger.append_keys(job=op.name, database=database)
-    report = run_operation(op.name, OperationContext(settings, progress=LoggerProgress(logger)), **options)
+    logger.append_keys(job=op.name, database=database, runner=runner.runner)
+    ctx = OperationContext(settings, progress=LoggerProgress(logger), runner=runner)
+    report = run_operation(op.name, ctx, **options)
     _emit(metrics, database, report.metrics)
     logger.info(
         f"{op.name} finished: {report.status}",
@@ -137,7 +163,7 @@ def handle_phase(
     if not isinstance(event, dict) or not isinstance(event.get("phase"), str):
         raise BadEvent(f'a {workflow} task event is {{"phase": ..., "state": {{...}}}}')
     # task_token: only so that the approval task's token is in the execution history
-    unknown = sorted(set(event) - {"phase", "state", "execution", "task_token"})
+    unknown = sorted(set(event) - {"phase", "state", "execution", "task_token", "workflow"})
     if unknown:
         raise BadEvent(f"a {workflow} task event does not take {', '.join(unknown)}")
     state = event.get("state") or {}
@@ -189,6 +215,8 @@ def make_handler(operation: str | None = None) -> Any:
         )
 
     def job(event: Any, context: Any, **observers: Any) -> dict[str, Any]:
+        if isinstance(event, dict) and "phase" in event and event.get("workflow") == "dispatch":
+            return handle_phase(op.name, event, context, module=DISPATCH, **observers)
         if op.workflow and isinstance(event, dict) and "phase" in event:  # a task of its workflow
             return handle_phase(op.name, event, context, module=op.workflow, **observers)
         return handle(op.name, event, context, **observers)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +28,7 @@ from pgrunbook.domain.ids import Clock, utcnow
 from pgrunbook.domain.notices import Notice, report_notice
 from pgrunbook.domain.redact import one_line
 from pgrunbook.domain.results import Report
+from pgrunbook.domain.runners import Choice
 from pgrunbook.operations import registry
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
@@ -41,6 +43,8 @@ class OperationContext:
     progress: Progress = field(default_factory=Progress)
     notifier: Notifier | None = None  # SNS when a topic is configured
     store_reports: bool = True
+    # a deployed run: where it runs and why (domain/runners); recorded in its report
+    runner: Choice | None = None
 
     def __post_init__(self) -> None:
         if self.notifier is None:
@@ -82,6 +86,8 @@ def run_operation(name: str, ctx: OperationContext, **options: Any) -> Report:
     op = registry.get(name)
     module = importlib.import_module(op.module)
     report = Report.start(op.name, _database(ctx.settings, op), ctx.now())
+    if ctx.runner is not None:
+        report.runner = {**ctx.runner.to_dict(), "cpus": os.cpu_count()}
     values = {o.name: o.default for o in op.options}
     values.update(options)
     try:

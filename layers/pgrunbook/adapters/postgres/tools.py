@@ -32,7 +32,10 @@ from pgrunbook.adapters.postgres.tls import TlsForwarder, needs_forwarder
 from pgrunbook.domain.errors import ToolVersionError
 from pgrunbook.domain.redact import redact
 
-LAYER_ROOT = Path("/opt/pgtools")
+# Where the layers are: /opt in Lambda; a Fargate task unpacks them where its bootstrap says
+# (entrypoints/task_bootstrap.py sets this before pgrunbook is imported).
+LAYERS = Path(os.environ.get("PGRUNBOOK_LAYER_ROOT") or "/opt")
+LAYER_ROOT = LAYERS / "pgtools"
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 

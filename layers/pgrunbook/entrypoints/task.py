@@ -1,0 +1,148 @@
+"""An operation as a Fargate task: what :mod:`pgrunbook.entrypoints.task_bootstrap` hands over
+to once the layers are unpacked.
+
+The task definition's environment holds the operation's settings, exactly as its function's
+does (``PGRUNBOOK_OPERATION`` says which operation).  The run itself comes in
+``PGRUNBOOK_TASK``, a container override the dispatch state machine sets (overrides are capped
+at 8 KB, so it carries names and options, never data or secrets)::
+
+    {"options": {...the job's options...}, "runner": {"runner": "fargate", "why": "..."}}
+
+The options are checked by the same :class:`~pgrunbook.settings.options.Option` objects as a
+Lambda event's; the run goes through the same :func:`~pgrunbook.operations.context.run_operation`
+(its report stored in S3 and published when it is not ok, as always).  On Fargate, parallelism
+follows the task's CPUs: ``PGRUNBOOK_JOBS`` defaults to them, unless the deployment set it.
+The report's metrics are sent with PutMetricData (a task's logs are not read for embedded
+metrics as a function's are).
+
+Exit status, which ``ecs:runTask.sync`` turns into the state's outcome: the report's (0 ok,
+warning or skipped; 1 critical or untested: the report was stored and published; 2 refused:
+nothing was changed); 70 when the run could not start or crashed outside the operation (the
+dispatch's failure phase then sends the CRITICAL notice); 128 + the signal when stopped
+(SIGTERM: a scale-in or a platform retirement; what the operation records when it is stopped,
+a backup its ``interrupted`` report, it records first).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+from pgrunbook.domain.errors import ConfigError, PgRunbookError, Unreachable
+from pgrunbook.domain.metrics import DIMENSION, NAMESPACE
+from pgrunbook.domain.redact import RedactingFilter, one_line
+from pgrunbook.domain.runners import Choice
+from pgrunbook.domain.status import exit_code
+
+TASK_VARIABLE = "PGRUNBOOK_TASK"
+CRASHED = 70
+
+log = logging.getLogger("pgrunbook.task")
+
+
+def cpus() -> int:
+    """The CPUs this task may use (its vCPUs; affinity where the kernel limits it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _say(**fields: Any) -> None:
+    """One JSON line on stdout: the task's log stream."""
+    sys.stdout.write(json.dumps({"service": "pgrunbook", **fields}, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def _put_metrics(database: str, measured: dict[str, tuple[str, float]]) -> None:
+    if not measured:
+        return
+    import boto3
+
+    boto3.client("cloudwatch").put_metric_data(
+        Namespace=NAMESPACE,
+        MetricData=[
+            {
+                "MetricName": name,
+                "Unit": unit,
+                "Value": float(value),
+                "Dimensions": [{"Name": DIMENSION, "Value": database}],
+            }
+            for name, (unit, value) in measured.items()
+        ],
+    )
+
+
+def main() -> int:
+    environ = os.environ
+    logging.basicConfig(level=logging.INFO, format="pgrunbook: %(levelname)s %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
+    from pgrunbook.entrypoints.cli import Terminated, _terminate
+
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (tests run it in process)
+        pass
+    operation = environ.get("PGRUNBOOK_OPERATION", "")
+    try:
+        return _run(operation, environ)
+    except (ConfigError, Unreachable) as exc:
+        _say(operation=operation, status="refused", exit_code=exit_code("refused"), message=one_line(exc))
+        return exit_code("refused")
+    except Terminated as exc:
+        _say(operation=operation, status="stopped", message="stopped by SIGTERM; it did not finish")
+        return int(exc.code or 143)
+    except Exception as exc:
+        message = (
+            one_line(f"{type(exc).__name__}: {exc}") if not isinstance(exc, PgRunbookError) else one_line(exc)
+        )
+        _say(operation=operation, status="crashed", exit_code=CRASHED, message=message)
+        return CRASHED
+
+
+def _run(operation: str, environ: MutableMapping[str, str]) -> int:
+    from pgrunbook.entrypoints.aws_lambda import BadEvent, job_options
+    from pgrunbook.operations import registry
+    from pgrunbook.operations.context import OperationContext, run_operation
+    from pgrunbook.progress import StreamProgress
+    from pgrunbook.settings.model import Settings
+
+    op = registry.get(operation)
+    if op.function is None or op.kind != "job":
+        raise ConfigError(f"{operation!r} is not a job a task runs")
+    try:
+        task = json.loads(environ.get(TASK_VARIABLE) or "{}")
+    except ValueError:
+        raise BadEvent(f"{TASK_VARIABLE} is not JSON") from None
+    if not isinstance(task, dict):
+        raise BadEvent(f"{TASK_VARIABLE} must be a JSON object")
+    unknown = sorted(set(task) - {"options", "runner"})
+    if unknown:
+        raise BadEvent(f"{TASK_VARIABLE} does not take {', '.join(unknown)}")
+    options = job_options(op, task.get("options") or {})
+    runner = Choice.from_dict(task.get("runner")) or Choice(
+        "fargate", "started as a task, not by the dispatch"
+    )
+    environ.setdefault("PGRUNBOOK_JOBS", str(max(1, min(64, cpus()))))
+    settings = Settings.load()
+    _say(operation=op.name, database=settings.database_label, runner=runner.to_dict(), jobs=settings.jobs)
+    ctx = OperationContext(settings, progress=StreamProgress(sys.stderr), runner=runner)
+    report = run_operation(op.name, ctx, **options)
+    try:
+        _put_metrics(settings.database_label, report.metrics)
+    except Exception as exc:
+        log.warning("could not send the metrics: %s", one_line(exc))
+    _say(
+        operation=op.name,
+        status=report.status,
+        exit_code=report.exit_code,
+        report=report.location,
+        problems=len(report.problems()),
+    )
+    return report.exit_code
