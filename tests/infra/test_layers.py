@@ -71,26 +71,7 @@ def canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-# -- fixtures: each layer built once per session -------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def pgtools_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The pgtools layer, moved after the build: nothing can lean on the wheel's layout."""
-    built = tmp_path_factory.mktemp("pgtools-built")
-    layers.build_pgtools_layer(built)
-    opt = tmp_path_factory.mktemp("pgtools-moved") / "opt"
-    shutil.copytree(built, opt, symlinks=True)
-    shutil.rmtree(built)
-    return opt
-
-
-@pytest.fixture(scope="session")
-def pgrunbook_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pgrunbook-layer")
-    out.mkdir(exist_ok=True)  # an existing, empty output directory, as CDK hands it over
-    layers.build_pgrunbook_layer(out)
-    return out
+# -- fixtures: each layer built once per session (tests/infra/conftest.py) ------------------
 
 
 # -- the PostgreSQL tools layer ------------------------------------------------------------
