@@ -566,6 +566,39 @@ def summarize(bench: Bench, meta: dict[str, Any]) -> dict[str, Any]:
         "pgrunbook_restore_durations_median_s": medians(results.restore_durations),
         "sizes_bytes": results.sizes,
         "backup_peak_disk_bytes_max": max(results.peak_disk, default=0),
+        "crossover": crossover(
+            meta["database_bytes"],
+            results.sizes["pgrunbook_backup"],
+            max(results.peak_disk, default=0),
+            results.median("pgrunbook_backup"),
+            results.median("restore_test"),
+        ),
+    }
+
+
+def crossover(database: int, dump: int, peak_disk: int, backup_s: float, restore_s: float) -> dict[str, Any]:
+    """The database size (GB of data, as pg_database_size counts it) over which ``auto`` sends a
+    run to Fargate: the same lines as pgrunbook.domain.runners (60 % of Lambda's 15 minutes and
+    10 GiB), scaled linearly from this run's measurements.  This machine's 2 CPUs stand for a
+    3008 MB function's 2 vCPUs; S3 is in process, so real uploads and downloads add to the
+    times (the disk limits do not depend on it)."""
+    from pgrunbook.domain.runners import LAMBDA_DISK_BYTES, LAMBDA_SECONDS, UP
+    from pgrunbook.operations.restorer import DISK_MARGIN
+
+    def limit(seconds: float, disk: float) -> dict[str, Any]:
+        by_time = UP * LAMBDA_SECONDS / seconds * database / 1e9
+        by_disk = UP * LAMBDA_DISK_BYTES / disk * database / 1e9
+        return {
+            "by_time_gb": round(by_time, 1),
+            "by_disk_gb": round(by_disk, 1),
+            "gb": round(min(by_time, by_disk), 1),
+            "bound_by": "time" if by_time < by_disk else "disk",
+        }
+
+    return {
+        "backup": limit(backup_s, max(peak_disk, 1)),
+        # the embedded target: the download and the restored database on the local disk
+        "restore_test": limit(restore_s, (dump + database) * DISK_MARGIN),
     }
 
 
@@ -631,7 +664,14 @@ def render(summary: dict[str, Any]) -> str:
         "The backup target is measured on the whole job, DR copy included; "
         "S3 is moto, in process (upload costs CPU here, not network).",
         "",
+        "Lambda-to-Fargate crossover (runner auto: over 60% of Lambda's 15 min or 10 GiB), from this run:",
     ]
+    for name, figure in summary["crossover"].items():
+        lines.append(
+            f"  {name.replace('_', ' '):<13} ~{figure['gb']:.1f} GB of data ({figure['bound_by']} binds: "
+            f"{figure['by_time_gb']:.1f} GB by time, {figure['by_disk_gb']:.1f} GB by disk)"
+        )
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -14,7 +14,6 @@ from pgrunbook.entrypoints import task
 from pgrunbook.entrypoints.aws_lambda import BadEvent
 from pgrunbook.settings.model import Settings
 from tests.conftest import rewrite_manifest
-from tests.entrypoints.aws_lambda.test_handlers import env  # noqa: F401 - the fixture
 from tests.lambda_env import Context, load_handler
 
 LIMITS = {"seconds": 900, "disk_bytes": 10240 * 1024 * 1024}
@@ -79,10 +78,10 @@ def test_choose_sizes_the_next_run_by_the_last(env):
     )
     second = choose("backup")
     assert second["choice"]["runner"] == "lambda" and "well within Lambda's limits" in second["choice"]["why"]
-    # a function deployed with a much smaller /tmp than the backup used: Fargate
-    peak = stored("backup")[-1].figures["peak_disk_bytes"]
-    small = choose("backup", **{"lambda": {"seconds": 900, "disk_bytes": int(peak * 1.2)}})
-    assert small["choice"]["runner"] == "fargate" and "over 60%" in small["choice"]["why"]
+    # a function deployed with a much shorter timeout than the backup took: Fargate
+    took = stored("backup")[-1].figures["duration_s"]
+    short = choose("backup", **{"lambda": {"seconds": took * 1.2, "disk_bytes": LIMITS["disk_bytes"]}})
+    assert short["choice"]["runner"] == "fargate" and "over 60%" in short["choice"]["why"]
     assert choose("backup", runner="lambda")["choice"] == {
         "runner": "lambda",
         "why": "configured: runner lambda",
