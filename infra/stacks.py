@@ -14,6 +14,7 @@ Deploy the DR stack first (the backup job in the primary region copies into its 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aws_cdk import Aws, CfnOutput, Duration, Stack
@@ -33,11 +34,11 @@ from infra.constructs.layers import (
     tools_layer,
 )
 from infra.constructs.monitoring import Alerts, Monitoring
-from infra.constructs.runners import Dispatch, FargateJob, TaskNetwork
+from infra.constructs.runners import Dispatch, FargateJob, PhaseRunner, TaskNetwork
 from infra.constructs.storage import BackupStorage
 from infra.constructs.workflows import MigrationWorkflow, PhaseWorkflow, PitrWorkflow, RestoreWorkflow
 from pgrunbook.adapters.aws.rds_targets import PURPOSE, PURPOSE_TAG
-from pgrunbook.domain.layout import REPORTS, Layout, everything_under
+from pgrunbook.domain.layout import REPORTS, RUNS, Layout, everything_under
 from pgrunbook.operations import registry
 from pgrunbook.operations.registry import Fargate, Operation
 from pgrunbook.settings.options import environment, read_by
@@ -242,7 +243,9 @@ class _PgRunbookStack(Stack):
     def add_restore_workflow(self, op: Operation) -> RestoreWorkflow:
         """The job's function (in the region's VPC, allowed to create and delete its throwaway
         targets) and a state machine that its schedules start instead of the function."""
-        grants = self.restore_target_grants(self.grants(op))
+        make = lambda: self.restore_target_grants(self.grants(op))  # noqa: E731
+        runner = self.phase_runner(op, make, op.long_phases)
+        grants = self.with_handoffs(op, make()) if runner else make()
         function = self.add_function(op, grants, scheduled=False)
         workflow = RestoreWorkflow(
             self,
@@ -251,6 +254,7 @@ class _PgRunbookStack(Stack):
             function=function.function,
             state_machine_name=f"{self.config.name}-{op.name}",
             log_retention=_retention(self.config.log_retention_days),
+            runner=runner,
         )
         for schedule in self.schedules(op):
             rule = schedule_rule(
@@ -321,7 +325,11 @@ class _PgRunbookStack(Stack):
         )
         return grants
 
-    def add_workflow(self, op: Operation, grants: Grants | None = None) -> PhaseWorkflow:
+    def add_workflow(self, op: Operation, make_grants: Callable[[], Grants] | None = None) -> PhaseWorkflow:
+        make = make_grants or (lambda: self.grants(op))
+        long_phases = self.long_phases(op)
+        runner = self.phase_runner(op, make, long_phases)
+        grants = self.with_handoffs(op, make()) if runner else make()
         function = self.add_function(op, grants)
         config = self.config
         extra = config.pitr["deadline_minutes"] if op.name == "pitr" else 0
@@ -332,7 +340,49 @@ class _PgRunbookStack(Stack):
             state_machine_name=f"{config.name}-{op.name}",
             timeout=Duration.minutes(config.approval_timeout_seconds(op.name) // 60 + extra + 120),
             log_retention=_retention(config.log_retention_days),
+            runner=runner,
+            long_phases=long_phases,
         )
+
+    def long_phases(self, op: Operation) -> tuple[str, ...]:
+        """The phases that may outgrow a Lambda invocation with this deployment's provider: a
+        recovery through RDS or Supabase is API calls (Supabase's safety point may be a backup)."""
+        if op.name != "pitr":
+            return op.long_phases
+        return {"logical": op.long_phases, "supabase": ("safety_point",)}.get(self.config.pitr["provider"], ())
+
+    def with_handoffs(self, op: Operation, grants: Grants) -> Grants:
+        """Handing a phase's state to its task and back: objects under ``runs/`` only."""
+        location = self.locations["dr" if op.region == "dr" else "primary"]
+        return grants.objects("Handoffs", location, [everything_under(RUNS)], read=True, write=True, delete=True)
+
+    def phase_runner(
+        self, op: Operation, make_grants: Callable[[], Grants], long_phases: tuple[str, ...]
+    ) -> PhaseRunner | None:
+        """The Fargate task of a workflow whose long phases may run there (None: Lambda only)."""
+        config, mode = self.config, self.config.runner_mode(op.name)
+        if mode == "lambda" or not long_phases or op.task is None or op.function is None:
+            return None
+        if self.network is None:
+            self.network = TaskNetwork(
+                self, "Tasks", network=config.fargate["network"], placement=config.placement(self.region_role)
+            )
+        grants = self.with_handoffs(op, make_grants())
+        job = FargateJob(
+            self,
+            f"{op.name.title().replace('-', '')}Task",
+            operation=op,
+            size=Fargate(config.fargate["cpu"], config.fargate["memory_mib"], op.task.ephemeral_gib),
+            grants=grants,
+            environment=self.function_environment(op, grants),
+            layers=self.layer_archives,
+            topic=self.alerts.topic,
+            topic_key=self.alerts.key,
+            log_retention=_retention(config.log_retention_days),
+            family=f"{config.name}-{op.name}",
+        )
+        limits = {"seconds": op.function.timeout_minutes * 60, "disk_bytes": op.function.ephemeral_mb * 1024 * 1024}
+        return PhaseRunner(op.name, mode, job, self.network, limits)
 
 
 class PrimaryStack(_PgRunbookStack):
@@ -343,7 +393,7 @@ class PrimaryStack(_PgRunbookStack):
     ) -> None:
         super().__init__(scope, construct_id, config=config, **kwargs)
         self.add_jobs()
-        self.pitr = self.add_workflow(registry.get("pitr"), self.pitr_grants())
+        self.pitr = self.add_workflow(registry.get("pitr"), self.pitr_grants)
         self.migrations = self.add_workflow(registry.get("migrate"))
         CfnOutput(
             self,

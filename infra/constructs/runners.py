@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from dataclasses import dataclass
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_ec2 as ec2
@@ -253,6 +254,177 @@ class FargateJob(Construct):
         )
 
 
+@dataclass(frozen=True)
+class PhaseRunner:
+    """What a workflow needs to run its long phases on Fargate: the mode (auto or fargate),
+    the workflow's task, the region's network, and its function's limits for the choice."""
+
+    operation: str
+    mode: str
+    job: FargateJob
+    network: TaskNetwork
+    limits: dict[str, int]
+
+
+class DispatchedPhase(sfn.StateMachineFragment):
+    """One long phase of a workflow, on the runner chosen for this run::
+
+        Choose<Title> ─(lambda)→ <Title> (the phase's own Lambda task)
+                      └(fargate)→ <Title>Task → <Title>OnFargate (ecs:runTask.sync) → Collect<Title>
+                                                   └ failed → Examine<Title> ─(platform, never ran)→ wait, again
+                                                                            └→ ``failed``
+
+    ``on_lambda`` is the caller's task (with its retries and catch); ``failed`` is where any
+    other failure goes (the workflow's marker for this phase, then its failure path)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        phase: str,
+        title: str,
+        function: lambda_.IFunction,
+        runner: PhaseRunner,
+        on_lambda: sfn.TaskStateBase,
+        failed: sfn.IChainable,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        choose = tasks.LambdaInvoke(
+            self,
+            f"Choose{title}",
+            lambda_function=function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "phase": "choose_phase",
+                    "workflow": "dispatch",
+                    "execution": sfn.JsonPath.execution_id,
+                    "state": {
+                        "workflow_state": sfn.JsonPath.entire_payload,
+                        "operation": runner.operation,
+                        "for_phase": phase,
+                        "runner": runner.mode,
+                        "lambda": runner.limits,
+                    },
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+        )
+        add_retry(choose, RETRIES["choose_phase"])
+        choose.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+        collect = tasks.LambdaInvoke(
+            self,
+            f"Collect{title}",
+            lambda_function=function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "phase": "collect",
+                    "workflow": "dispatch",
+                    "execution": sfn.JsonPath.execution_id,
+                    "state": sfn.JsonPath.entire_payload,
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+        )
+        add_retry(collect, RETRIES["collect"])
+        collect.add_catch(failed, errors=["States.ALL"], result_path="$.error")
+        override = sfn.Pass(
+            self,
+            f"{title}Task",
+            parameters={
+                "phase": phase,
+                "in.$": "$.handoff.in",
+                "out.$": "$.handoff.out",
+                "runner.$": "$.runner_choice",
+                "execution.$": "$$.Execution.Id",
+            },
+            result_path="$.phase_task",
+        )
+        on_fargate = run_task(self, f"{title}OnFargate", runner.job, runner.network, "$.phase_task")
+        examine = tasks.LambdaInvoke(
+            self,
+            f"Examine{title}",
+            lambda_function=function,
+            payload=sfn.TaskInput.from_object(
+                {
+                    "phase": "examine",
+                    "workflow": "dispatch",
+                    "execution": sfn.JsonPath.execution_id,
+                    "state": sfn.JsonPath.entire_payload,
+                }
+            ),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+        )
+        add_retry(examine, RETRIES["examine"])
+        examine.add_catch(failed, errors=["States.ALL"], result_path="$.examine_error")
+        on_fargate.add_catch(examine, errors=["States.ALL"], result_path="$.error")
+        wait = sfn.Wait(self, f"WaitToRetry{title}", time=sfn.WaitTime.seconds_path("$.retry_seconds"))
+        wait.next(on_fargate)
+        examine.next(
+            sfn.Choice(self, f"PlatformStop{title}?")
+            .when(sfn.Condition.boolean_equals("$.fargate_retry", True), wait)
+            .otherwise(failed)
+        )
+        override.next(on_fargate)
+        on_fargate.next(collect)
+        where = sfn.Choice(self, f"{title}Runner?")
+        where.when(sfn.Condition.string_equals("$.runner_choice.runner", "fargate"), override)
+        where.otherwise(on_lambda)
+        choose.next(where)
+        self._start = choose
+        self._ends = [collect, on_lambda]
+
+    @property
+    def start_state(self) -> sfn.State:
+        return self._start
+
+    @property
+    def end_states(self) -> list[sfn.INextable]:
+        return self._ends  # type: ignore[return-value]
+
+
+def run_task(scope: Construct, title: str, job: FargateJob, network: TaskNetwork, task_path: str) -> tasks.EcsRunTask:
+    """``ecs:runTask.sync`` of ``job``, its ``PGRUNBOOK_TASK`` override the JSON at ``task_path``;
+    RunTask's own throttling and server errors retried."""
+    task = tasks.EcsRunTask(
+        scope,
+        title,
+        integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+        cluster=network.cluster,
+        task_definition=job.definition,
+        launch_target=tasks.EcsFargateLaunchTarget(platform_version=ecs.FargatePlatformVersion.LATEST),
+        assign_public_ip=network.public,
+        subnets=network.subnets,
+        security_groups=network.security_groups,
+        container_overrides=[
+            tasks.ContainerOverride(
+                container_definition=job.container,
+                environment=[
+                    tasks.TaskEnvironmentVariable(
+                        name=TASK_VARIABLE, value=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(task_path))
+                    )
+                ],
+            )
+        ],
+        result_path=sfn.JsonPath.DISCARD,
+        task_timeout=sfn.Timeout.duration(Duration.hours(12)),
+    )
+    task.add_retry(errors=ECS_RETRY, max_attempts=3, interval=Duration.seconds(60), backoff_rate=2)
+    return task
+
+
+def acknowledge_run_task(state_machine: sfn.StateMachine, job: FargateJob) -> None:
+    Validations.of(state_machine).acknowledge(
+        Acknowledgment(
+            id=f"AwsSolutions-IAM5[Resource::{_family_revisions(job.definition)}]",
+            reason="ecs:RunTask on every revision of this operation's own task definition family (CDK's grant)",
+        ),
+    )
+
+
 class Dispatch(Construct):
     """The state machine a job's schedules start (see the module's docstring)::
 
@@ -294,31 +466,7 @@ class Dispatch(Construct):
         choose = self._phase("choose", "Choose")
         choose.add_catch(fail, errors=["States.ALL"], result_path="$.error")
 
-        on_fargate = tasks.EcsRunTask(
-            self,
-            "RunOnFargate",
-            integration_pattern=sfn.IntegrationPattern.RUN_JOB,
-            cluster=network.cluster,
-            task_definition=task.definition,
-            launch_target=tasks.EcsFargateLaunchTarget(platform_version=ecs.FargatePlatformVersion.LATEST),
-            assign_public_ip=network.public,
-            subnets=network.subnets,
-            security_groups=network.security_groups,
-            container_overrides=[
-                tasks.ContainerOverride(
-                    container_definition=task.container,
-                    environment=[
-                        tasks.TaskEnvironmentVariable(
-                            name=TASK_VARIABLE,
-                            value=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at("$.task")),
-                        )
-                    ],
-                )
-            ],
-            result_path=sfn.JsonPath.DISCARD,
-            task_timeout=sfn.Timeout.duration(Duration.hours(12)),
-        )
-        on_fargate.add_retry(errors=ECS_RETRY, max_attempts=3, interval=Duration.seconds(60), backoff_rate=2)
+        on_fargate = run_task(self, "RunOnFargate", task, network, "$.task")
         examine = self._phase("examine", "Examine")
         examine.add_catch(fail, errors=["States.ALL"], result_path="$.examine_error")
         on_fargate.add_catch(examine, errors=["States.ALL"], result_path="$.error")
@@ -398,11 +546,8 @@ class Dispatch(Construct):
                 reason="Step Functions' log delivery and X-Ray APIs, and ecs:StopTask / ecs:DescribeTasks of "
                 ".sync (tasks are named at run time), take no narrower resource",
             ),
-            Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::{_family_revisions(task.definition)}]",
-                reason="ecs:RunTask on every revision of this job's own task definition family (CDK's grant)",
-            ),
         )
+        acknowledge_run_task(self.state_machine, task)
 
     def _phase(self, phase: str, title: str) -> tasks.LambdaInvoke:
         task = tasks.LambdaInvoke(

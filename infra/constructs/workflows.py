@@ -20,7 +20,7 @@ retried on the task that starts a recovery (the request may have been delivered)
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_lambda as lambda_
@@ -30,6 +30,11 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from pgrunbook.workflows.engine import Retry
+
+if TYPE_CHECKING:
+    from infra.constructs.runners import PhaseRunner
+
+Step = sfn.TaskStateBase | sfn.StateMachineFragment  # what a phase is in the state machine
 from pgrunbook.workflows.migrate.phases import RETRIES as MIGRATE_RETRIES
 from pgrunbook.workflows.pitr.phases import RETRIES
 
@@ -92,7 +97,8 @@ def logged_state_machine(
     Validations.of(state_machine).acknowledge(
         Acknowledgment(
             id="AwsSolutions-IAM5[Resource::*]",
-            reason="Step Functions' log delivery and X-Ray APIs take no resource",
+            reason="Step Functions' log delivery and X-Ray APIs take no resource, nor do ecs:DescribeTasks and "
+            "ecs:StopTask of a Fargate phase's .sync (tasks are named at run time)",
         ),
         Acknowledgment(
             id=f"AwsSolutions-IAM5[Resource::<{logical_id}.Arn>:*]",
@@ -130,9 +136,12 @@ class PhaseWorkflow(Construct):
         state_machine_name: str,
         timeout: Duration,
         log_retention: logs.RetentionDays,
+        runner: PhaseRunner | None = None,
+        long_phases: tuple[str, ...] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = function
+        self.runner, self.long_phases = runner, long_phases
 
         self.fail_task = self._task("fail")
         unreported = sfn.Fail(
@@ -181,12 +190,21 @@ class PhaseWorkflow(Construct):
             timeout=timeout,
             log_retention=log_retention,
         )
+        if runner is not None:
+            from infra.constructs.runners import acknowledge_run_task
+
+            acknowledge_run_task(self.state_machine, runner.job)
 
     def body(self, validate: sfn.TaskStateBase, approval: sfn.TaskStateBase) -> sfn.IChainable:
         """The workflow from its validate task on, with the approval task placed somewhere."""
         raise NotImplementedError
 
     def guarded(self, phase: str, task: sfn.TaskStateBase) -> sfn.TaskStateBase:
+        task.add_catch(self._marker(phase), errors=["States.ALL"], result_path="$.error")
+        return task
+
+    def _marker(self, phase: str) -> sfn.Pass:
+        """The Pass state that records which phase failed, then the failure path."""
         marker = sfn.Pass(
             self,
             f"{self.titles[phase]}Failed",
@@ -194,12 +212,28 @@ class PhaseWorkflow(Construct):
             result_path="$.failed_phase",
         )
         marker.next(self.fail_task)
-        task.add_catch(marker, errors=["States.ALL"], result_path="$.error")
-        return task
+        return marker
 
-    def step(self, phase: str) -> sfn.TaskStateBase:
-        """A guarded task for a phase after validation."""
-        return self.guarded(phase, self._task(phase))
+    def step(self, phase: str) -> Step:
+        """A guarded task for a phase after validation; a long phase on the runner chosen for
+        the run (infra/constructs/runners.DispatchedPhase) when the workflow has Fargate."""
+        if self.runner is None or phase not in self.long_phases:
+            return self.guarded(phase, self._task(phase))
+        from infra.constructs.runners import DispatchedPhase
+
+        marker = self._marker(phase)
+        on_lambda = self._task(phase)
+        on_lambda.add_catch(marker, errors=["States.ALL"], result_path="$.error")
+        return DispatchedPhase(
+            self,
+            f"{self.titles[phase]}Dispatch",
+            phase=phase,
+            title=self.titles[phase],
+            function=self.function,
+            runner=self.runner,
+            on_lambda=on_lambda,
+            failed=marker,
+        )
 
     def _retry(self, task: sfn.TaskStateBase, phase: str) -> None:
         add_retry(task, self.retries[phase])
@@ -333,11 +367,12 @@ class RestoreWorkflow(Construct):
         function: lambda_.IFunction,
         state_machine_name: str,
         log_retention: logs.RetentionDays,
+        runner: PhaseRunner | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         from pgrunbook.workflows.restore.phases import RETRIES as RESTORE_RETRIES
 
-        self.function, self.retries = function, RESTORE_RETRIES
+        self.function, self.retries, self.runner = function, RESTORE_RETRIES, runner
         fail = self._task("fail", "ReportFailure")
         fail.add_catch(
             sfn.Fail(
@@ -370,16 +405,18 @@ class RestoreWorkflow(Construct):
         plan.add_catch(marked("plan", fail), errors=["States.ALL"], result_path="$.error")
         provision = self._task("provision", "Provision")
         check = self._task("check_target", "CheckTarget")
-        run = self._task("run", "Run")
-        for phase, task in (("provision", provision), ("check_target", check), ("run", run)):
+        run_lambda = self._task("run", "Run")
+        for phase, task in (("provision", provision), ("check_target", check), ("run", run_lambda)):
             task.add_catch(marked(phase, cleanup), errors=["States.ALL"], result_path="$.error")
+        run = self._dispatched("RunDispatch", "Run", run_lambda, self.node.find_child("RunFailed"))
         teardown = self._task("teardown", "Teardown")
         teardown.add_catch(marked("teardown", fail), errors=["States.ALL"], result_path="$.error")
         tested = sfn.Succeed(self, "Tested")
         teardown.next(tested)
 
-        run_here = self._task("run", "RunHere")  # the embedded server or a configured one
-        run_here.add_catch(marked("run", fail, "RunHere"), errors=["States.ALL"], result_path="$.error")
+        here = self._task("run", "RunHere")  # the embedded server or a configured one
+        here.add_catch(marked("run", fail, "RunHere"), errors=["States.ALL"], result_path="$.error")
+        run_here = self._dispatched("RunHereDispatch", "RunHere", here, self.node.find_child("RunHereFailed"))
         run_here.next(sfn.Succeed(self, "TestedHere"))
 
         wait = sfn.Wait(self, "WaitForTarget", time=sfn.WaitTime.seconds_path("$.poll_seconds"))
@@ -401,6 +438,27 @@ class RestoreWorkflow(Construct):
             body=plan.next(where),
             timeout=Duration.hours(6),
             log_retention=log_retention,
+        )
+        if runner is not None:
+            from infra.constructs.runners import acknowledge_run_task
+
+            acknowledge_run_task(self.state_machine, runner.job)
+
+    def _dispatched(self, construct_id: str, title: str, on_lambda: tasks.LambdaInvoke, failed: object) -> Step:
+        """The restore itself on the runner chosen for the run, when the deployment has Fargate."""
+        if self.runner is None:
+            return on_lambda
+        from infra.constructs.runners import DispatchedPhase
+
+        return DispatchedPhase(
+            self,
+            construct_id,
+            phase="run",
+            title=title,
+            function=self.function,
+            runner=self.runner,
+            on_lambda=on_lambda,
+            failed=failed,  # type: ignore[arg-type]  # the Pass that marks the run as failed
         )
 
     def _task(self, phase: str, title: str) -> tasks.LambdaInvoke:

@@ -572,10 +572,24 @@ def test_recovery_state_machine_orders_the_runbooks_phases(synthesized):
         machine["LoggingConfiguration"]["IncludeExecutionData"] is False
     )  # states carry no secrets, but keep it so
     chain, name = [], found["definition"]["StartAt"]
-    while name in states and states[name]["Type"] == "Task":
+    while name in states and (states[name]["Type"] == "Task" or name.endswith("Runner?")):
         chain.append(name)
-        name = states[name]["Next"]
-    assert chain == ["Validate", "Prepare", "SafetyPoint", "Approval", "StartRecovery"]
+        # a long phase: the runner's choice, then (its Default) the phase on Lambda
+        name = states[name]["Default"] if name.endswith("Runner?") else states[name]["Next"]
+    assert chain == [
+        "Validate", "Prepare",
+        "ChooseSafetyPoint", "SafetyPointRunner?", "SafetyPoint",
+        "Approval",
+        "ChooseStartRecovery", "StartRecoveryRunner?", "StartRecovery",
+    ]  # fmt: skip
+    for phase in ("SafetyPoint", "StartRecovery"):  # or on Fargate, handed back by Collect
+        [fargate] = states[f"{phase}Runner?"]["Choices"]
+        assert fargate["Next"] == f"{phase}Task" and states[f"{phase}Task"]["Next"] == f"{phase}OnFargate"
+        assert states[f"{phase}OnFargate"]["Resource"].endswith(":states:::ecs:runTask.sync")
+        assert states[f"{phase}OnFargate"]["Next"] == f"Collect{phase}"
+        assert states[f"Collect{phase}"]["Next"] == states[phase]["Next"]
+        for state in (f"Choose{phase}", f"Collect{phase}", f"Examine{phase}"):
+            assert states[state]["Catch"][0]["Next"] == f"{phase}Failed"
     approval = states["Approval"]
     assert approval["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
     assert approval["TimeoutSecondsPath"] == "$.approval_timeout_seconds"
@@ -730,10 +744,17 @@ def machine_definition(template: Template, name: str) -> dict:
 def test_migration_state_machine_rehearses_before_it_applies(synthesized):
     states = machine_definition(synthesized["primary"], "pgrunbook-app-migrate")["States"]
     assert states["Lint"]["Next"] == "AnythingPending?"
-    assert states["AnythingPending?"]["Default"] == "Backup"
-    assert states["Backup"]["Next"] == "DryRun" and states["DryRun"]["Next"] == "ApprovalRequired?"
+    # the long phases (backup, dry run, apply) start with the choice of their runner
+    assert states["AnythingPending?"]["Default"] == "ChooseBackup"
+    assert states["BackupRunner?"]["Default"] == "Backup"
+    assert states["Backup"]["Next"] == states["CollectBackup"]["Next"] == "ChooseDryRun"
+    assert states["DryRun"]["Next"] == states["CollectDryRun"]["Next"] == "ApprovalRequired?"
     assert {c["Next"] for c in states["ApprovalRequired?"]["Choices"]} == {"Approval"}
-    assert states["ApprovalRequired?"]["Default"] == "Apply"
+    assert states["ApprovalRequired?"]["Default"] == "ChooseApply"
+    assert states["Approval"]["Next"] == "ChooseApply"
+    assert states["Apply"]["Next"] == states["CollectApply"]["Next"] == "AllApplied?"
+    for name in ("Backup", "DryRun", "Apply"):  # a phase on Fargate is never started twice
+        assert states[f"PlatformStop{name}?"]["Default"] == f"{name}Failed"
     assert states["Approval"]["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
     assert states["AllApplied?"]["Default"] == "Rollback" and states["Verified?"]["Default"] == "Rollback"
     assert states["Rollback"]["Next"] == "ReportFailure"
@@ -849,7 +870,9 @@ def test_throwaway_rds_targets_deploy_a_restore_workflow_that_always_deletes(tmp
             assert marker["Type"] == "Pass" and marker["Next"] == "TeardownAfterFailure", task
         assert states["TeardownAfterFailure"]["Next"] == "ReportFailure"
         assert states["Run"]["Next"] == "Teardown" and states["Teardown"]["Next"] == "Tested"
-        assert states["ThrowawayTarget?"]["Default"] == "RunHere"
+        assert states["ThrowawayTarget?"]["Default"] == "ChooseRunHere"
+        assert states["RunHereRunner?"]["Default"] == "RunHere"
+        assert states["CollectRun"]["Next"] == "Teardown"  # the restore on Fargate: teardown too
         assert [r["ErrorEquals"] for r in states["Run"].get("Retry", [])] == [
             ["Lambda.TooManyRequestsException"]
         ]

@@ -87,10 +87,41 @@ def send_task_failure_with_cause(self):
     return EmptyResult()
 
 
+def synthesize(tmp_path_factory, **changes) -> dict[str, Any]:
+    """The primary stack's template as cdk.json configures it, with ``changes`` (bundling skipped)."""
+    import os
+
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    import aws_cdk as cdk
+    from aws_cdk.assertions import Template
+
+    from infra.app import build
+
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    app = cdk.App(
+        outdir=str(tmp_path_factory.mktemp("cdk.out")),
+        context={
+            **context,
+            "pgrunbook": {**context["pgrunbook"], "account": ACCOUNT, **changes},
+            "aws:cdk:bundling-stacks": [],
+        },
+    )
+    primary, _ = build(app)
+    return Template.from_stack(primary).to_json()
+
+
 @pytest.fixture(scope="session")
-def definitions(synthesized) -> dict[str, str]:
-    template = synthesized["primary"].to_json()
+def definitions(tmp_path_factory) -> dict[str, str]:
+    """Every phase on Lambda (runner lambda for the workflows): the Fargate phases have their
+    own tests (test_dispatch_workflow.py)."""
+    template = synthesize(tmp_path_factory, runner={"default": "auto", "pitr": "lambda", "migrate": "lambda"})
     return {workflow: resolve_definition(template, workflow) for workflow in WORKFLOWS}
+
+
+@pytest.fixture(scope="session")
+def fargate_template(tmp_path_factory) -> dict[str, Any]:
+    """The primary stack with the workflows' long phases forced onto Fargate."""
+    return synthesize(tmp_path_factory, runner={"default": "auto", "pitr": "fargate", "migrate": "fargate"})
 
 
 @dataclass

@@ -3,18 +3,9 @@ test's), executed by moto's Step Functions interpreter, with the Fargate branch 
 task runs the task entry point (pgrunbook.entrypoints.task) in this process, as the workflow
 tests run the Lambda handler.
 
-What is patched is moto's, never pgrunbook's (../shared/notes/moto-ecs.md):
-
-* ``StateTaskService._normalise_parameters`` / ``_normalise_response`` are no-ops in moto, so
-  the state machine's PascalCase ``RunTask`` parameters would reach botocore unchanged: they
-  are filled in from botocore's service model with moto's own converters;
-* AWS fails an ``ecs:runTask.sync`` state when an essential container exits non-zero (moto
-  never checks): the sync resolver is wrapped to raise ``States.TaskFailed`` with the stopped
-  task as its cause, as AWS does;
-* ECS ``run_task`` creates the task as moto does, then runs the container (the entry point,
-  with the task definition's environment and the state machine's override) and records its
-  exit code; a test can make the platform stop a task before it runs instead;
-* Lambda invocations call ``functions/app.py`` in process; Wait states return at once.
+What is patched is moto's, never pgrunbook's: ECS and Step Functions' ECS integration as
+tests/ecs_env.py completes them; Lambda invocations call ``functions/app.py`` in process; Wait
+states return at once.
 """
 
 from __future__ import annotations
@@ -22,37 +13,17 @@ from __future__ import annotations
 import io
 import json
 import os
-import threading
 import time
 import zipfile
 
 import boto3
-import botocore.session
 import pytest
 from moto.core.config import default_user_config
-from moto.ecs import models as ecs_models
-from moto.stepfunctions.parser.api import HistoryEventType, TaskFailedEventDetails
-from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import (
-    FailureEvent,
-    FailureEventException,
-)
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
-from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
-    StatesErrorNameType,
-)
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
-    StateTaskService,
-)
-from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_ecs import (
-    StateTaskServiceEcs,
-)
-from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
-from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 
 from pgrunbook.catalog.reports import ReportStore
-from pgrunbook.entrypoints import task as task_entry
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.settings.model import Settings
+from tests import ecs_env
 from tests.conftest import rewrite_manifest
 from tests.lambda_env import Context, Inbox, load_handler
 from tests.workflows.conftest import ROOT, function_arn
@@ -63,147 +34,16 @@ CREATE TABLE invoices (id int PRIMARY KEY, amount numeric(12, 2));
 INSERT INTO invoices SELECT g, g * 3.25 FROM generate_series(1, 2500) g;
 """
 LIMITS = {"seconds": 900, "disk_bytes": 10240 * 1024 * 1024}
-_BOTO = botocore.session.get_session()
-
-
-def _operation_model(service: str, action: str):
-    model = _BOTO.get_service_model(service)
-    [name] = [n for n in model.operation_names if botocore.xform_name(n) == action]
-    return model.operation_model(name)
-
-
-def _normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
-    op = _operation_model(
-        self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name)
-    )
-    self._to_boto_request(parameters, op.input_shape)
-
-
-def _normalise_response(self, response, boto_service_name=None, service_action_name=None):
-    op = _operation_model(
-        self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name)
-    )
-    self._from_boto_response(response, op.output_shape)
-
-
-_original_sync = StateTaskServiceEcs._build_sync_resolver
-
-
-def _sync_fails_on_a_nonzero_exit(self, env, resource_runtime_part, normalised_parameters, state_credentials):
-    resolve = _original_sync(self, env, resource_runtime_part, normalised_parameters, state_credentials)
-
-    def resolver():
-        stopped = resolve()
-        if stopped is None:
-            return None
-        codes = [c.get("ExitCode") for c in stopped.get("Containers", [])]
-        if codes and all(code == 0 for code in codes):
-            return stopped
-        raise FailureEventException(
-            FailureEvent(
-                env=env,
-                error_name=StatesErrorName(typ=StatesErrorNameType.StatesTaskFailed),
-                event_type=HistoryEventType.TaskFailed,
-                event_details=EventDetails(
-                    taskFailedEventDetails=TaskFailedEventDetails(
-                        resource=self._get_sfn_resource(),
-                        resourceType=self._get_sfn_resource_type(),
-                        error=StatesErrorNameType.StatesTaskFailed.to_name(),
-                        cause=to_json_str(stopped),
-                    )
-                ),
-            )
-        )
-
-    return resolver
-
-
-class Containers:
-    """The ECS side: each run_task runs the container in process (or is stopped by the
-    platform when a test queues a stop)."""
-
-    def __init__(self) -> None:
-        self.runs: list[dict] = []
-        self.platform_stops: list[str] = []
-        self.lock = threading.Lock()
-
-    def run(self, task) -> None:
-        container = task.containers[0]
-        override = next(iter(task.overrides.get("containerOverrides") or [{}]))
-        environment = {e["name"]: e["value"] for e in (container.environment or [])}
-        environment.update({e["name"]: e["value"] for e in override.get("environment") or []})
-        if self.platform_stops:
-            reason = self.platform_stops.pop(0)
-            task.stopped_reason = reason
-            container.exitCode = None
-            self.runs.append({"environment": environment, "exit": None, "stopped": reason})
-            return
-        with self.lock:
-            saved = {k: os.environ.get(k) for k in environment}
-            os.environ.update(environment)
-            try:
-                code = task_entry.main()
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
-        container.exitCode = code
-        self.runs.append({"environment": environment, "exit": code})
-
-
-def definition_for(template: dict, job: str, cluster_arn: str, subnets: list[str], group: str) -> str:
-    [(_, machine)] = [
-        (k, r)
-        for k, r in template["Resources"].items()
-        if r["Type"] == "AWS::StepFunctions::StateMachine"
-        and r["Properties"]["StateMachineName"] == f"pgrunbook-app-{job}"
-    ]
-    resources = template["Resources"]
-    subnet_ids = iter(subnets)
-    out = []
-    for part in machine["Properties"]["DefinitionString"]["Fn::Join"][1]:
-        if isinstance(part, str):
-            out.append(part)
-            continue
-        if part == {"Ref": "AWS::Partition"}:
-            out.append("aws")
-            continue
-        logical = part.get("Ref") or part["Fn::GetAtt"][0]
-        kind = resources[logical]["Type"]
-        out.append(
-            {
-                "AWS::Lambda::Function": function_arn(job),
-                "AWS::ECS::Cluster": cluster_arn,
-                "AWS::EC2::SecurityGroup": group,
-            }.get(kind)
-            or (next(subnet_ids) if kind == "AWS::EC2::Subnet" else None)
-        )
-        assert out[-1], f"unexpected reference in the definition: {part}"
-    return "".join(out)
 
 
 @pytest.fixture
 def dispatch(synthesized, s3, new_db, pg18_target, monkeypatch, tmp_path):
     monkeypatch.setitem(default_user_config, "stepfunctions", {"execute_state_machine": True})
-    monkeypatch.setattr(StateTaskService, "_normalise_parameters", _normalise_parameters)
-    monkeypatch.setattr(StateTaskService, "_normalise_response", _normalise_response)
-    monkeypatch.setattr(StateTaskServiceEcs, "_build_sync_resolver", _sync_fails_on_a_nonzero_exit)
+    containers = ecs_env.install(monkeypatch)
     monkeypatch.setattr(
         "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function.WaitFunction._wait_interval",
         lambda self, env, wait_seconds: None,
     )
-    containers = Containers()
-    original_run_task = ecs_models.EC2ContainerServiceBackend.run_task
-
-    def run_task(self, *args, **kwargs):
-        tasks = original_run_task(self, *args, **kwargs)
-        for task in tasks:
-            containers.run(task)
-        return tasks
-
-    monkeypatch.setattr(ecs_models.EC2ContainerServiceBackend, "run_task", run_task)
     handlers = {job: load_handler(job) for job in ("backup", "restore-test")}
 
     def invoke_in_process(self, event=None):
@@ -233,46 +73,13 @@ def dispatch(synthesized, s3, new_db, pg18_target, monkeypatch, tmp_path):
     for key, value in variables.items():
         monkeypatch.setenv(key, value)
 
-    ec2 = boto3.client("ec2", region_name=REGION)
-    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
-    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
-    subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24", AvailabilityZone=f"{REGION}{z}")["Subnet"][
-            "SubnetId"
-        ]
-        for i, z in ((1, "a"), (2, "b"))
-    ]
-    group = ec2.create_security_group(GroupName="tasks", Description="tasks", VpcId=vpc)["GroupId"]
-    ecs = boto3.client("ecs", region_name=REGION)
-    cluster = ecs.create_cluster(clusterName="pgrunbook-tasks")["cluster"]["clusterArn"]
+    cluster, subnets, group = ecs_env.network(REGION)
     template = synthesized["primary"].to_json()
     iam = boto3.client("iam", region_name=REGION)
     role = iam.create_role(RoleName="dispatch", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     machines = {}
     for job in ("backup", "restore-test"):
-        [task] = [
-            r["Properties"]
-            for r in template["Resources"].values()
-            if r["Type"] == "AWS::ECS::TaskDefinition" and r["Properties"]["Family"] == f"pgrunbook-app-{job}"
-        ]
-        [container] = task["ContainerDefinitions"]
-        ecs.register_task_definition(
-            family=task["Family"],
-            networkMode="awsvpc",
-            requiresCompatibilities=["FARGATE"],
-            cpu=task["Cpu"],
-            memory=task["Memory"],
-            containerDefinitions=[
-                {
-                    "name": container["Name"],
-                    "image": container["Image"],
-                    "memory": int(task["Memory"]),  # moto wants it per container
-                    "essential": True,
-                    # the deployment's variables name its own buckets: here, the test's
-                    "environment": [{"name": "PGRUNBOOK_OPERATION", "value": job}],
-                }
-            ],
-        )
+        ecs_env.register(template, job, REGION)
         code = io.BytesIO()
         with zipfile.ZipFile(code, "w") as z:
             z.writestr("app.py", (ROOT / "functions" / "app.py").read_text())
@@ -285,7 +92,9 @@ def dispatch(synthesized, s3, new_db, pg18_target, monkeypatch, tmp_path):
         )
         machines[job] = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
             name=f"pgrunbook-app-{job}",
-            definition=definition_for(template, job, cluster, subnets, group),
+            definition=ecs_env.resolve(
+                template, f"pgrunbook-app-{job}", function_arn(job), cluster, subnets, group
+            ),
             roleArn=role,
         )["stateMachineArn"]
     return machines, containers, inbox

@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+import boto3
 import pytest
 
 from pgrunbook.adapters.postgres.connection import Database
@@ -120,6 +121,98 @@ def test_happy_path_backs_up_rehearses_waits_for_approval_and_applies(workflow: 
     again = run(flow, "migrate-2")
     assert flow.wait_for(again)["status"] == "SUCCEEDED"
     assert flow.entered(again)[-1] == "NothingPending" and len(backups(flow)) == 1
+
+
+def test_long_phases_on_fargate_hand_their_state_over_and_back(
+    workflow: Workflow, migrations, fargate_template, capsys, monkeypatch
+):
+    """runner fargate for migrations: the backup, the dry run and the apply each run as a
+    Fargate task (the task entry point in this process, tests/ecs_env.py), their state handed
+    over through S3 and collected back; the approval and everything else stay in Lambda."""
+    from tests import ecs_env
+    from tests.workflows.conftest import REGION, function_arn
+
+    flow = workflow
+    containers = ecs_env.install(monkeypatch)
+    cluster, subnets, group = ecs_env.network(REGION)
+    ecs_env.register(fargate_template, "migrate", REGION)
+    definition = ecs_env.resolve(
+        fargate_template, "pgrunbook-app-migrate", function_arn("migrate"), cluster, subnets, group
+    )
+    role = flow.sfn.describe_state_machine(stateMachineArn=flow.machines["migrate"])["roleArn"]
+    machine = flow.sfn.create_state_machine(name="migrate-on-fargate", definition=definition, roleArn=role)[
+        "stateMachineArn"
+    ]
+    monkeypatch.setenv("PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN", machine)
+    flow.machines["migrate"] = machine
+    code, _, err = cli(capsys, "migrate", "start", "--reason", "release 43")
+    assert code == 0, err
+    [execution] = flow.sfn.list_executions(stateMachineArn=machine)["executions"]
+    flow.wait_for(execution["executionArn"], state="Approval")
+    flow.approval_requested()
+    assert applied(flow) is None  # rehearsed on Fargate, not applied
+    code, _, err = cli(capsys, "migrate", "approve", execution["name"], "--yes")
+    assert code == 0, err
+    done = flow.wait_for(execution["executionArn"])
+    assert done["status"] == "SUCCEEDED", (done.get("error"), done.get("cause"))
+    assert applied(flow) == ["20250907090000", "20250907090100"] and "priority" in columns(flow)
+    entered = [e for e in flow.entered(execution["executionArn"]) if not e.endswith("?")]
+    assert entered == [
+        "Lint",
+        "ChooseBackup", "BackupTask", "BackupOnFargate", "CollectBackup",
+        "ChooseDryRun", "DryRunTask", "DryRunOnFargate", "CollectDryRun",
+        "Approval",
+        "ChooseApply", "ApplyTask", "ApplyOnFargate", "CollectApply",
+        "Verify", "Finish", "Applied",
+    ]  # fmt: skip
+    phases = [json.loads(run["environment"]["PGRUNBOOK_TASK"])["phase"] for run in containers.runs]
+    assert phases == ["backup", "dry_run", "apply"] and {r["exit"] for r in containers.runs} == {0}
+    result = json.loads(done["output"])
+    assert result["dry_run"]["ok"] is True and "handoff" not in result
+    assert result["runner_choice"] == {"runner": "fargate", "why": "configured: runner fargate"}
+    [manifest] = backups(flow)  # the pre-migration backup, taken on Fargate
+    [report] = ReportStore(flow.settings.primary_store()).history("backup")
+    assert report.runner["runner"] == "fargate" and manifest.labels["reason"] == "pre-migration"
+    root = flow.settings.primary_store().layout.root
+    keys = boto3.client("s3").list_objects_v2(Bucket=flow.settings.bucket, Prefix=f"{root}/runs/")
+    assert keys.get("KeyCount", 0) == 0  # every handoff collected and deleted
+
+
+def test_a_phase_that_fails_on_fargate_fails_the_workflow_as_on_lambda(
+    workflow: Workflow, migrations, fargate_template, capsys, monkeypatch
+):
+    """A migration that fails on the restored copy: the dry run's error (DryRunFailed) comes
+    back from the task by name, and the workflow reports it as it would from the function."""
+    from tests import ecs_env
+    from tests.workflows.conftest import REGION, function_arn
+
+    flow = workflow
+    (migrations / "20250907090100_unique_project_names.sql").write_text(
+        UNIQUE_NAME.replace("CREATE UNIQUE INDEX projects_name_key ON projects (name)", "SELECT 1/0")
+    )
+    ecs_env.install(monkeypatch)
+    cluster, subnets, group = ecs_env.network(REGION)
+    ecs_env.register(fargate_template, "migrate", REGION)
+    definition = ecs_env.resolve(
+        fargate_template, "pgrunbook-app-migrate", function_arn("migrate"), cluster, subnets, group
+    )
+    role = flow.sfn.describe_state_machine(stateMachineArn=flow.machines["migrate"])["roleArn"]
+    machine = flow.sfn.create_state_machine(name="migrate-fails", definition=definition, roleArn=role)[
+        "stateMachineArn"
+    ]
+    arn = flow.sfn.start_execution(stateMachineArn=machine, name="m-1", input="{}")["executionArn"]
+    done = flow.wait_for(arn)
+    assert done["status"] == "FAILED" and done["error"] == "MigrationFailed"
+    entered = flow.entered(arn)
+    assert entered[-4:] == ["CollectDryRun", "DryRunFailed", "ReportFailure", "Failed"]
+    # the error by the name the phase raised it with, as the function would have raised it
+    assert (
+        "dry run on a restored copy failed: DryRunFailed: the migrations failed on a restored copy"
+        in done["cause"]
+    )
+    assert applied(flow) is None and "priority" not in columns(flow)  # the real database untouched
+    [notice] = [m for m in flow.messages() if m.get("Subject", "").startswith("CRITICAL")]
+    assert "dry run" in notice["Message"].lower()
 
 
 def test_lint_failure_stops_before_the_backup(workflow: Workflow, migrations):

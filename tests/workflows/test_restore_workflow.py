@@ -58,6 +58,7 @@ def definition(tmp_path_factory) -> str:
                     "subnet_group": "restore-targets",
                     "security_groups": ["sg-0123456789abcdef0"],
                 },
+                "runner": {"default": "auto", "restore-test": "lambda"},  # the restore itself in Lambda
             },
             "aws:cdk:bundling-stacks": [],
         },
@@ -87,6 +88,19 @@ def definition(tmp_path_factory) -> str:
         else:
             raise AssertionError(f"unexpected reference in the definition: {part}")
     return "".join(out)
+
+
+@pytest.fixture(scope="module")
+def fargate_template(tmp_path_factory) -> dict:
+    """The same deployment with the restore itself on Fargate (runner fargate)."""
+    from tests.workflows.conftest import synthesize
+
+    return synthesize(
+        tmp_path_factory,
+        vpc=VPC,
+        restore_targets={"subnet_group": "restore-targets", "security_groups": ["sg-0123456789abcdef0"]},
+        runner={"default": "auto", "restore-test": "fargate"},
+    )
 
 
 @pytest.fixture
@@ -199,3 +213,36 @@ def test_a_run_that_fails_on_its_target_still_deletes_it_and_reports(flow, monke
     assert notice["Subject"].startswith("CRITICAL - ")
     assert "did not run to the end: run failed" in notice["Message"]
     assert "was deleted" in notice["Message"]
+
+
+def test_on_fargate_the_restore_runs_as_a_task_and_the_target_is_still_deleted(
+    flow, fargate_template, monkeypatch
+):
+    """runner fargate: the restore itself (the Run phase) is a Fargate task (in this process,
+    tests/ecs_env.py) that restores into the throwaway instance; Teardown deletes it."""
+    from tests import ecs_env
+
+    machine, inbox = flow
+    containers = ecs_env.install(monkeypatch)
+    cluster, subnets, group = ecs_env.network(REGION)
+    ecs_env.register(fargate_template, "restore-test", REGION)
+    definition = ecs_env.resolve(
+        fargate_template, "pgrunbook-app-restore-test", function_arn("restore-test"), cluster, subnets, group
+    )
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    role = sfn.describe_state_machine(stateMachineArn=machine)["roleArn"]
+    on_fargate = sfn.create_state_machine(name="restore-on-fargate", definition=definition, roleArn=role)[
+        "stateMachineArn"
+    ]
+    done, entered = execute(on_fargate, {"prefer_tier": "weekly"})
+    assert done["status"] == "SUCCEEDED", done.get("cause")
+    assert [s for s in entered if not s.endswith("?") and s not in ("WaitForTarget",)] == [
+        "Plan", "Provision", "CheckTarget", "ChooseRun", "RunTask", "RunOnFargate", "CollectRun", "Teardown", "Tested",
+    ]  # fmt: skip
+    [run] = containers.runs
+    assert run["exit"] == 0 and json.loads(run["environment"]["PGRUNBOOK_TASK"])["phase"] == "run"
+    assert set(instances().values()) <= {"deleting"}
+    [report] = ReportStore(Settings.load().primary_store()).history("restore-test")
+    assert report.status == "ok" and report.figures["integrity_pct"] == 100.0
+    assert report.runner["runner"] == "fargate"
+    assert inbox.messages() == []

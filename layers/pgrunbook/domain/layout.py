@@ -5,7 +5,9 @@ Under ``<prefix>/<database>/``:
 
 * ``backups/<backup-id>/<file>`` and ``backups/<backup-id>/manifest.json``, written last;
 * ``reports/<operation>/<report-id>.json``: every run's report;
-* ``leases/<backup-id>/<expires>-<token>.json``: "a restore is reading this backup".
+* ``leases/<backup-id>/<expires>-<token>.json``: "a restore is reading this backup";
+* ``runs/<execution>/<phase>-in.json`` and ``-out.json``: a workflow phase's state handed to a
+  Fargate task and back (a container override is capped at 8 KB; deleted once read back).
 
 Outside the bucket, the application's maintenance-mode switch is the SSM parameter
 ``/<prefix>/<database>/maintenance`` (:attr:`Layout.maintenance_parameter`).
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 BACKUPS = "backups"
 REPORTS = "reports"
 LEASES = "leases"
+RUNS = "runs"
 MANIFEST_NAME = "manifest.json"
 
 
@@ -71,3 +74,9 @@ class Layout:
 
     def lease_key(self, backup_id: str, expires_stamp: str, token: str) -> str:
         return f"{self.leases_prefix}{backup_id}/{expires_stamp}-{token}.json"
+
+    # -- workflow phases on Fargate ------------------------------------------------------------
+
+    def handoff_key(self, execution: str, phase: str, direction: str) -> str:
+        """A phase's state going to its task (``in``) or coming back (``out``)."""
+        return f"{self.root}/{RUNS}/{execution}/{phase}-{direction}.json"

@@ -175,7 +175,9 @@ def handle_phase(
         database=database,
         run_id=state.get("recovery_id") or state.get("migration_id") or state.get("backup_id"),
     )
-    ctx = OperationContext(settings, progress=LoggerProgress(logger))
+    # a long phase the dispatch chose Lambda for: its runs record that, and why
+    runner = Choice.from_dict(state.get("runner_choice")) if isinstance(state, dict) else None
+    ctx = OperationContext(settings, progress=LoggerProgress(logger), runner=runner)
     phases = importlib.import_module(module or registry.get(workflow).module)
     result: dict[str, Any] = phases.run_phase(ctx, event["phase"], state, execution=event.get("execution"))
     # a phase that measured something (a finished recovery: downtime, data loss) says so
@@ -210,9 +212,12 @@ def make_handler(operation: str | None = None) -> Any:
         deployable = ", ".join(o.name for o in registry.deployed())
         raise ValueError(f"{name!r} is not an operation a function runs; choose from {deployable}")
     if op.kind == "workflow":
-        return _observed(
-            lambda event, context, **observers: handle_phase(op.name, event, context, **observers)
-        )
+
+        def phase(event: Any, context: Any, **observers: Any) -> dict[str, Any]:
+            dispatch = isinstance(event, dict) and event.get("workflow") == "dispatch"
+            return handle_phase(op.name, event, context, module=DISPATCH if dispatch else None, **observers)
+
+        return _observed(phase)
 
     def job(event: Any, context: Any, **observers: Any) -> dict[str, Any]:
         if isinstance(event, dict) and "phase" in event and event.get("workflow") == "dispatch":

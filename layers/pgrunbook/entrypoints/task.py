@@ -114,14 +114,18 @@ def _run(operation: str, environ: MutableMapping[str, str]) -> int:
     from pgrunbook.settings.model import Settings
 
     op = registry.get(operation)
-    if op.function is None or op.kind != "job":
-        raise ConfigError(f"{operation!r} is not a job a task runs")
+    if op.task is None:
+        raise ConfigError(f"{operation!r} is not an operation a task runs")
     try:
         task = json.loads(environ.get(TASK_VARIABLE) or "{}")
     except ValueError:
         raise BadEvent(f"{TASK_VARIABLE} is not JSON") from None
     if not isinstance(task, dict):
         raise BadEvent(f"{TASK_VARIABLE} must be a JSON object")
+    if "phase" in task:
+        return _run_phase(op, task)
+    if op.kind != "job":
+        raise BadEvent(f"{op.name} runs on a task one phase at a time: {TASK_VARIABLE} names the phase")
     unknown = sorted(set(task) - {"options", "runner"})
     if unknown:
         raise BadEvent(f"{TASK_VARIABLE} does not take {', '.join(unknown)}")
@@ -146,3 +150,48 @@ def _run(operation: str, environ: MutableMapping[str, str]) -> int:
         problems=len(report.problems()),
     )
     return report.exit_code
+
+
+def _run_phase(op: Any, task: dict[str, Any]) -> int:
+    """One long phase of a workflow: its state from the handoff object, its new state (or the
+    error it raised, by name) into the other; exit 0 once that is written, whatever the phase
+    did (the state machine's Collect step raises the phase's error again)."""
+    import importlib
+
+    from pgrunbook.entrypoints.aws_lambda import BadEvent
+    from pgrunbook.operations.context import OperationContext
+    from pgrunbook.progress import StreamProgress
+    from pgrunbook.settings.model import Settings
+    from pgrunbook.workflows.dispatch.phases import handoff_store
+
+    unknown = sorted(set(task) - {"phase", "in", "out", "execution", "runner"})
+    if unknown:
+        raise BadEvent(f"{TASK_VARIABLE} does not take {', '.join(unknown)}")
+    module = op.module if op.kind == "workflow" else op.workflow
+    if not module or not all(isinstance(task.get(k), str) for k in ("phase", "in", "out")):
+        raise BadEvent(f'a phase task is {{"phase", "in", "out", "execution"}} of a workflow, not {sorted(task)}')
+    environ = os.environ
+    environ.setdefault("PGRUNBOOK_JOBS", str(max(1, min(64, cpus()))))
+    settings = Settings.load()
+    store = handoff_store(OperationContext(settings), op.name)
+    raw = store.get_bytes(task["in"])
+    if raw is None:
+        raise BadEvent(f"the phase's state {task['in']} is not there")
+    state = json.loads(raw)
+    runner = Choice.from_dict(task.get("runner") or state.get("runner_choice")) or Choice("fargate", "a phase task")
+    _say(operation=op.name, phase=task["phase"], database=settings.database_label, runner=runner.to_dict())
+    ctx = OperationContext(settings, progress=StreamProgress(sys.stderr), runner=runner)
+    phases = importlib.import_module(module)
+    out: dict[str, Any]
+    try:
+        new_state = phases.run_phase(ctx, task["phase"], state, execution=task.get("execution"))
+        try:
+            _put_metrics(settings.database_label, new_state.pop("metrics", None) or {})
+        except Exception as exc:  # noqa: BLE001 - the state goes back; a missing datapoint alarms
+            log.warning("could not send the metrics: %s", one_line(exc))
+        out = {"state": new_state}
+    except Exception as exc:  # noqa: BLE001 - handed back by name, as the function would raise it
+        out = {"error": {"Error": type(exc).__name__, "Cause": one_line(exc)}}
+    store.put_bytes(task["out"], json.dumps(out, default=str).encode())
+    _say(operation=op.name, phase=task["phase"], outcome="failed" if "error" in out else "done", **out.get("error", {}))
+    return 0

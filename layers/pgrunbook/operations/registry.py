@@ -142,6 +142,9 @@ class Operation:
     grants: tuple[Grant, ...] = ()
     function: Lambda | None = None  # None: not deployed
     task: Fargate | None = None  # None: always runs in Lambda (short by nature)
+    # a workflow's phases (or, for a job with a ``workflow``, that workflow's) that may outgrow
+    # a Lambda invocation: the dispatch runs each where cdk.json's runner says
+    long_phases: tuple[str, ...] = ()
     region: str = "primary"  # the stack its function is in: primary | dr
     stores_report: bool = True
     includes: tuple[str, ...] = ()  # operations it runs as steps (their settings and grants)
@@ -278,6 +281,7 @@ RESTORE_TEST = Operation(
         exclusive=True,
     ),
     task=Fargate(),
+    long_phases=("run",),
 )
 
 VERIFY = Operation(
@@ -374,6 +378,7 @@ DR_DRILL = Operation(
         exclusive=True,
     ),
     task=Fargate(),
+    long_phases=("run",),
     region="dr",
 )
 
@@ -477,6 +482,8 @@ PITR = Operation(
         timeout_minutes=15,
         ephemeral_mb=10240,
     ),
+    task=Fargate(),
+    long_phases=("safety_point", "start"),
 )
 
 MIGRATE = Operation(
@@ -501,6 +508,8 @@ MIGRATE = Operation(
         timeout_minutes=15,
         ephemeral_mb=10240,
     ),
+    task=Fargate(),
+    long_phases=("backup", "dry_run", "apply"),
 )
 
 DEMO = Operation(

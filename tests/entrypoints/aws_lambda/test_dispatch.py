@@ -240,3 +240,58 @@ def test_the_task_entry_point_refuses_bad_input_with_exit_2(
 
 def test_badevent_is_a_config_error():
     assert issubclass(BadEvent, ConfigError) and issubclass(DiskTooSmall, ConfigError)
+
+
+def choose_phase(workflow: str, phase: str, state: dict, runner: str = "auto") -> dict:
+    request = {
+        "workflow_state": state,
+        "operation": workflow,
+        "for_phase": phase,
+        "runner": runner,
+        "lambda": LIMITS,
+    }
+    return load_handler(workflow)(
+        {
+            "phase": "choose_phase",
+            "workflow": "dispatch",
+            "state": request,
+            "execution": "arn:aws:states:x:1:execution:m:run-9",
+        },
+        Context(),
+    )
+
+
+def test_a_workflows_long_phase_is_sized_by_the_history_it_resembles(env, s3):
+    """The pre-migration backup by the last backup; the dry run by its backup's manifest and
+    the last restore test; the apply by the dry run's own apply time."""
+    state = {"migration_id": "m1", "pending": []}
+    first = choose_phase("migrate", "backup", state)
+    assert first["runner_choice"]["runner"] == "fargate"  # no backup yet to size it by
+    handoff = first["handoff"]
+    assert handoff["in"].endswith("/runs/run-9/backup-in.json") and handoff["out"].endswith(
+        "/runs/run-9/backup-out.json"
+    )
+    handed = json.loads(Settings.load().primary_store().get_bytes(handoff["in"]))
+    assert handed["migration_id"] == "m1" and handed["runner_choice"]["runner"] == "fargate"
+
+    backup_id = load_handler("backup")({}, Context())["figures"]["backup_id"]
+    assert choose_phase("migrate", "backup", state)["runner_choice"]["runner"] == "lambda"
+    dry = choose_phase("migrate", "dry_run", {**state, "backup": {"backup_id": backup_id}})
+    assert dry["runner_choice"]["runner"] == "fargate" and "no earlier run" in dry["runner_choice"]["why"]
+    assert "handoff" in dry
+    quick = choose_phase("migrate", "apply", {**state, "dry_run": {"apply_seconds": 1.5}})
+    assert quick["runner_choice"]["runner"] == "lambda" and "handoff" not in quick
+    slow = choose_phase("migrate", "apply", {**state, "dry_run": {"apply_seconds": 700}})
+    assert slow["runner_choice"]["runner"] == "fargate"
+    assert (
+        choose_phase("migrate", "apply", state, runner="lambda")["runner_choice"]["why"]
+        == "configured: runner lambda"
+    )
+
+
+def test_collect_says_when_a_task_handed_nothing_back(env):
+    state = choose_phase("migrate", "backup", {"migration_id": "m2"}, runner="fargate")
+    event = {"phase": "collect", "workflow": "dispatch", "state": state, "execution": "x"}
+    with pytest.raises(Exception, match="stopped without handing back its state") as failed:
+        load_handler("migrate")(event, Context())
+    assert type(failed.value).__name__ == "OperationFailed"

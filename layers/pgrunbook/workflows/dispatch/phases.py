@@ -28,8 +28,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pgrunbook.adapters.s3.store import ObjectStore
 from pgrunbook.catalog.backups import Catalog
-from pgrunbook.domain.errors import BackupNotFound, ConfigError, TransientNotifyError, TransientStorageError
+from pgrunbook.domain.errors import (
+    BackupNotFound,
+    ConfigError,
+    OperationFailed,
+    PgRunbookError,
+    TransientNotifyError,
+    TransientStorageError,
+)
 from pgrunbook.domain.redact import one_line
 from pgrunbook.domain.results import Report
 from pgrunbook.domain.runners import LAMBDA_DISK_BYTES, LAMBDA_SECONDS, MODES, LastRun
@@ -43,6 +51,8 @@ RESTORING = ("restore-test", "dr-drill")
 RETRIES = {
     "choose": Retry((TransientStorageError,)),
     "examine": Retry(),
+    "choose_phase": Retry((TransientStorageError,)),
+    "collect": Retry((TransientStorageError,)),
     "fail": Retry((TransientStorageError, TransientNotifyError)),
 }
 REPORTED = 1  # a task's exit status when its own report was stored and published
@@ -189,11 +199,25 @@ def examine(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     attempts = int(state.get("fargate_attempts") or 0) + 1
     state["fargate_attempts"] = attempts
     platform = _platform_stop(error)
+    if platform and state.get("handoff") and _exit_code(error) is not None:
+        # a workflow phase the platform stopped after it started (an apply, a recovery's
+        # restore) is not started again blindly: the workflow's failure path takes over
+        platform = ""
     state["fargate_retry"] = bool(platform) and attempts < FARGATE_ATTEMPTS
     state["retry_seconds"] = RETRY_SECONDS * 2 ** (attempts - 1)
     if platform:
         state.setdefault("platform_stops", []).append(platform)
     return state
+
+
+def _exit_code(error: dict[str, Any]) -> int | None:
+    try:
+        data = json.loads(str(error.get("Cause") or ""))
+    except ValueError:
+        return None
+    containers = (data.get("Containers") or data.get("containers") or []) if isinstance(data, dict) else []
+    codes = [c.get("ExitCode", c.get("exitCode")) for c in containers]
+    return next((c for c in codes if isinstance(c, int)), None)
 
 
 def _platform_stop(error: dict[str, Any]) -> str:
@@ -227,7 +251,137 @@ def _platform_stop(error: dict[str, Any]) -> str:
     return one_line(said)[:300] if any(marker in said.lower() for marker in PLATFORM_STOPS) else ""
 
 
-PHASES = {"choose": choose, "examine": examine, "fail": fail}
+# -- a workflow's long phase (PITR, migration, a restore on a throwaway target) ---------------
+#
+#     Choose<Phase> ─(lambda)→ <Phase> (the function, as always)
+#                   └(fargate)→ <Phase>OnFargate (ecs:runTask.sync) → Collect<Phase>
+#
+# The phase's state goes to the task through S3 (``runs/<execution>/<phase>-in.json``: a
+# container override holds 8 KB, a migration's state can hold more), and comes back the same
+# way (``-out.json``, the new state or the error the phase raised), deleted once collected.
+
+# Which history sizes each long phase: a backup's, or a restore's (with the backup it restores).
+BACKING_UP = ("backup", "safety_point")
+RESTORING_PHASES = {"dry_run": "restore-test", "start": "restore-test", "run": None}
+
+
+class PhaseError(PgRunbookError):
+    """A phase that failed on Fargate, raised again by ``collect`` under the name the phase
+    raised it with (its class is made with that name), so that the state machine's Retry and
+    Catch clauses see what they would have seen from the function."""
+
+
+def _phase_error(name: str, message: str) -> PhaseError:
+    safe = name if name.isidentifier() else "PhaseError"
+    return type(safe, (PhaseError,), {})(message)
+
+
+def handoff_store(ctx: OperationContext, operation: str) -> ObjectStore:
+    """Where a phase's state is handed over: the DR bucket for the drill, else the primary."""
+    return ctx.settings.dr_store() if operation == "dr-drill" else ctx.settings.primary_store()
+
+
+def run_name(execution: str | None) -> str:
+    name = str(execution or "local").rsplit(":", 1)[-1]
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:80] or "local"
+
+
+def choose_phase(ctx: OperationContext, request: dict[str, Any]) -> dict[str, Any]:
+    """The runner of one long phase (``for_phase``) of ``operation``'s workflow; on Fargate,
+    the phase's state handed over.  Returns the workflow's state with ``runner_choice`` (and
+    ``handoff``)."""
+    state = dict(request.get("workflow_state") or {})
+    operation, phase = str(request.get("operation")), str(request.get("for_phase"))
+    mode = request.get("runner", "auto")
+    if mode not in MODES:
+        raise ConfigError(f"runner must be one of {', '.join(MODES)}, not {mode!r}")
+    limits = request.get("lambda") or {}
+    last, needed = _phase_sizing(ctx, operation, phase, state) if mode == "auto" else (None, None)
+    choice = decide(
+        mode,
+        last,
+        disk_needed=needed,
+        seconds=float(limits.get("seconds") or LAMBDA_SECONDS),
+        disk=int(limits.get("disk_bytes") or LAMBDA_DISK_BYTES),
+    )
+    state.pop("handoff", None)
+    state["runner_choice"] = choice.to_dict()
+    if choice.runner == "fargate":
+        store = handoff_store(ctx, operation)
+        run = run_name(request.get("execution") or state.get("execution"))
+        keys = {d: store.layout.handoff_key(run, phase, d) for d in ("in", "out")}
+        store.put_bytes(keys["in"], json.dumps(state, default=str).encode())
+        state["handoff"] = {"phase": phase, "operation": operation, **keys}
+    return state
+
+
+def _phase_sizing(
+    ctx: OperationContext, operation: str, phase: str, state: dict[str, Any]
+) -> tuple[LastRun | None, int | None]:
+    """(the run that sizes this phase, what it will need on disk)."""
+    if phase in BACKING_UP:
+        return _last(ctx, "backup"), None
+    if phase == "apply":  # the dry run applied the same migrations to a copy, and timed it
+        seconds = (state.get("dry_run") or {}).get("apply_seconds")
+        if seconds is None:
+            return None, None
+        return LastRun("lambda", "ok", float(seconds), 0), None
+    if phase in RESTORING_PHASES:
+        sized_by = RESTORING_PHASES[phase] or operation
+        backup_id = (
+            (state.get("backup") or {}).get("backup_id")
+            or (state.get("plan") or {}).get("backup_id")
+            or state.get("backup_id")
+        )
+        # restored into a server (the live one for a recovery, a throwaway one, a configured
+        # target): only the download is local
+        embedded = phase == "dry_run" and not ctx.settings.restore_target_url
+        if phase == "run":
+            embedded = state.get("target_kind") == "embedded"
+        needed = None
+        if backup_id:
+            from pgrunbook.operations.restorer import disk_need
+
+            source = ctx.settings.dr_store() if operation == "dr-drill" else ctx.settings.primary_store()
+            needed = disk_need(Catalog(source).manifest(str(backup_id)), embedded=embedded)
+        return _last(ctx, sized_by), needed
+    return None, None
+
+
+def _last(ctx: OperationContext, operation: str) -> LastRun | None:
+    report = ctx.reports(operation).latest(operation)
+    return LastRun.from_report(report.to_dict()) if report is not None else None
+
+
+def collect(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
+    """The state (or the error) a Fargate task handed back; both objects are then deleted."""
+    handoff = state.get("handoff") or {}
+    if not handoff.get("out"):
+        raise ConfigError("collect needs the handoff of a phase that ran on Fargate")
+    store = handoff_store(ctx, str(handoff.get("operation") or ""))
+    raw = store.get_bytes(handoff["out"])
+    if raw is None:
+        raise OperationFailed(
+            f"the {handoff.get('phase')} phase's task stopped without handing back its state "
+            f"({handoff['out']} is missing)"
+        )
+    out = json.loads(raw)
+    store.delete_keys([handoff["in"], handoff["out"]])
+    if "error" in out:
+        error = out["error"]
+        raise _phase_error(str(error.get("Error") or "PhaseError"), str(error.get("Cause") or ""))
+    new_state: dict[str, Any] = out["state"]
+    new_state.pop("handoff", None)
+    return new_state
+
+
+PHASES = {
+    "choose": choose,
+    "examine": examine,
+    "fail": fail,
+    "choose_phase": choose_phase,
+    "collect": collect,
+}
 
 
 def run_phase(
