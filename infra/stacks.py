@@ -349,12 +349,16 @@ class _PgRunbookStack(Stack):
         recovery through RDS or Supabase is API calls (Supabase's safety point may be a backup)."""
         if op.name != "pitr":
             return op.long_phases
-        return {"logical": op.long_phases, "supabase": ("safety_point",)}.get(self.config.pitr["provider"], ())
+        return {"logical": op.long_phases, "supabase": ("safety_point",)}.get(
+            self.config.pitr["provider"], ()
+        )
 
     def with_handoffs(self, op: Operation, grants: Grants) -> Grants:
         """Handing a phase's state to its task and back: objects under ``runs/`` only."""
         location = self.locations["dr" if op.region == "dr" else "primary"]
-        return grants.objects("Handoffs", location, [everything_under(RUNS)], read=True, write=True, delete=True)
+        return grants.objects(
+            "Handoffs", location, [everything_under(RUNS)], read=True, write=True, delete=True
+        )
 
     def phase_runner(
         self, op: Operation, make_grants: Callable[[], Grants], long_phases: tuple[str, ...]
@@ -381,7 +385,10 @@ class _PgRunbookStack(Stack):
             log_retention=_retention(config.log_retention_days),
             family=f"{config.name}-{op.name}",
         )
-        limits = {"seconds": op.function.timeout_minutes * 60, "disk_bytes": op.function.ephemeral_mb * 1024 * 1024}
+        limits = {
+            "seconds": op.function.timeout_minutes * 60,
+            "disk_bytes": op.function.ephemeral_mb * 1024 * 1024,
+        }
         return PhaseRunner(op.name, mode, job, self.network, limits)
 
 

@@ -386,7 +386,9 @@ class DispatchedPhase(sfn.StateMachineFragment):
         return self._ends  # type: ignore[return-value]
 
 
-def run_task(scope: Construct, title: str, job: FargateJob, network: TaskNetwork, task_path: str) -> tasks.EcsRunTask:
+def run_task(
+    scope: Construct, title: str, job: FargateJob, network: TaskNetwork, task_path: str
+) -> tasks.EcsRunTask:
     """``ecs:runTask.sync`` of ``job``, its ``PGRUNBOOK_TASK`` override the JSON at ``task_path``;
     RunTask's own throttling and server errors retried."""
     task = tasks.EcsRunTask(
@@ -404,7 +406,8 @@ def run_task(scope: Construct, title: str, job: FargateJob, network: TaskNetwork
                 container_definition=job.container,
                 environment=[
                     tasks.TaskEnvironmentVariable(
-                        name=TASK_VARIABLE, value=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(task_path))
+                        name=TASK_VARIABLE,
+                        value=sfn.JsonPath.json_to_string(sfn.JsonPath.object_at(task_path)),
                     )
                 ],
             )

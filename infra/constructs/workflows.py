@@ -30,13 +30,13 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from pgrunbook.workflows.engine import Retry
+from pgrunbook.workflows.migrate.phases import RETRIES as MIGRATE_RETRIES
+from pgrunbook.workflows.pitr.phases import RETRIES
 
 if TYPE_CHECKING:
     from infra.constructs.runners import PhaseRunner
 
 Step = sfn.TaskStateBase | sfn.StateMachineFragment  # what a phase is in the state machine
-from pgrunbook.workflows.migrate.phases import RETRIES as MIGRATE_RETRIES
-from pgrunbook.workflows.pitr.phases import RETRIES
 
 TITLES = {
     "validate": "Validate",
@@ -444,7 +444,9 @@ class RestoreWorkflow(Construct):
 
             acknowledge_run_task(self.state_machine, runner.job)
 
-    def _dispatched(self, construct_id: str, title: str, on_lambda: tasks.LambdaInvoke, failed: object) -> Step:
+    def _dispatched(
+        self, construct_id: str, title: str, on_lambda: tasks.LambdaInvoke, failed: object
+    ) -> Step:
         """The restore itself on the runner chosen for the run, when the deployment has Fargate."""
         if self.runner is None:
             return on_lambda

@@ -169,7 +169,9 @@ def _run_phase(op: Any, task: dict[str, Any]) -> int:
         raise BadEvent(f"{TASK_VARIABLE} does not take {', '.join(unknown)}")
     module = op.module if op.kind == "workflow" else op.workflow
     if not module or not all(isinstance(task.get(k), str) for k in ("phase", "in", "out")):
-        raise BadEvent(f'a phase task is {{"phase", "in", "out", "execution"}} of a workflow, not {sorted(task)}')
+        raise BadEvent(
+            f'a phase task is {{"phase", "in", "out", "execution"}} of a workflow, not {sorted(task)}'
+        )
     environ = os.environ
     environ.setdefault("PGRUNBOOK_JOBS", str(max(1, min(64, cpus()))))
     settings = Settings.load()
@@ -178,7 +180,9 @@ def _run_phase(op: Any, task: dict[str, Any]) -> int:
     if raw is None:
         raise BadEvent(f"the phase's state {task['in']} is not there")
     state = json.loads(raw)
-    runner = Choice.from_dict(task.get("runner") or state.get("runner_choice")) or Choice("fargate", "a phase task")
+    runner = Choice.from_dict(task.get("runner") or state.get("runner_choice")) or Choice(
+        "fargate", "a phase task"
+    )
     _say(operation=op.name, phase=task["phase"], database=settings.database_label, runner=runner.to_dict())
     ctx = OperationContext(settings, progress=StreamProgress(sys.stderr), runner=runner)
     phases = importlib.import_module(module)
@@ -187,11 +191,16 @@ def _run_phase(op: Any, task: dict[str, Any]) -> int:
         new_state = phases.run_phase(ctx, task["phase"], state, execution=task.get("execution"))
         try:
             _put_metrics(settings.database_label, new_state.pop("metrics", None) or {})
-        except Exception as exc:  # noqa: BLE001 - the state goes back; a missing datapoint alarms
+        except Exception as exc:
             log.warning("could not send the metrics: %s", one_line(exc))
         out = {"state": new_state}
-    except Exception as exc:  # noqa: BLE001 - handed back by name, as the function would raise it
+    except Exception as exc:
         out = {"error": {"Error": type(exc).__name__, "Cause": one_line(exc)}}
     store.put_bytes(task["out"], json.dumps(out, default=str).encode())
-    _say(operation=op.name, phase=task["phase"], outcome="failed" if "error" in out else "done", **out.get("error", {}))
+    _say(
+        operation=op.name,
+        phase=task["phase"],
+        outcome="failed" if "error" in out else "done",
+        **out.get("error", {}),
+    )
     return 0
