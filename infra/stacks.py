@@ -180,21 +180,18 @@ class _PgRunbookStack(Stack):
             else:
                 self.add_function(op)
 
-    def add_dispatch(self, op: Operation) -> Dispatch:
-        """The job's function (not scheduled), its Fargate task, and the dispatch state machine
-        its schedules start: each run goes to Lambda or Fargate as cdk.json's runner says (auto:
-        from the database's history)."""
-        config, name = self.config, op.name.title().replace("-", "")
-        assert op.function is not None and op.task is not None
-        function = self.add_function(op, scheduled=False)
+    def fargate_job(self, op: Operation, grants: Grants) -> FargateJob:
+        """The operation's Fargate task (the region's network made with the first one): the
+        function's settings and ``grants``, cdk.json's size, Fargate's largest disk."""
+        config = self.config
+        assert op.task is not None
         if self.network is None:
             self.network = TaskNetwork(
                 self, "Tasks", network=config.fargate["network"], placement=config.placement(self.region_role)
             )
-        grants = self.grants(op)
-        job = FargateJob(
+        return FargateJob(
             self,
-            f"{name}Task",
+            f"{op.name.title().replace('-', '')}Task",
             operation=op,
             size=Fargate(config.fargate["cpu"], config.fargate["memory_mib"], op.task.ephemeral_gib),
             grants=grants,
@@ -204,21 +201,37 @@ class _PgRunbookStack(Stack):
             topic_key=self.alerts.key,
             log_retention=_retention(config.log_retention_days),
             family=f"{config.name}-{op.name}",
+            network=self.network,
         )
+
+    @staticmethod
+    def lambda_limits(op: Operation) -> dict[str, int]:
+        """The function's own timeout and /tmp, for the runner's choice."""
+        assert op.function is not None
+        return {
+            "seconds": op.function.timeout_minutes * 60,
+            "disk_bytes": op.function.ephemeral_mb * 1024 * 1024,
+        }
+
+    def add_dispatch(self, op: Operation) -> Dispatch:
+        """The job's function (not scheduled), its Fargate task, and the dispatch state machine
+        its schedules start: each run goes to Lambda or Fargate as cdk.json's runner says (auto:
+        from the database's history)."""
+        config, name = self.config, op.name.title().replace("-", "")
+        assert op.function is not None and op.task is not None
+        function = self.add_function(op, scheduled=False)
+        job = self.fargate_job(op, self.grants(op))
         dispatch = Dispatch(
             self,
             f"{name}Dispatch",
             operation=op,
             function=function.function,
             task=job,
-            network=self.network,
+            network=job.network,
             state_machine_name=f"{config.name}-{op.name}",
             log_retention=_retention(config.log_retention_days),
         )
-        limits = {
-            "seconds": op.function.timeout_minutes * 60,
-            "disk_bytes": op.function.ephemeral_mb * 1024 * 1024,
-        }
+        limits = self.lambda_limits(op)
         for schedule in self.schedules(op):
             rule = schedule_rule(self, f"{name}{schedule.id}", schedule, f"pgrunbook {op.name} (dispatch)")
             rule.add_target(
@@ -364,32 +377,11 @@ class _PgRunbookStack(Stack):
         self, op: Operation, make_grants: Callable[[], Grants], long_phases: tuple[str, ...]
     ) -> PhaseRunner | None:
         """The Fargate task of a workflow whose long phases may run there (None: Lambda only)."""
-        config, mode = self.config, self.config.runner_mode(op.name)
+        mode = self.config.runner_mode(op.name)
         if mode == "lambda" or not long_phases or op.task is None or op.function is None:
             return None
-        if self.network is None:
-            self.network = TaskNetwork(
-                self, "Tasks", network=config.fargate["network"], placement=config.placement(self.region_role)
-            )
-        grants = self.with_handoffs(op, make_grants())
-        job = FargateJob(
-            self,
-            f"{op.name.title().replace('-', '')}Task",
-            operation=op,
-            size=Fargate(config.fargate["cpu"], config.fargate["memory_mib"], op.task.ephemeral_gib),
-            grants=grants,
-            environment=self.function_environment(op, grants),
-            layers=self.layer_archives,
-            topic=self.alerts.topic,
-            topic_key=self.alerts.key,
-            log_retention=_retention(config.log_retention_days),
-            family=f"{config.name}-{op.name}",
-        )
-        limits = {
-            "seconds": op.function.timeout_minutes * 60,
-            "disk_bytes": op.function.ephemeral_mb * 1024 * 1024,
-        }
-        return PhaseRunner(op.name, mode, job, self.network, limits)
+        job = self.fargate_job(op, self.with_handoffs(op, make_grants()))
+        return PhaseRunner(op.name, mode, job, job.network, self.lambda_limits(op))
 
 
 class PrimaryStack(_PgRunbookStack):

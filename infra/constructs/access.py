@@ -197,3 +197,13 @@ class Grants:
             why="the other region's key, which this stack cannot reference, is granted by its alias "
             "(kms:ResourceAliases condition), not by a wildcard",
         )
+
+
+def acknowledge_wildcards(role: iam.IRole, grants: Grants, reasons: dict[str, str]) -> None:
+    """cdk-nag's IAM5 finding for each wildcard of ``role``: the grants' own (each with its
+    reason) and ``reasons`` (finding -> reason: ``Resource::...`` or ``Action::...``)."""
+    from aws_cdk import Acknowledgment, Validations
+
+    findings = {**reasons, **{f"Resource::{resource}": why for resource, why in grants.wildcards.items()}}
+    for finding, reason in findings.items():
+        Validations.of(role).acknowledge(Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=reason))

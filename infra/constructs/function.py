@@ -35,7 +35,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import VpcPlacement
-from infra.constructs.access import Grants, cfn, nag
+from infra.constructs.access import Grants, acknowledge_wildcards, cfn, nag
 from pgrunbook.entrypoints.aws_lambda import OPERATION_VARIABLE
 from pgrunbook.operations.registry import Operation
 
@@ -219,12 +219,8 @@ class OperationFunction(Construct):
             f"Resource::{nag(streams)}": "Lambda names the log streams of the function's own log group at run time",
             "Action::kms:GenerateDataKey*": "CDK's grant for the on-failure destination to publish to the "
             "encrypted alerts topic",
-            **{f"Resource::{resource}": why for resource, why in grants.wildcards.items()},
         }
-        for finding, reason in acknowledgments.items():
-            Validations.of(self.role).acknowledge(
-                Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=reason)
-            )
+        acknowledge_wildcards(self.role, grants, acknowledgments)
         Validations.of(self.function).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-L1",

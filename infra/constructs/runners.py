@@ -36,7 +36,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import VpcPlacement
-from infra.constructs.access import Grants
+from infra.constructs.access import Grants, acknowledge_wildcards
 from infra.constructs.workflows import add_retry, logged_state_machine
 from pgrunbook.domain.metrics import NAMESPACE
 from pgrunbook.entrypoints import task_bootstrap
@@ -66,6 +66,31 @@ def _family_revisions(definition: ecs.TaskDefinition) -> str:
         )
 
     return f"arn:{part(1)}:{part(2)}:{part(3)}:{part(4)}:{family(0)}/{family(1)}:*"
+
+
+def dispatch_task(
+    scope: Construct, title: str, function: lambda_.IFunction, phase: str, state: object = None
+) -> tasks.LambdaInvoke:
+    """A Lambda task running one of the dispatch's own phases
+    (:mod:`pgrunbook.workflows.dispatch.phases`) on ``state`` (default: the whole state), with
+    that phase's retries."""
+    task = tasks.LambdaInvoke(
+        scope,
+        title,
+        lambda_function=function,
+        payload=sfn.TaskInput.from_object(
+            {
+                "phase": phase,
+                "workflow": "dispatch",
+                "execution": sfn.JsonPath.execution_id,
+                "state": sfn.JsonPath.entire_payload if state is None else state,
+            }
+        ),
+        payload_response_only=True,
+        retry_on_service_exceptions=False,
+    )
+    add_retry(task, RETRIES[phase])
+    return task
 
 
 def bootstrap_source() -> str:
@@ -163,9 +188,10 @@ class FargateJob(Construct):
         topic_key: kms.IKey,
         log_retention: logs.RetentionDays,
         family: str,
+        network: TaskNetwork,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.operation = operation
+        self.operation, self.network = operation, network
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -237,14 +263,13 @@ class FargateJob(Construct):
             essential=True,
             readonly_root_filesystem=False,
         )
-        acknowledgments = {
-            "Resource::*": "PutMetricData takes no resource; the condition holds it to pgrunbook's namespace",
-            **{f"Resource::{resource}": why for resource, why in grants.wildcards.items()},
-        }
-        for finding, reason in acknowledgments.items():
-            Validations.of(self.role).acknowledge(
-                Acknowledgment(id=f"AwsSolutions-IAM5[{finding}]", reason=reason)
-            )
+        acknowledge_wildcards(
+            self.role,
+            grants,
+            {
+                "Resource::*": "PutMetricData takes no resource; the condition holds it to pgrunbook's namespace"
+            },
+        )
         Validations.of(self.definition).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-ECS2",
@@ -290,45 +315,21 @@ class DispatchedPhase(sfn.StateMachineFragment):
         failed: sfn.IChainable,
     ) -> None:
         super().__init__(scope, construct_id)
-        choose = tasks.LambdaInvoke(
+        choose = dispatch_task(
             self,
             f"Choose{title}",
-            lambda_function=function,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "phase": "choose_phase",
-                    "workflow": "dispatch",
-                    "execution": sfn.JsonPath.execution_id,
-                    "state": {
-                        "workflow_state": sfn.JsonPath.entire_payload,
-                        "operation": runner.operation,
-                        "for_phase": phase,
-                        "runner": runner.mode,
-                        "lambda": runner.limits,
-                    },
-                }
-            ),
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
+            function,
+            "choose_phase",
+            {
+                "workflow_state": sfn.JsonPath.entire_payload,
+                "operation": runner.operation,
+                "for_phase": phase,
+                "runner": runner.mode,
+                "lambda": runner.limits,
+            },
         )
-        add_retry(choose, RETRIES["choose_phase"])
         choose.add_catch(failed, errors=["States.ALL"], result_path="$.error")
-        collect = tasks.LambdaInvoke(
-            self,
-            f"Collect{title}",
-            lambda_function=function,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "phase": "collect",
-                    "workflow": "dispatch",
-                    "execution": sfn.JsonPath.execution_id,
-                    "state": sfn.JsonPath.entire_payload,
-                }
-            ),
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-        )
-        add_retry(collect, RETRIES["collect"])
+        collect = dispatch_task(self, f"Collect{title}", function, "collect")
         collect.add_catch(failed, errors=["States.ALL"], result_path="$.error")
         override = sfn.Pass(
             self,
@@ -343,22 +344,7 @@ class DispatchedPhase(sfn.StateMachineFragment):
             result_path="$.phase_task",
         )
         on_fargate = run_task(self, f"{title}OnFargate", runner.job, runner.network, "$.phase_task")
-        examine = tasks.LambdaInvoke(
-            self,
-            f"Examine{title}",
-            lambda_function=function,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "phase": "examine",
-                    "workflow": "dispatch",
-                    "execution": sfn.JsonPath.execution_id,
-                    "state": sfn.JsonPath.entire_payload,
-                }
-            ),
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-        )
-        add_retry(examine, RETRIES["examine"])
+        examine = dispatch_task(self, f"Examine{title}", function, "examine")
         examine.add_catch(failed, errors=["States.ALL"], result_path="$.examine_error")
         on_fargate.add_catch(examine, errors=["States.ALL"], result_path="$.error")
         wait = sfn.Wait(self, f"WaitToRetry{title}", time=sfn.WaitTime.seconds_path("$.retry_seconds"))
@@ -453,7 +439,7 @@ class Dispatch(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.function = function
-        fail = self._phase("fail", "ReportFailure")
+        fail = dispatch_task(self, "ReportFailure", function, "fail")
         fail.add_catch(
             sfn.Fail(
                 self,
@@ -466,11 +452,11 @@ class Dispatch(Construct):
         )
         fail.next(sfn.Fail(self, "Failed", error="RunFailed", cause_path="$.failure_message"))
 
-        choose = self._phase("choose", "Choose")
+        choose = dispatch_task(self, "Choose", function, "choose")
         choose.add_catch(fail, errors=["States.ALL"], result_path="$.error")
 
         on_fargate = run_task(self, "RunOnFargate", task, network, "$.task")
-        examine = self._phase("examine", "Examine")
+        examine = dispatch_task(self, "Examine", function, "examine")
         examine.add_catch(fail, errors=["States.ALL"], result_path="$.examine_error")
         on_fargate.add_catch(examine, errors=["States.ALL"], result_path="$.error")
         wait = sfn.Wait(self, "WaitToRetry", time=sfn.WaitTime.seconds_path("$.retry_seconds"))
@@ -551,22 +537,3 @@ class Dispatch(Construct):
             ),
         )
         acknowledge_run_task(self.state_machine, task)
-
-    def _phase(self, phase: str, title: str) -> tasks.LambdaInvoke:
-        task = tasks.LambdaInvoke(
-            self,
-            title,
-            lambda_function=self.function,
-            payload=sfn.TaskInput.from_object(
-                {
-                    "phase": phase,
-                    "workflow": "dispatch",
-                    "state": sfn.JsonPath.entire_payload,
-                    "execution": sfn.JsonPath.execution_id,
-                }
-            ),
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-        )
-        add_retry(task, RETRIES[phase])
-        return task

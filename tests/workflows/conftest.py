@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import time
 import zipfile
 from collections.abc import Iterator
@@ -77,6 +78,37 @@ def resolve_definition(template: dict[str, Any], workflow: str) -> str:
         else:
             raise AssertionError(f"unexpected reference in the definition: {part}")
     return "".join(out)
+
+
+def create_function(name: str, role: str, region: str = REGION) -> None:
+    """A function in moto running functions/app.py (its invocations are patched to run it here)."""
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as z:
+        z.writestr("app.py", (ROOT / "functions" / "app.py").read_text())
+    boto3.client("lambda", region_name=region).create_function(
+        FunctionName=name,
+        Runtime="python3.13",
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+
+
+def run_to_end(machine: str, request: dict[str, Any], name: str | None = None, region: str = REGION):
+    """Start an execution and wait for its end: (its description, the states it entered)."""
+    sfn = boto3.client("stepfunctions", region_name=region)
+    arn = sfn.start_execution(
+        stateMachineArn=machine, name=name or f"run-{os.urandom(4).hex()}", input=json.dumps(request)
+    )["executionArn"]
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] != "RUNNING":
+            break
+        time.sleep(0.1)
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+    return described, entered
 
 
 def send_task_failure_with_cause(self):
@@ -265,16 +297,7 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions) -> Iterator[W
     )["Role"]["Arn"]
     machines = {}
     for name in WORKFLOWS:
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as z:
-            z.writestr("app.py", (ROOT / "functions" / "app.py").read_text())
-        boto3.client("lambda", region_name=REGION).create_function(
-            FunctionName=f"pgrunbook-app-{name}",
-            Runtime="python3.13",
-            Role=role,
-            Handler="app.handler",
-            Code={"ZipFile": code.getvalue()},
-        )
+        create_function(f"pgrunbook-app-{name}", role)
         machines[name] = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
             name=f"pgrunbook-app-{name}", definition=definitions[name], roleArn=role
         )["stateMachineArn"]

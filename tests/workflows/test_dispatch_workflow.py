@@ -10,11 +10,7 @@ states return at once.
 
 from __future__ import annotations
 
-import io
 import json
-import os
-import time
-import zipfile
 
 import boto3
 import pytest
@@ -26,7 +22,7 @@ from pgrunbook.settings.model import Settings
 from tests import ecs_env
 from tests.conftest import rewrite_manifest
 from tests.lambda_env import Context, Inbox, load_handler
-from tests.workflows.conftest import ROOT, function_arn
+from tests.workflows.conftest import create_function, function_arn, run_to_end
 
 REGION = "us-east-1"
 SQL = """
@@ -80,16 +76,7 @@ def dispatch(synthesized, s3, new_db, pg18_target, monkeypatch, tmp_path):
     machines = {}
     for job in ("backup", "restore-test"):
         ecs_env.register(template, job, REGION)
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as z:
-            z.writestr("app.py", (ROOT / "functions" / "app.py").read_text())
-        boto3.client("lambda", region_name=REGION).create_function(
-            FunctionName=f"pgrunbook-app-{job}",
-            Runtime="python3.13",
-            Role=role,
-            Handler="app.handler",
-            Code={"ZipFile": code.getvalue()},
-        )
+        create_function(f"pgrunbook-app-{job}", role)
         machines[job] = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
             name=f"pgrunbook-app-{job}",
             definition=ecs_env.resolve(
@@ -103,20 +90,9 @@ def dispatch(synthesized, s3, new_db, pg18_target, monkeypatch, tmp_path):
 def execute(
     machine: str, job: str, runner: str = "auto", options: dict | None = None
 ) -> tuple[dict, list[str]]:
-    sfn = boto3.client("stepfunctions", region_name=REGION)
-    request = {"operation": job, "options": options or {}, "runner": runner, "lambda": LIMITS}
-    arn = sfn.start_execution(
-        stateMachineArn=machine, name=f"run-{os.urandom(4).hex()}", input=json.dumps(request)
-    )["executionArn"]
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        described = sfn.describe_execution(executionArn=arn)
-        if described["status"] != "RUNNING":
-            break
-        time.sleep(0.1)
-    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-    entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-    return described, entered
+    return run_to_end(
+        machine, {"operation": job, "options": options or {}, "runner": runner, "lambda": LIMITS}
+    )
 
 
 def reports(job: str) -> list:
@@ -238,22 +214,13 @@ def test_a_lambda_run_refused_for_disk_moves_to_fargate_in_the_same_execution(
         containerDefinitions=[container],
     )
     inbox.messages()
-    sfn = boto3.client("stepfunctions", region_name=REGION)
     request = {
         "operation": "restore-test",
         "options": {},
         "runner": "auto",
         "lambda": {"seconds": 900, "disk_bytes": 10**17},
     }
-    arn = sfn.start_execution(
-        stateMachineArn=machines["restore-test"], name="disk", input=json.dumps(request)
-    )["executionArn"]
-    deadline = time.monotonic() + 180
-    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING" and time.monotonic() < deadline:
-        time.sleep(0.1)
-    done = sfn.describe_execution(executionArn=arn)
-    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-    entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+    done, entered = run_to_end(machines["restore-test"], request)
     assert done["status"] == "SUCCEEDED", done.get("cause")
     assert entered == [
         "Choose",

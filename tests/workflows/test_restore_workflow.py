@@ -8,10 +8,7 @@ the teardown the state machine must reach on success and on failure.
 
 from __future__ import annotations
 
-import io
 import json
-import time
-import zipfile
 
 import boto3
 import pytest
@@ -23,7 +20,7 @@ from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.settings.model import Settings
 from tests.lambda_env import ACCOUNT, Context, Inbox, load_handler
 from tests.rds_env import restore_network, serve_instances_from
-from tests.workflows.conftest import ROOT, function_arn
+from tests.workflows.conftest import ROOT, create_function, function_arn, run_to_end
 
 REGION = "us-east-1"
 SQL = """
@@ -145,16 +142,7 @@ def flow(definition, s3, new_db, pg18_target, monkeypatch, tmp_path):
     role = boto3.client("iam", region_name=REGION).create_role(
         RoleName="restore-test-function", AssumeRolePolicyDocument="{}"
     )["Role"]["Arn"]
-    code = io.BytesIO()
-    with zipfile.ZipFile(code, "w") as z:
-        z.writestr("app.py", (ROOT / "functions" / "app.py").read_text())
-    boto3.client("lambda", region_name=REGION).create_function(
-        FunctionName="pgrunbook-app-restore-test",
-        Runtime="python3.13",
-        Role=role,
-        Handler="app.handler",
-        Code={"ZipFile": code.getvalue()},
-    )
+    create_function("pgrunbook-app-restore-test", role)
     machine = boto3.client("stepfunctions", region_name=REGION).create_state_machine(
         name="pgrunbook-app-restore-test", definition=definition, roleArn=role
     )["stateMachineArn"]
@@ -162,19 +150,7 @@ def flow(definition, s3, new_db, pg18_target, monkeypatch, tmp_path):
 
 
 def execute(machine: str, options: dict) -> tuple[dict, list[str]]:
-    sfn = boto3.client("stepfunctions", region_name=REGION)
-    arn = sfn.start_execution(
-        stateMachineArn=machine, input=json.dumps({"operation": "restore-test", "options": options})
-    )["executionArn"]
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        described = sfn.describe_execution(executionArn=arn)
-        if described["status"] != "RUNNING":
-            break
-        time.sleep(0.1)
-    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-    entered = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-    return described, entered
+    return run_to_end(machine, {"operation": "restore-test", "options": options})
 
 
 def instances() -> dict[str, str]:

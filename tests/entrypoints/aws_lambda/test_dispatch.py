@@ -224,7 +224,7 @@ def test_the_task_entry_point_runs_the_job_with_the_tasks_cpus(env, monkeypatch,
         ("backup", "{not json", "PGRUNBOOK_TASK is not JSON"),
         ("backup", json.dumps({"options": {"tier": "yearly"}}), "yearly"),
         ("backup", json.dumps({"colour": 1}), "does not take colour"),
-        ("status", "{}", "not a job a task runs"),
+        ("status", "{}", "not an operation a task runs"),
     ],
 )
 def test_the_task_entry_point_refuses_bad_input_with_exit_2(
