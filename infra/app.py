@@ -13,7 +13,12 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `infra` importable as a script
+# Run as a script (cdk.json: `.venv/bin/python infra/app.py`), Python puts infra/ first on the
+# path, where infra/constructs/ would shadow the `constructs` library that aws_cdk imports:
+# the checkout's root goes there instead, so that `infra` is importable as a package.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks

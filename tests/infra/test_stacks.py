@@ -84,6 +84,21 @@ def test_cfn_lint_finds_no_errors(synthesized):
     assert errors == [], json.dumps(errors, indent=1)
 
 
+def test_the_app_runs_as_cdk_json_runs_it(tmp_path):
+    """`cdk synth` runs `.venv/bin/python infra/app.py`: as a script, with infra/ first on the
+    path, where infra/constructs/ must not shadow the `constructs` library."""
+    settings = {**CDK_CONTEXT, "pgrunbook": context(), "aws:cdk:bundling-stacks": []}
+    env = {**os.environ, "CDK_OUTDIR": str(tmp_path), "CDK_CONTEXT_JSON": json.dumps(settings)}
+    result = subprocess.run(
+        [sys.executable, "infra/app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.glob("*.template.json")) == [
+        "pgrunbook-app-dr.template.json",
+        "pgrunbook-app-primary.template.json",
+    ]
+
+
 # -- storage -----------------------------------------------------------------------------
 
 
