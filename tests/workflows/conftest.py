@@ -156,6 +156,29 @@ def fargate_template(tmp_path_factory) -> dict[str, Any]:
     return synthesize(tmp_path_factory, runner={"default": "auto", "pitr": "fargate", "migrate": "fargate"})
 
 
+def on_fargate(flow: Workflow, template: dict[str, Any], monkeypatch, workflow: str, name: str):
+    """``workflow``'s state machine with its long phases on Fargate (``template``: runner
+    fargate), under moto with the ECS task run in this process (tests/ecs_env.py); the
+    operator's commands find it.  Returns it and the containers it starts."""
+    from tests import ecs_env
+
+    containers = ecs_env.install(monkeypatch)
+    cluster, subnets, group = ecs_env.network(REGION)
+    ecs_env.register(template, workflow, REGION)
+    definition = ecs_env.resolve(
+        template, f"pgrunbook-app-{workflow}", function_arn(workflow), cluster, subnets, group
+    )
+    role = flow.sfn.describe_state_machine(stateMachineArn=flow.machines[workflow])["roleArn"]
+    machine = flow.sfn.create_state_machine(name=name, definition=definition, roleArn=role)["stateMachineArn"]
+    variable = {
+        "pitr": "PGRUNBOOK_PITR_STATE_MACHINE_ARN",
+        "migrate": "PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN",
+    }
+    monkeypatch.setenv(variable[workflow], machine)
+    flow.machines[workflow] = machine
+    return machine, containers
+
+
 @dataclass
 class Workflow:
     """The deployed-like workflows over one source database."""

@@ -16,7 +16,7 @@ from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.entrypoints.cli import main
 from pgrunbook.workflows.migrate.phases import run_local
-from tests.workflows.conftest import Workflow
+from tests.workflows.conftest import Workflow, on_fargate
 
 PRIORITY = """-- migrate:up
 ALTER TABLE projects ADD COLUMN priority int NOT NULL DEFAULT 0;
@@ -123,23 +123,6 @@ def test_happy_path_backs_up_rehearses_waits_for_approval_and_applies(workflow: 
     assert flow.entered(again)[-1] == "NothingPending" and len(backups(flow)) == 1
 
 
-def on_fargate(flow: Workflow, template: dict, monkeypatch, name: str):
-    """The migration state machine with its long phases on Fargate (runner fargate), under moto
-    with the ECS task run in process (tests/ecs_env.py); and the containers it starts."""
-    from tests import ecs_env
-    from tests.workflows.conftest import REGION, function_arn
-
-    containers = ecs_env.install(monkeypatch)
-    cluster, subnets, group = ecs_env.network(REGION)
-    ecs_env.register(template, "migrate", REGION)
-    definition = ecs_env.resolve(
-        template, "pgrunbook-app-migrate", function_arn("migrate"), cluster, subnets, group
-    )
-    role = flow.sfn.describe_state_machine(stateMachineArn=flow.machines["migrate"])["roleArn"]
-    machine = flow.sfn.create_state_machine(name=name, definition=definition, roleArn=role)["stateMachineArn"]
-    return machine, containers
-
-
 def test_long_phases_on_fargate_hand_their_state_over_and_back(
     workflow: Workflow, migrations, fargate_template, capsys, monkeypatch
 ):
@@ -147,9 +130,7 @@ def test_long_phases_on_fargate_hand_their_state_over_and_back(
     Fargate task (the task entry point in this process, tests/ecs_env.py), their state handed
     over through S3 and collected back; the approval and everything else stay in Lambda."""
     flow = workflow
-    machine, containers = on_fargate(flow, fargate_template, monkeypatch, "migrate-on-fargate")
-    monkeypatch.setenv("PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN", machine)
-    flow.machines["migrate"] = machine
+    machine, containers = on_fargate(flow, fargate_template, monkeypatch, "migrate", "migrate-on-fargate")
     code, _, err = cli(capsys, "migrate", "start", "--reason", "release 43")
     assert code == 0, err
     [execution] = flow.sfn.list_executions(stateMachineArn=machine)["executions"]
@@ -192,7 +173,7 @@ def test_a_phase_that_fails_on_fargate_fails_the_workflow_as_on_lambda(
     (migrations / "20250907090100_unique_project_names.sql").write_text(
         UNIQUE_NAME.replace("CREATE UNIQUE INDEX projects_name_key ON projects (name)", "SELECT 1/0")
     )
-    machine, _ = on_fargate(flow, fargate_template, monkeypatch, "migrate-fails")
+    machine, _ = on_fargate(flow, fargate_template, monkeypatch, "migrate", "migrate-fails")
     arn = flow.sfn.start_execution(stateMachineArn=machine, name="m-1", input="{}")["executionArn"]
     done = flow.wait_for(arn)
     assert done["status"] == "FAILED" and done["error"] == "MigrationFailed"

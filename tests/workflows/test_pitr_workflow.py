@@ -18,7 +18,7 @@ from pgrunbook.entrypoints.cli import main
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.workflows.pitr.supabase import restore_point_name
 from tests.supabase_api import REF, TOKEN, serve
-from tests.workflows.conftest import REGION, Workflow
+from tests.workflows.conftest import REGION, Workflow, on_fargate
 
 
 def backup(flow: Workflow) -> Manifest:
@@ -125,6 +125,38 @@ def test_logical_recovery_end_to_end(workflow: Workflow, capsys):
     status = json.loads(out)["payload"]
     assert status["status"] == "SUCCEEDED" and status["maintenance"]["value"]["enabled"] is False
     assert status["last_report"]["status"] == "ok"
+
+
+def test_a_logical_recovery_restores_on_fargate(workflow: Workflow, fargate_template, capsys, monkeypatch):
+    """runner fargate for pitr: the safety point (a backup) and the restore (start) each run
+    as a Fargate task, their state handed over and collected back; the recovery completes."""
+    flow = workflow
+    machine, containers = on_fargate(flow, fargate_template, monkeypatch, "pitr", "pitr-on-fargate")
+    b1 = backup(flow)
+    time.sleep(1.1)
+    target = datetime.now(UTC).replace(microsecond=0)
+    time.sleep(1.1)
+    insert(flow, 201, 230)  # after the target
+    code, _, err = cli(capsys, "pitr", "start", "--target-time", target.isoformat(), "--reason", "on fargate")
+    assert code == 0, err
+    [execution] = flow.sfn.list_executions(stateMachineArn=machine)["executions"]
+    flow.wait_for(execution["executionArn"], state="Approval")
+    flow.approval_requested()
+    code, _, err = cli(capsys, "pitr", "approve", execution["name"], "--yes")
+    assert code == 0, err
+    done = flow.wait_for(execution["executionArn"], timeout=180)
+    assert done["status"] == "SUCCEEDED", (done.get("error"), done.get("cause"))
+    result = json.loads(done["output"])
+    assert result["recovery"]["backup_id"] == b1.backup_id
+    assert flow.rows(result["recovery"]["database"], "SELECT count(*) FROM projects") == [[200]]
+    entered = flow.entered(execution["executionArn"])
+    for phase in ("SafetyPoint", "StartRecovery"):
+        assert [f"{phase}Task", f"{phase}OnFargate", f"Collect{phase}"] == [
+            s for s in entered if s in (f"{phase}Task", f"{phase}OnFargate", f"Collect{phase}")
+        ]
+    phases = [json.loads(run["environment"]["PGRUNBOOK_TASK"])["phase"] for run in containers.runs]
+    assert phases == ["safety_point", "start"] and {r["exit"] for r in containers.runs} == {0}
+    assert flow.maintenance()["enabled"] is False
 
 
 def no_recovered_databases(flow: Workflow) -> bool:

@@ -80,7 +80,9 @@ def _put_metrics(database: str, measured: dict[str, tuple[str, float]]) -> None:
 
 def main() -> int:
     environ = os.environ
-    logging.basicConfig(level=logging.WARNING, format="pgrunbook: %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING, format="pgrunbook: %(levelname)s %(message)s", stream=sys.stderr
+    )
     logging.getLogger("pgrunbook").setLevel(logging.INFO)  # ours; not every library's INFO
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
