@@ -66,6 +66,7 @@ class _PgRunbookStack(Stack):
             bucket_name=config.bucket_name(Aws.ACCOUNT_ID, self.region),
             key_alias=config.key_alias,
             noncurrent_version_days=config.noncurrent_version_days,
+            handoffs_prefix=f"{Layout(config.key_prefix, config.database_name).root}/{RUNS}/",
         )
         codes = [pgrunbook_layer_code(RUNTIME), pgtools_layer_code()]
         self.layers = [

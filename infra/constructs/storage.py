@@ -31,6 +31,7 @@ class BackupStorage(Construct):
         bucket_name: str,
         key_alias: str,
         noncurrent_version_days: int,
+        handoffs_prefix: str | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         self.key = kms.Key(
@@ -87,6 +88,17 @@ class BackupStorage(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(2),
                 ),
                 s3.LifecycleRule(id="expired-delete-markers", expired_object_delete_marker=True),
+                *(
+                    [
+                        # a workflow phase's state handed to a Fargate task: deleted once
+                        # collected; what a failed run left is gone after 7 days
+                        s3.LifecycleRule(
+                            id="expire-phase-handoffs", prefix=handoffs_prefix, expiration=Duration.days(7)
+                        )
+                    ]
+                    if handoffs_prefix
+                    else []
+                ),
             ],
             removal_policy=RemovalPolicy.RETAIN,
         )

@@ -237,3 +237,20 @@ def test_runner_lambda_per_operation_and_a_private_network(tmp_path):
 def test_bad_runner_configuration_is_refused_with_a_reason(changes, message):
     with pytest.raises(ConfigurationError, match=message):
         DeploymentConfig.from_context(context(**changes))
+
+
+@pytest.mark.parametrize("stack", ["primary", "dr"])
+def test_phase_handoffs_a_failed_run_left_expire(stack, synthesized):
+    """Collect deletes a phase's handoff; a run that died before it leaves it 7 days at most."""
+    [bucket] = [
+        b["Properties"]
+        for b in resources(synthesized[stack], "AWS::S3::Bucket").values()
+        if b["Properties"].get("ObjectLockEnabled")
+    ]
+    [rule] = [r for r in bucket["LifecycleConfiguration"]["Rules"] if r["Id"] == "expire-phase-handoffs"]
+    assert rule == {
+        "Id": "expire-phase-handoffs",
+        "Prefix": "pgrunbook/app/runs/",
+        "ExpirationInDays": 7,
+        "Status": "Enabled",
+    }
