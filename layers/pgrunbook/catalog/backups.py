@@ -108,5 +108,19 @@ class Catalog:
         what = f"{tier} backup" if tier else "complete backup"
         raise BackupNotFound(f"no {what} in {self.store.describe()}")
 
+    def to_restore(
+        self, backup_id: str | None = None, prefer_tier: str | None = None
+    ) -> tuple[Manifest, bool]:
+        """The backup a restore takes: ``backup_id``'s, else the newest of ``prefer_tier``, else
+        the newest; and whether a preferred tier had none (the newest was taken instead)."""
+        if backup_id:
+            return self.manifest(backup_id), False
+        if prefer_tier:
+            try:
+                return self.latest(prefer_tier), False
+            except BackupNotFound:
+                return self.latest(), True
+        return self.latest(), False
+
     def has_manifest(self, backup_id: str) -> bool:
         return self.store.head(self.store.manifest_key(backup_id)) is not None

@@ -59,7 +59,6 @@ from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.leases import LEASE_TTL, Lease
 from pgrunbook.domain.errors import (
     BackupIncomplete,
-    BackupNotFound,
     ConfigError,
     DiskTooSmall,
     PgRunbookError,
@@ -212,16 +211,10 @@ class Restorer:
             return self._finish(self.report, t_start)
 
     def _choose(self, catalog: Catalog) -> Manifest:
-        if self.backup_id:
-            return catalog.manifest(self.backup_id)
-        if self.prefer_tier:
-            try:
-                return catalog.latest(self.prefer_tier)
-            except BackupNotFound:
-                self.report.notes.append(
-                    f"no {self.prefer_tier} backup yet: tested the newest backup instead"
-                )
-        return catalog.latest()
+        manifest, fell_back = catalog.to_restore(self.backup_id, self.prefer_tier)
+        if fell_back:
+            self.report.notes.append(f"no {self.prefer_tier} backup yet: tested the newest backup instead")
+        return manifest
 
     def _run(self, manifest: Manifest, t_start: float) -> RestoreResult:
         report = self.report

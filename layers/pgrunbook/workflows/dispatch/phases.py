@@ -115,21 +115,17 @@ def _disk_needed(ctx: OperationContext, operation: str, options: dict[str, Any])
     store = (
         settings.dr_store() if operation == "dr-drill" else settings.store(options.get("source", "primary"))
     )
-    catalog = Catalog(store)
     try:
-        if options.get("backup_id"):
-            manifest = catalog.manifest(options["backup_id"])
-        elif options.get("prefer_tier"):
-            try:
-                manifest = catalog.latest(options["prefer_tier"])
-            except BackupNotFound:
-                manifest = catalog.latest()
-        else:
-            manifest = catalog.latest()
+        manifest, _ = Catalog(store).to_restore(options.get("backup_id"), options.get("prefer_tier"))
     except BackupNotFound:
         return None
-    embedded = not settings.restore_target_url  # a configured server holds the restored copy
-    return disk_need(manifest, embedded=embedded)
+    # a configured server holds the restored copy: then only the download is local
+    server = (
+        (settings.dr_restore_target_url or settings.dr_restore_target_secret_arn)
+        if operation == "dr-drill"
+        else (settings.restore_target_url or settings.restore_target_secret_arn)
+    )
+    return disk_need(manifest, embedded=not server)
 
 
 def fail(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
@@ -335,7 +331,9 @@ def _phase_sizing(
         )
         # restored into a server (the live one for a recovery, a throwaway one, a configured
         # target): only the download is local
-        embedded = phase == "dry_run" and not ctx.settings.restore_target_url
+        embedded = phase == "dry_run" and not (
+            ctx.settings.restore_target_url or ctx.settings.restore_target_secret_arn
+        )
         if phase == "run":
             embedded = state.get("target_kind") == "embedded"
         needed = None

@@ -34,7 +34,6 @@ from pgrunbook.adapters.aws.rds_targets import READY, problem_with
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.domain import metrics
 from pgrunbook.domain.errors import (
-    BackupNotFound,
     ConfigError,
     DatabaseUnreachable,
     RestoreFailed,
@@ -73,16 +72,7 @@ def plan(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     settings = ctx.settings
     drill = operation == "dr-drill"
     store = settings.dr_store() if drill else settings.store(options.get("source", "primary"))
-    catalog = Catalog(store)
-    if options.get("backup_id"):
-        manifest = catalog.manifest(options["backup_id"])
-    else:
-        try:
-            manifest = (
-                catalog.latest(options.get("prefer_tier")) if options.get("prefer_tier") else catalog.latest()
-            )
-        except BackupNotFound:
-            manifest = catalog.latest()
+    manifest, _ = Catalog(store).to_restore(options.get("backup_id"), options.get("prefer_tier"))
     target = plan_target(settings, manifest, drill=drill)
     now = ctx.now()
     state.update(
