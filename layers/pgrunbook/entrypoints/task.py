@@ -30,14 +30,17 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import MutableMapping
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pgrunbook.domain.errors import ConfigError, PgRunbookError, Unreachable
 from pgrunbook.domain.metrics import DIMENSION, NAMESPACE
 from pgrunbook.domain.redact import RedactingFilter, one_line
 from pgrunbook.domain.runners import Choice
 from pgrunbook.domain.status import exit_code
+
+if TYPE_CHECKING:
+    from pgrunbook.operations.context import OperationContext
 
 TASK_VARIABLE = "PGRUNBOOK_TASK"
 CRASHED = 70
@@ -60,22 +63,38 @@ def _say(**fields: Any) -> None:
 
 
 def _put_metrics(database: str, measured: dict[str, tuple[str, float]]) -> None:
+    """The run's metrics (PutMetricData); a failure is logged, not raised: the report or state
+    is what matters, and a missing datapoint alarms by itself."""
     if not measured:
         return
     import boto3
 
-    boto3.client("cloudwatch").put_metric_data(
-        Namespace=NAMESPACE,
-        MetricData=[
-            {
-                "MetricName": name,
-                "Unit": unit,
-                "Value": float(value),
-                "Dimensions": [{"Name": DIMENSION, "Value": database}],
-            }
-            for name, (unit, value) in measured.items()
-        ],
-    )
+    try:
+        boto3.client("cloudwatch").put_metric_data(
+            Namespace=NAMESPACE,
+            MetricData=[
+                {
+                    "MetricName": name,
+                    "Unit": unit,
+                    "Value": float(value),
+                    "Dimensions": [{"Name": DIMENSION, "Value": database}],
+                }
+                for name, (unit, value) in measured.items()
+            ],
+        )
+    except Exception as exc:
+        log.warning("could not send the metrics: %s", one_line(exc))
+
+
+def _context(runner: Choice) -> OperationContext:
+    """The run's OperationContext: parallel jobs default to the task's CPUs (unless the
+    deployment set PGRUNBOOK_JOBS), progress on stderr, the runner recorded."""
+    from pgrunbook.operations.context import OperationContext
+    from pgrunbook.progress import StreamProgress
+    from pgrunbook.settings.model import Settings
+
+    os.environ.setdefault("PGRUNBOOK_JOBS", str(max(1, min(64, cpus()))))
+    return OperationContext(Settings.load(), progress=StreamProgress(sys.stderr), runner=runner)
 
 
 def main() -> int:
@@ -109,12 +128,10 @@ def main() -> int:
         return CRASHED
 
 
-def _run(operation: str, environ: MutableMapping[str, str]) -> int:
+def _run(operation: str, environ: Mapping[str, str]) -> int:
     from pgrunbook.entrypoints.aws_lambda import BadEvent, job_options
     from pgrunbook.operations import registry
-    from pgrunbook.operations.context import OperationContext, run_operation
-    from pgrunbook.progress import StreamProgress
-    from pgrunbook.settings.model import Settings
+    from pgrunbook.operations.context import run_operation
 
     op = registry.get(operation)
     if op.task is None:
@@ -136,15 +153,11 @@ def _run(operation: str, environ: MutableMapping[str, str]) -> int:
     runner = Choice.from_dict(task.get("runner")) or Choice(
         "fargate", "started as a task, not by the dispatch"
     )
-    environ.setdefault("PGRUNBOOK_JOBS", str(max(1, min(64, cpus()))))
-    settings = Settings.load()
-    _say(operation=op.name, database=settings.database_label, runner=runner.to_dict(), jobs=settings.jobs)
-    ctx = OperationContext(settings, progress=StreamProgress(sys.stderr), runner=runner)
+    ctx = _context(runner)
+    database = ctx.settings.database_label
+    _say(operation=op.name, database=database, runner=runner.to_dict(), jobs=ctx.settings.jobs)
     report = run_operation(op.name, ctx, **options)
-    try:
-        _put_metrics(settings.database_label, report.metrics)
-    except Exception as exc:
-        log.warning("could not send the metrics: %s", one_line(exc))
+    _put_metrics(database, report.metrics)
     _say(
         operation=op.name,
         status=report.status,
@@ -162,9 +175,6 @@ def _run_phase(op: Any, task: dict[str, Any]) -> int:
     import importlib
 
     from pgrunbook.entrypoints.aws_lambda import BadEvent
-    from pgrunbook.operations.context import OperationContext
-    from pgrunbook.progress import StreamProgress
-    from pgrunbook.settings.model import Settings
     from pgrunbook.workflows.dispatch.phases import handoff_store
 
     unknown = sorted(set(task) - {"phase", "in", "out", "execution", "runner"})
@@ -175,27 +185,20 @@ def _run_phase(op: Any, task: dict[str, Any]) -> int:
         raise BadEvent(
             f'a phase task is {{"phase", "in", "out", "execution"}} of a workflow, not {sorted(task)}'
         )
-    environ = os.environ
-    environ.setdefault("PGRUNBOOK_JOBS", str(max(1, min(64, cpus()))))
-    settings = Settings.load()
-    store = handoff_store(OperationContext(settings), op.name)
+    runner = Choice.from_dict(task.get("runner")) or Choice("fargate", "a phase task")
+    ctx = _context(runner)
+    store = handoff_store(ctx, op.name)
     raw = store.get_bytes(task["in"])
     if raw is None:
         raise BadEvent(f"the phase's state {task['in']} is not there")
     state = json.loads(raw)
-    runner = Choice.from_dict(task.get("runner") or state.get("runner_choice")) or Choice(
-        "fargate", "a phase task"
-    )
-    _say(operation=op.name, phase=task["phase"], database=settings.database_label, runner=runner.to_dict())
-    ctx = OperationContext(settings, progress=StreamProgress(sys.stderr), runner=runner)
+    database = ctx.settings.database_label
+    _say(operation=op.name, phase=task["phase"], database=database, runner=runner.to_dict())
     phases = importlib.import_module(module)
     out: dict[str, Any]
     try:
         new_state = phases.run_phase(ctx, task["phase"], state, execution=task.get("execution"))
-        try:
-            _put_metrics(settings.database_label, new_state.pop("metrics", None) or {})
-        except Exception as exc:
-            log.warning("could not send the metrics: %s", one_line(exc))
+        _put_metrics(database, new_state.pop("metrics", None) or {})
         out = {"state": new_state}
     except Exception as exc:
         out = {"error": {"Error": type(exc).__name__, "Cause": one_line(exc)}}

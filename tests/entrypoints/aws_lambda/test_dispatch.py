@@ -11,7 +11,6 @@ import pytest
 from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.domain.errors import ConfigError, DiskTooSmall
 from pgrunbook.entrypoints import task
-from pgrunbook.entrypoints.aws_lambda import BadEvent
 from pgrunbook.settings.model import Settings
 from tests.conftest import rewrite_manifest
 from tests.lambda_env import Context, load_handler
@@ -236,10 +235,6 @@ def test_the_task_entry_point_refuses_bad_input_with_exit_2(
     [line] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert line["status"] == "refused" and said in line["message"]
     assert stored("backup") == []
-
-
-def test_badevent_is_a_config_error():
-    assert issubclass(BadEvent, ConfigError) and issubclass(DiskTooSmall, ConfigError)
 
 
 def choose_phase(workflow: str, phase: str, state: dict, runner: str = "auto") -> dict:

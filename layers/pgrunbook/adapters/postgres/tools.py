@@ -27,15 +27,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from pgrunbook.adapters.postgres import layer
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.tls import TlsForwarder, needs_forwarder
 from pgrunbook.domain.errors import ToolVersionError
 from pgrunbook.domain.redact import redact
 
-# Where the layers are: /opt in Lambda; a Fargate task unpacks them where its bootstrap says
-# (entrypoints/task_bootstrap.py sets this before pgrunbook is imported).
-LAYERS = Path(os.environ.get("PGRUNBOOK_LAYER_ROOT") or "/opt")
-LAYER_ROOT = LAYERS / "pgtools"
+LAYER_ROOT = layer.ROOT / "pgtools"
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 

@@ -26,6 +26,7 @@ Its input, from the schedule: ``{"operation", "options", "runner": "auto"|"lambd
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from pgrunbook.adapters.s3.store import ObjectStore
@@ -152,99 +153,97 @@ def fail(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+@dataclass(frozen=True)
+class StoppedTask:
+    """What a failed ``ecs:runTask.sync`` says: its cause is the stopped task as DescribeTasks
+    gives it (PascalCase from Step Functions; camelCase accepted too)."""
+
+    exit_code: int | None  # the container's, when it ran to an exit
+    reason: str  # the task's stopped reason and stop code, and its containers' reasons
+
+    @classmethod
+    def from_error(cls, error: dict[str, Any]) -> StoppedTask | None:
+        raw = str(error.get("Cause") or "")
+        try:
+            data = json.loads(raw) if raw.startswith("{") else None
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or not {"Containers", "containers", "StopCode", "stopCode"} & set(data):
+            return None
+
+        def get(item: dict[str, Any], key: str) -> Any:
+            return item.get(key, item.get(key[0].lower() + key[1:]))
+
+        containers = get(data, "Containers") or []
+        code = next((c for c in (get(x, "ExitCode") for x in containers) if isinstance(c, int)), None)
+        said = [get(data, "StoppedReason"), get(data, "StopCode"), *(get(x, "Reason") for x in containers)]
+        return cls(code, one_line(" ".join(str(x) for x in said if x)))
+
+    @property
+    def ran(self) -> bool:
+        """The operation itself ran and ended (0, 1, 2 or 70): whatever stopped it, not the platform."""
+        return self.exit_code in (0, REPORTED, 2, 70)
+
+    @property
+    def platform_stop(self) -> bool:
+        return not self.ran and any(marker in self.reason.lower() for marker in PLATFORM_STOPS)
+
+
+MEANINGS = {
+    2: "refused (exit 2: bad input or unreachable; nothing was changed)",
+    70: "the task could not start or crashed outside the operation (exit 70)",
+}
+
+
 def _what_happened(error: dict[str, Any], result: Any) -> tuple[bool, str]:
     """(whether the run published its own report, what happened in one line) from a Step
     Functions error: a Lambda error's Cause is ``{"errorType", "errorMessage"}``; a failed
-    ``ecs:runTask.sync``'s is the stopped task as DescribeTasks gives it."""
+    ``ecs:runTask.sync``'s is the stopped task (:class:`StoppedTask`)."""
     if isinstance(result, dict) and result.get("exit_code"):  # a function's critical report
         return True, f"{result.get('status')}"
-    name = str(error.get("Error") or "")
-    raw = error.get("Cause") or ""
+    name, raw = str(error.get("Error") or ""), str(error.get("Cause") or "")
+    task = StoppedTask.from_error(error)
+    if task is not None:
+        if task.exit_code == REPORTED:
+            return True, "exit status 1"
+        code = task.exit_code
+        what = MEANINGS.get(code, f"exit status {code}") if code is not None else "no exit status"
+        return False, one_line(f"the Fargate task stopped: {task.reason or 'stopped'}; {what}")[:800]
     try:
-        data = json.loads(raw) if isinstance(raw, str) and raw.startswith("{") else None
+        data = json.loads(raw) if raw.startswith("{") else None
     except ValueError:
         data = None
-    if isinstance(data, dict) and ("Containers" in data or "containers" in data or "StopCode" in data):
-        containers = data.get("Containers") or data.get("containers") or []
-        codes = [c.get("ExitCode", c.get("exitCode")) for c in containers]
-        reasons = [c.get("Reason") or c.get("reason") for c in containers]
-        code = next((c for c in codes if c is not None), None)
-        if code == REPORTED:
-            return True, "exit status 1"
-        stopped = data.get("StoppedReason") or data.get("stoppedReason") or data.get("StopCode") or "stopped"
-        meanings = {
-            2: "refused (exit 2: bad input or unreachable; nothing was changed)",
-            70: "the task could not start or crashed outside the operation (exit 70)",
-        }
-        what = meanings.get(code, f"exit status {code}") if isinstance(code, int) else "no exit status"
-        extra = "; ".join(r for r in reasons if r)
-        return False, one_line(
-            f"the Fargate task stopped: {stopped}; {what}" + (f" ({extra})" if extra else "")
-        )[:800]
     if isinstance(data, dict) and "errorType" in data:
         return False, one_line(f"{data['errorType']}: {data.get('errorMessage', '')}")[:800]
-    if name in ("States.Timeout", "Sandbox.Timedout") or "timed out" in str(raw).lower():
+    if name in ("States.Timeout", "Sandbox.Timedout") or "timed out" in raw.lower():
         return False, one_line(f"it timed out ({name}): {raw}")[:800]
     return False, one_line(f"{name}: {raw}" if raw else name or "unknown failure")[:800]
 
 
 def examine(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
     """A Fargate run that failed: start it again when the platform, not the run, stopped it
-    (``fargate_retry``, after ``retry_seconds``), up to :data:`FARGATE_ATTEMPTS` runs."""
+    (``fargate_retry``, after ``retry_seconds``), up to :data:`FARGATE_ATTEMPTS` runs.  A
+    workflow phase (it has a ``handoff``) is started again only if its task never ran: one
+    the platform stopped after it started (an apply, a recovery's restore) goes to the
+    workflow's failure path instead."""
     error = state.get("error") or {}
     attempts = int(state.get("fargate_attempts") or 0) + 1
     state["fargate_attempts"] = attempts
-    platform = _platform_stop(error)
-    if platform and state.get("handoff") and _exit_code(error) is not None:
-        # a workflow phase the platform stopped after it started (an apply, a recovery's
-        # restore) is not started again blindly: the workflow's failure path takes over
-        platform = ""
+    raw = str(error.get("Cause") or "")
+    task = StoppedTask.from_error(error)
+    platform = ""
+    if str(error.get("Error") or "").startswith("ECS.") and "capacity" in raw.lower():
+        platform = one_line(raw)[:300]  # RunTask itself refused: no capacity
+    elif (
+        task is not None and task.platform_stop and not (state.get("handoff") and task.exit_code is not None)
+    ):
+        # a job is started again after a retirement (it recorded itself as interrupted)
+        platform = task.reason[:300]
     state["fargate_retry"] = bool(platform) and attempts < FARGATE_ATTEMPTS
     state["retry_seconds"] = RETRY_SECONDS * 2 ** (attempts - 1)
     if platform:
         state.setdefault("platform_stops", []).append(platform)
     return state
-
-
-def _exit_code(error: dict[str, Any]) -> int | None:
-    try:
-        data = json.loads(str(error.get("Cause") or ""))
-    except ValueError:
-        return None
-    containers = (data.get("Containers") or data.get("containers") or []) if isinstance(data, dict) else []
-    codes = [c.get("ExitCode", c.get("exitCode")) for c in containers]
-    return next((c for c in codes if isinstance(c, int)), None)
-
-
-def _platform_stop(error: dict[str, Any]) -> str:
-    """The platform's reason, when a failed ``ecs:runTask.sync`` was stopped by the platform
-    ("" when the run itself failed)."""
-    raw = str(error.get("Cause") or "")
-    name = str(error.get("Error") or "")
-    if name.startswith("ECS.") and "capacity" in raw.lower():
-        return one_line(raw)[:300]
-    try:
-        data = json.loads(raw) if raw.startswith("{") else {}
-    except ValueError:
-        data = {}
-    if not isinstance(data, dict):
-        return ""
-    containers = data.get("Containers") or data.get("containers") or []
-    codes = {c.get("ExitCode", c.get("exitCode")) for c in containers}
-    if codes & {0, 1, 2, 70}:  # the operation itself ran and ended: not the platform's doing
-        return ""
-    said = " ".join(
-        str(x)
-        for x in (
-            data.get("StoppedReason"),
-            data.get("stoppedReason"),
-            data.get("StopCode"),
-            data.get("stopCode"),
-            *(c.get("Reason") or c.get("reason") for c in containers),
-        )
-        if x
-    )
-    return one_line(said)[:300] if any(marker in said.lower() for marker in PLATFORM_STOPS) else ""
 
 
 # -- a workflow's long phase (PITR, migration, a restore on a throwaway target) ---------------
