@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pgrunbook.adapters.s3.store import ObjectStore
@@ -121,6 +122,17 @@ class Catalog:
             except BackupNotFound:
                 return self.latest(), True
         return self.latest(), False
+
+    def at(self, when: datetime) -> Manifest:
+        """The newest complete backup whose snapshot is at or before ``when``."""
+        candidates = [
+            e.manifest for e in self.entries() if e.manifest is not None and e.manifest.snapshot_time <= when
+        ]
+        if not candidates:
+            raise BackupNotFound(
+                f"no complete backup in {self.store.describe()} was taken at or before {when.isoformat()}"
+            )
+        return max(candidates, key=lambda m: m.snapshot_time)
 
     def has_manifest(self, backup_id: str) -> bool:
         return self.store.head(self.store.manifest_key(backup_id)) is not None

@@ -512,6 +512,156 @@ MIGRATE = Operation(
     long_phases=("backup", "dry_run", "apply"),
 )
 
+
+def _table_list(label: str, value: str) -> None:
+    from pgrunbook.domain.selection import parse_tables
+
+    if not parse_tables(value):
+        raise ConfigError(f"{label} must name at least one table (schema.table,...)")
+
+
+def _schema_list(label: str, value: str) -> None:
+    if not [s for s in value.split(",") if s.strip()]:
+        raise ConfigError(f"{label} must name at least one schema")
+
+
+def _schema_name(label: str, value: str) -> None:
+    if not value.strip() or len(value) > 63 or value.startswith("pg_"):
+        raise ConfigError(f"{label} {value!r} is not a schema name pgrunbook may create")
+
+
+def _instant(label: str, value: str) -> None:
+    from pgrunbook.operations.restore import parse_instant
+
+    parse_instant(value)
+
+
+def _role_map(label: str, value: str) -> None:
+    from pgrunbook.operations.restore import parse_role_map
+
+    if not parse_role_map(value):
+        raise ConfigError(f"{label} must map at least one role (old=new)")
+
+
+def _target_url(label: str, value: str) -> None:
+    from pgrunbook.adapters.postgres.dburl import ConnInfo
+
+    ConnInfo.parse(value, what="target URL")
+
+
+def _choosing_a_backup(what: str) -> tuple[Option, ...]:
+    return (
+        Option(
+            "backup_id",
+            f"the backup to {what} (default: the newest complete one)",
+            flag="--backup-id",
+            check=_backup_id,
+            event=False,
+        ),
+        Option(
+            "at",
+            "the newest backup whose snapshot is at or before this time (ISO 8601 with a zone)",
+            flag="--at",
+            check=_instant,
+            event=False,
+        ),
+        Option(
+            "source",
+            "the bucket to restore from",
+            default="primary",
+            kind="choice",
+            choices=("primary", "dr"),
+            flag="--from",
+            event=False,
+        ),
+    )
+
+
+TABLES = Option(
+    "tables",
+    "only these tables: schema.table,... (a partitioned table brings its partitions)",
+    flag="--tables",
+    check=_table_list,
+    event=False,
+)
+
+RESTORE = Operation(
+    "restore",
+    "pgrunbook.operations.restore",
+    "restore a backup, or chosen tables of it, into a new database or a new schema",
+    Wording(
+        "Database Recovery",
+        "The restore did not complete: the database it was creating was dropped; the backup and the "
+        "live database are unchanged.",
+    ),
+    kind="command",
+    options=(
+        Option(
+            "target_url",
+            "the server and the new (or empty) database to restore into: postgresql://.../newdb",
+            flag="--target-url",
+            check=_target_url,
+            event=False,
+        ),
+        *_choosing_a_backup("restore"),
+        TABLES,
+        Option(
+            "schemas",
+            "only these schemas: s1,s2 (with everything in them)",
+            flag="--schemas",
+            check=_schema_list,
+            event=False,
+        ),
+        Option(
+            "into_schema",
+            "put the chosen tables in this new schema of an existing database (the configured one "
+            "unless --target-url), leaving the originals untouched",
+            flag="--into-schema",
+            check=_schema_name,
+            event=False,
+        ),
+        Option(
+            "role_map",
+            "roles of the backup that are other roles on the target: old=new,...",
+            flag="--role-map",
+            check=_role_map,
+            event=False,
+        ),
+    ),
+)
+
+DIFF = Operation(
+    "diff",
+    "pgrunbook.operations.diff",
+    "which rows changed since a backup (deleted, inserted, changed), and the SQL that puts them back",
+    Wording("Database Diff"),
+    kind="command",
+    options=(
+        *_choosing_a_backup("compare with"),
+        TABLES,
+        Option(
+            "repair_sql", "write the repair (one transaction) to this file", flag="--repair-sql", event=False
+        ),
+        Option(
+            "include_inserted",
+            "the repair also deletes rows inserted since the backup",
+            default=False,
+            kind="bool",
+            flag="--include-inserted",
+            event=False,
+        ),
+        Option(
+            "apply_repair",
+            "apply the repair (after typing the database name), then compare again",
+            default=False,
+            kind="bool",
+            flag="--apply",
+            event=False,
+        ),
+        Option("yes", "apply without asking", default=False, kind="bool", flag="--yes", event=False),
+    ),
+)
+
 DEMO = Operation(
     "demo",
     "pgrunbook.entrypoints.demo",
@@ -531,7 +681,21 @@ DEMO = Operation(
 
 OPERATIONS: dict[str, Operation] = {
     op.name: op
-    for op in (BACKUP, RESTORE_TEST, VERIFY, DR_DRILL, RETENTION, HEALTH, STATUS, CONFIG, PITR, MIGRATE, DEMO)
+    for op in (
+        BACKUP,
+        RESTORE_TEST,
+        VERIFY,
+        DR_DRILL,
+        RETENTION,
+        HEALTH,
+        STATUS,
+        CONFIG,
+        RESTORE,
+        DIFF,
+        PITR,
+        MIGRATE,
+        DEMO,
+    )
 }
 
 

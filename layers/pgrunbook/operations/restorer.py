@@ -40,7 +40,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,10 +67,11 @@ from pgrunbook.domain.errors import (
 )
 from pgrunbook.domain.ids import Clock, utcnow
 from pgrunbook.domain.integrity import TableCheck, compare, integrity_pct
-from pgrunbook.domain.manifest import Manifest
+from pgrunbook.domain.manifest import FileEntry, Manifest, TableEntry
 from pgrunbook.domain.needs import Needs, Unmet, needs_from_toc, unmet
 from pgrunbook.domain.redact import redact
 from pgrunbook.domain.results import Report
+from pgrunbook.domain.selection import Selection, TableName, parse_toc, select
 from pgrunbook.operations.targets import TargetPlan, plan_target, throwaway
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
@@ -114,6 +115,7 @@ class RestoreResult:
     target_plan: dict[str, Any] | None = None  # where it was restored, and why there
     rds_target: list[dict[str, Any]] = field(default_factory=list)  # a throwaway RDS target's life
     disk_needed_bytes: int = 0  # local disk the run needs: the download, and an embedded restore
+    selected_tables: list[str] = field(default_factory=list)  # a partial restore's tables
 
     @property
     def tested(self) -> bool:
@@ -145,6 +147,11 @@ class Restorer:
         drill: bool = False,
         database_name: str | None = None,
         run_id: str | None = None,
+        tables: Sequence[TableName] = (),
+        schemas: Sequence[str] = (),
+        role_map: Mapping[str, str] | None = None,
+        existing_ok: bool = False,
+        keep_on_failure: bool = True,
     ):
         self.settings = settings
         self.backup_id = backup_id
@@ -166,6 +173,21 @@ class Restorer:
         self.embedded = False  # whether the target is the embedded server (decides the remedy)
         self.embedded_data_dir: Path | None = None  # its data directory, on this machine's disk
         self.report = RestoreResult(status="ok", database=settings.database_label, source=source)
+        # a partial restore: only these tables (and what belongs to them) and schemas
+        self.tables, self.schemas = list(tables), list(schemas)
+        self.selection: Selection | None = None
+        # the dump's roles that are other roles on the target: their objects and grants go there
+        self.role_map = dict(role_map or {})
+        # ``database_name`` may exist already if it is empty (a recovery into a prepared database)
+        self.existing_ok = existing_ok
+        # a kept database whose restore failed is dropped unless this (a half-restored database
+        # must not look like a recovery)
+        self.keep_on_failure = keep_on_failure
+        self.created_database = True
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.tables or self.schemas)
 
     def run(self) -> RestoreResult:
         t_start = time.monotonic()
@@ -228,7 +250,11 @@ class Restorer:
         workdir = self.settings.work_path / f"pgrunbook-restore-{manifest.backup_id}-{secrets.token_hex(3)}"
         scratch: str | None = None
         created_roles: list[str] = []
+        completed = False
         try:
+            if self.database_name is not None:
+                self._check_new_database(admin, target)  # before anything changes: exit 2
+            self._check_role_map(admin)
             self._sweep(admin)
             self._remove_abandoned_work_dirs()
             target_major = admin.server_version_num // 10000
@@ -249,10 +275,14 @@ class Restorer:
             t0 = time.monotonic()
             dump_dir = workdir / "dump"
             dump_dir.mkdir(parents=True)
-            self._download(manifest, dump_dir)
+            files = manifest.files
+            if self.partial:  # the table of contents first: it says which data files are needed
+                self._download(manifest, dump_dir, [manifest.file("toc.dat")])
+                files = self._select(pg_restore, manifest, dump_dir, workdir)
+            self._download(manifest, dump_dir, [f for f in files if f.name != "toc.dat" or not self.partial])
             report.durations["download_s"] = round(time.monotonic() - t0, 3)
             self.progress.step(
-                f"downloaded and verified {len(manifest.files)} files ({manifest.size_bytes / 1e6:.1f} MB) "
+                f"downloaded and verified {len(files)} files ({sum(f.size for f in files) / 1e6:.1f} MB) "
                 f"of {manifest.backup_id} from {self.source}"
             )
             if not manifest.needs.recorded:  # an older manifest: what the dump creates, from its TOC
@@ -275,9 +305,12 @@ class Restorer:
             # 3. verify ------------------------------------------------------------------------
             t2 = time.monotonic()
             report.tables = self._verify(scratch_info, manifest)
+            report.tables_total = len(report.tables)
             report.durations["verify_s"] = round(time.monotonic() - t2, 3)
+            self._map_roles(scratch_info, created_roles)
             if self.inspect is not None:
                 self.inspect(scratch_info)
+            completed = not report.restore_errors and all(t.match for t in report.tables)
         except ConfigError:
             raise  # bad configuration (pg_restore too old, ...): exit 2, nothing was restored
         except PgRunbookError as exc:
@@ -286,11 +319,17 @@ class Restorer:
             self.progress.step(f"restore test stopped: {exc}")
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-            if scratch is not None and not self.keep:
+            drop = not self.keep or (not completed and not self.keep_on_failure)
+            if scratch is not None and drop and self.created_database:
                 self._drop(admin, scratch, created_roles)
-            elif scratch is not None:
+            elif scratch is not None and drop:
+                report.notes.append(
+                    f"the database {scratch} existed before this run and holds a partial restore: "
+                    "empty it (or drop it) before restoring into it again"
+                )
+            elif scratch is not None and self.created_database:
                 self._mark(admin, scratch, created_roles, kept=True)
-            report.kept = scratch is not None and self.keep
+            report.kept = scratch is not None and not drop
             admin.close()
         report.tables_matching = sum(1 for t in report.tables if t.match)
         if report.error is None:
@@ -393,7 +432,11 @@ class Restorer:
                     "or restore into a server (PGRUNBOOK_RESTORE_TARGET_URL, or a throwaway RDS target)"
                 )
 
-    def _download(self, manifest: Manifest, dump_dir: Path) -> None:
+    def _download(
+        self, manifest: Manifest, dump_dir: Path, files: Sequence[FileEntry | None] | None = None
+    ) -> None:
+        entries = [f for f in (manifest.files if files is None else files) if f is not None]
+
         def fetch(entry):
             self.store.download_file(
                 self.store.key(manifest.backup_id, entry.name), dump_dir / entry.name, entry
@@ -401,9 +444,9 @@ class Restorer:
 
         if manifest.file("toc.dat") is None:
             raise BackupIncomplete(f"the manifest of {manifest.backup_id} lists no toc.dat")
-        workers = max(1, min(self.store.transfer.concurrency, len(manifest.files)))
+        workers = max(1, min(self.store.transfer.concurrency, len(entries)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
-            futures = [pool.submit(fetch, entry) for entry in manifest.files]
+            futures = [pool.submit(fetch, entry) for entry in entries]
             try:
                 for future in futures:
                     future.result()
@@ -415,6 +458,11 @@ class Restorer:
     def _create_database(self, admin: Database, manifest: Manifest) -> str:
         stamp = self.clock().strftime("%Y%m%d%H%M%S")
         name = self.database_name or f"pgrunbook_restore_{stamp}_{secrets.token_hex(3)}"
+        if self.existing_ok and admin.scalar(
+            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = :n", n=name
+        ):
+            self.created_database = False  # an empty database made for the recovery: used as it is
+            return name
         base = f"CREATE DATABASE {quote_ident(name)} TEMPLATE template0"
         encoding = manifest.server.get("encoding")
         locale = ""
@@ -492,15 +540,12 @@ class Restorer:
             f"FK CONSTRAINT {fk['schema']} {fk['table']} {fk['constraint']} "
             for fk in manifest.prerequisites.external_foreign_keys
         ]
-        if skip:
+        if skip or self.selection is not None:
             listing_file = workdir / "restore.list"
-            listing = run_tool(tool, ["--list", f"--file={listing_file}", str(dump_dir)])
-            if listing.returncode != 0:
-                raise RestoreFailed(f"pg_restore --list failed: {listing.tail(3)}")
-            lines = listing_file.read_text().splitlines()
-            listing_file.write_text(
-                "\n".join(";" + line if any(s in line + " " for s in skip) else line for line in lines) + "\n"
-            )
+            lines = self._listing(tool, dump_dir, workdir).splitlines()
+            lines = [";" + line if any(s in line + " " for s in skip) else line for line in lines]
+            text = "\n".join(lines) + "\n"
+            listing_file.write_text(text if self.selection is None else self.selection.use_list(text))
             args.append(f"--use-list={listing_file}")
             for fk in manifest.prerequisites.external_foreign_keys:
                 self.report.skipped.append(
@@ -515,6 +560,92 @@ class Restorer:
         if result.returncode != 0 and not errors:
             self.report.restore_errors.append(f"pg_restore exited {result.returncode}: {result.tail(4)}")
 
+    def _listing(self, tool, dump_dir: Path, workdir: Path) -> str:
+        """The archive's table of contents, with each entry's dependencies."""
+        listing_file = workdir / "toc.list"
+        listing = run_tool(tool, ["--list", "--verbose", f"--file={listing_file}", str(dump_dir)])
+        if listing.returncode != 0:
+            raise RestoreFailed(f"pg_restore --list failed: {listing.tail(3)}")
+        return listing_file.read_text()
+
+    def _select(self, tool, manifest: Manifest, dump_dir: Path, workdir: Path) -> list[FileEntry]:
+        """A partial restore's entries (ConfigError, before anything changed, for a table or
+        schema the backup lacks), and the files it needs: the TOC and the chosen data."""
+        known = [TableName(t.schema, t.name) for t in manifest.tables]
+        self.selection = select(
+            parse_toc(self._listing(tool, dump_dir, workdir)), self.tables, self.schemas, known
+        )
+        chosen = {f"{t.schema}.{t.name}" for t in self.selection.tables}
+        self.report.selected_tables = sorted(chosen)
+        self.report.skipped.extend(self.selection.skipped)
+        self.progress.step(
+            f"partial restore: {len(chosen)} tables"
+            + (f", {len(self.selection.skipped)} references left out" if self.selection.skipped else "")
+        )
+        data = {str(i) for i in self.selection.ids}
+        return [f for f in manifest.files if f.name == "toc.dat" or f.name.split(".", 1)[0] in data]
+
+    def restored_tables(self, manifest: Manifest) -> list[TableEntry]:
+        """The manifest's tables this run restores: all of them, or a partial restore's."""
+        if self.selection is None:
+            return list(manifest.tables)
+        chosen = {(t.schema, t.name) for t in self.selection.tables}
+        return [t for t in manifest.tables if (t.schema, t.name) in chosen]
+
+    def _check_new_database(self, admin: Database, target: ConnInfo) -> None:
+        """A recovery's database must not exist, or (``existing_ok``) be empty: refused
+        before anything is changed, so nothing that holds data is ever restored over."""
+        name = self.database_name
+        if not admin.scalar("SELECT 1 FROM pg_catalog.pg_database WHERE datname = :n", n=name):
+            return
+        if not self.existing_ok:
+            raise ConfigError(f"the database {name} already exists on {target.display()}")
+        with Database.connect(target.with_dbname(str(name)), application_name="pgrunbook-restore") as db:
+            count = db.scalar(
+                "SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') "
+                "AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' "
+                "AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = "
+                "'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')"
+            )
+        if count:
+            raise ConfigError(
+                f"the database {name} on {target.display()} already has {count} tables, views or "
+                "sequences: restore into a new or empty database"
+            )
+
+    def _check_role_map(self, admin: Database) -> None:
+        if not self.role_map:
+            return
+        existing = {r[0] for r in admin.run("SELECT rolname FROM pg_catalog.pg_roles")}
+        missing = sorted({to for to in self.role_map.values() if to not in existing})
+        if missing:
+            raise ConfigError(f"--role-map names roles the target does not have: {', '.join(missing)}")
+
+    def _map_roles(self, restored: ConnInfo, created_roles: list[str]) -> None:
+        """Give the objects and grants of each mapped role to the role it maps to, then remove
+        the dump's role from the restored database (and from the server if this run made it)."""
+        if not self.role_map:
+            return
+        with Database.connect(restored, application_name="pgrunbook-restore") as db:
+            present = {r[0] for r in db.run("SELECT rolname FROM pg_catalog.pg_roles")}
+            for source, to in self.role_map.items():
+                if source not in present:
+                    continue
+                src, dst = quote_ident(source), quote_ident(to)
+                grants = db.run(_GRANTS_TO_ROLE, role=source)
+                db.run(f"REASSIGN OWNED BY {src} TO {dst}")
+                for kind, name, privilege in grants:
+                    db.run(f"GRANT {privilege} ON {kind} {name} TO {dst}")
+                db.run(f"DROP OWNED BY {src}")
+                self.report.notes.append(
+                    f"role {source} of the backup is {to} on the target: owners and grants moved"
+                )
+                if source in created_roles:
+                    created_roles.remove(source)
+                    db.run(f"DROP ROLE {src}")
+        self.report.roles_created = list(created_roles)
+
     def _verify(self, scratch: ConnInfo, manifest: Manifest) -> list[TableCheck]:
         def session() -> Database:
             db = Database.connect(scratch, application_name="pgrunbook-verify")
@@ -525,10 +656,11 @@ class Restorer:
         with Database.connect(scratch, application_name="pgrunbook-verify") as db:
             sizes = table_sizes(db)
             ranges = db.server_version_num >= 140000
-        methods = {t.method for t in manifest.tables} or {"record"}
+        restored = self.restored_tables(manifest)
+        methods = {t.method for t in restored} or {"record"}
         results: dict[str, tuple[int, str]] = {}
         for method in sorted(methods):
-            tables = [t for t in manifest.tables if t.method == method]
+            tables = [t for t in restored if t.method == method]
             results.update(
                 compute_all(
                     session,
@@ -540,7 +672,7 @@ class Restorer:
                     errors=errors,
                 )
             )
-        checks = compare(manifest.tables, results, errors)
+        checks = compare(restored, results, errors)
         matching = sum(1 for c in checks if c.match)
         self.progress.step(f"verified {len(checks)} tables: {matching} match the manifest")
         return checks
@@ -579,6 +711,8 @@ class Restorer:
         return f"hashtextextended({quote_literal('pgrunbook:scratch:' + name)}, 0)"
 
     def _mark(self, admin: Database, name: str, roles: list[str], *, kept: bool = False) -> None:
+        if not self.created_database:
+            return  # not pgrunbook's database: no marker, and no sweep may ever drop it
         """Say on the database that it is pgrunbook's scratch database (kept or not) and which
         roles the run created; hold its advisory lock while this run lives."""
         marker = {SCRATCH_MARKER: "kept" if kept else "scratch", "holder": self.holder, "roles": roles}
@@ -609,6 +743,22 @@ class Restorer:
                     )
             finally:
                 admin.run(f"SELECT pg_catalog.pg_advisory_unlock({self._lock_key(name)})")
+
+
+# what a role was granted, as (object kind, name, privilege) for GRANT ... ON <kind> <name>
+_GRANTS_TO_ROLE = """
+SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::regclass::text, a.privilege_type
+FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+WHERE a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = :role)
+UNION ALL
+SELECT 'SCHEMA', pg_catalog.quote_ident(n.nspname), a.privilege_type
+FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+WHERE a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = :role)
+UNION ALL
+SELECT CASE WHEN p.prokind = 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::regprocedure::text, a.privilege_type
+FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
+WHERE a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = :role) AND p.prokind IN ('f', 'p')
+"""
 
 
 def restored_bytes(manifest: Manifest) -> int:

@@ -263,9 +263,9 @@ def split_list(text: str | None) -> list[str]:
 # Operations, as :mod:`pgrunbook.operations.registry` names them.
 ALL = ("*",)
 BACKING_UP = ("backup", "pitr", "migrate")  # the workflows take backups as one of their phases
-RESTORING = ("restore-test", "dr-drill", "pitr", "migrate")
-READING_BACKUPS = (*BACKING_UP, "restore-test", "verify", "retention", "status")
-CONNECTING = (*BACKING_UP, "verify", "health")
+RESTORING = ("restore-test", "dr-drill", "pitr", "migrate", "restore", "diff")
+READING_BACKUPS = (*BACKING_UP, "restore-test", "verify", "retention", "status", "restore", "diff")
+CONNECTING = (*BACKING_UP, "verify", "health", "restore", "diff")
 
 OPTIONS: tuple[Option, ...] = (
     # -- the database ------------------------------------------------------------------------
@@ -369,7 +369,7 @@ OPTIONS: tuple[Option, ...] = (
         kind="int",
         env="PGRUNBOOK_JOBS",
         flag="--jobs",
-        flag_scope=("backup", "restore-test"),
+        flag_scope=("backup", "restore-test", "restore", "diff"),
         low=1,
         high=64,
         used_by=(*BACKING_UP, *RESTORING),

@@ -129,11 +129,18 @@ def fingerprint_sql(
     condition = f" WHERE {' AND '.join(where)}" if where else ""
     if not spec.columns:
         return f"SELECT count(*), 0 FROM ONLY {table}{condition}"
-    row = "ROW(" + ", ".join(column_expression(c, m) for c, m in spec.columns) + ")"
+    return f"SELECT count(*), sum({row_hash_sql(spec.columns, method)}) FROM ONLY {table}{condition}"
+
+
+def row_hash_sql(columns: Sequence[tuple[str, str]], method: str) -> str:
+    """One row's hash, the term a fingerprint sums: over ``columns`` (name, mode)."""
+    if not columns:
+        return "0::bigint"
+    row = "ROW(" + ", ".join(column_expression(c, m) for c, m in columns) + ")"
     if method == "record":
-        return f"SELECT count(*), sum(hash_record_extended({row}, 0)) FROM ONLY {table}{condition}"
+        return f"hash_record_extended({row}, 0)"
     if method == "text":
-        return f"SELECT count(*), sum(hashtextextended(({row})::text, 0)) FROM ONLY {table}{condition}"
+        return f"hashtextextended(({row})::text, 0)"
     raise ValueError(f"unknown fingerprint method {method!r}")
 
 

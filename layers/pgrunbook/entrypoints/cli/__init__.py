@@ -45,8 +45,17 @@ def _run(args: argparse.Namespace) -> int:
     from pgrunbook.operations.context import OperationContext, run_operation
 
     options = option_values(args, op)
+    if op.name == "diff" and options["apply_repair"] and not options["yes"] and sys.stdin.isatty():
+        options["confirm"] = _type_the_name
     report = run_operation(op.name, OperationContext(settings, progress=progress), **options)
     return print_report(args.json, report)
+
+
+def _type_the_name(database: str) -> bool:
+    """The repair's last question: the operator types the database's name to apply it."""
+    sys.stderr.write(f"Type the database name ({database}) to apply the repair, anything else to stop: ")
+    sys.stderr.flush()
+    return sys.stdin.readline().strip() == database
 
 
 def refusal(command: str, error: PgRunbookError) -> Report:

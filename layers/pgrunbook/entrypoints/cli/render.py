@@ -24,7 +24,11 @@ def print_report(as_json: bool, report: Report, text: str | None = None) -> int:
     """What every command prints: the report as JSON with ``--json``, else ``text`` (by default
     the report's own rendering).  Returns the exit status, which follows from its status."""
     if as_json:
-        out = json.dumps(report.to_dict(), indent=1, default=str)
+        data = report.to_dict()
+        top_level = getattr(report.payload, "top_level", None)  # a command's own keys (diff's tables)
+        if callable(top_level):
+            data.update({k: v for k, v in top_level().items() if k not in data})
+        out = json.dumps(data, indent=1, default=str)
     else:
         out = text if text is not None else render(report)
     sys.stdout.write(out + "\n")

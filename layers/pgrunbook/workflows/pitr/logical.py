@@ -7,7 +7,7 @@ from typing import Any
 
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.catalog.backups import Catalog
-from pgrunbook.domain.errors import InvalidTarget, ProviderError
+from pgrunbook.domain.errors import BackupNotFound, InvalidTarget, ProviderError
 from pgrunbook.operations.restorer import Restorer
 from pgrunbook.workflows.pitr.provider import Provider, RecoveryStatus, RecoveryWindow
 
@@ -41,14 +41,10 @@ class LogicalProvider(Provider):
         )
 
     def backup_for(self, target: datetime) -> Any:
-        candidates = [
-            e.manifest
-            for e in self.catalog.entries()
-            if e.manifest is not None and e.manifest.snapshot_time <= target
-        ]
-        if not candidates:
-            raise InvalidTarget(f"no pgrunbook backup was taken at or before {target.isoformat()}")
-        return max(candidates, key=lambda m: m.snapshot_time)
+        try:
+            return self.catalog.at(target)
+        except BackupNotFound:
+            raise InvalidTarget(f"no pgrunbook backup was taken at or before {target.isoformat()}") from None
 
     def safety_point(self, state: dict[str, Any]) -> dict[str, Any]:
         point = self.backup_safety_point()
