@@ -68,7 +68,7 @@ def _tables(report) -> dict[str, dict]:
 
 
 def test_diff_names_exactly_what_changed(incident):
-    settings, backup_id = incident
+    settings, _ = incident
     report = _diff(settings)
     assert report.exit_code == 1
     tables = _tables(report)
@@ -256,7 +256,7 @@ def test_restore_refuses_a_non_empty_target_from_the_cli(incident, capsys):
 
 
 def test_partial_restore_skips_and_lists_foreign_keys_that_point_outside(incident, pg18_target):
-    settings, backup_id = incident
+    settings, _ = incident
     url = pg18_target.conninfo.with_dbname("only_tracks").libpq_uri()
     try:
         report = run_operation(
@@ -285,7 +285,7 @@ def test_partial_restore_skips_and_lists_foreign_keys_that_point_outside(inciden
 
 
 def test_into_schema_leaves_the_originals_untouched(incident):
-    settings, backup_id = incident
+    settings, _ = incident
     live = settings.conninfo()
     with Database.connect(live) as db:
         before = db.scalar("SELECT count(*) FROM track")
