@@ -65,14 +65,15 @@ class DiffResult:
 
 
 def compare_tables(
-    backup: Database, live: Database, tables: list[TableEntry], *, live_schema: str | None = None
+    backup: Database, live: Database, tables: list[TableEntry], *, backup_schema: str | None = None
 ) -> list[TableDiff]:
-    """Each table of the backup's copy (``backup``) against the live one (in ``live_schema``
-    when the copy sits beside it under another schema, else the same name)."""
+    """Each table of the backup's copy (``backup``; in ``backup_schema`` when the copy sits in
+    a side schema, else under its own name) against the live one.  ``backup`` and ``live`` may
+    be the same session (a copy in a side schema of the live database)."""
     return [
         diff_table(
-            Side(backup, t.schema, t.name),
-            Side(live, live_schema or t.schema, t.name),
+            Side(backup, backup_schema or t.schema, t.name),
+            Side(live, t.schema, t.name),
             [Column(c, m) for c, m in t.columns],
             t.method,
             label=t.qualified,
@@ -91,9 +92,11 @@ def repair_script(
     database: str,
     include_inserted: bool,
     generated_at: str,
+    backup_schema: str | None = None,
     statement_timeout: str = "15min",
     lock_timeout: str = "10s",
 ) -> Script:
+    """The repair for the tables ``diffs`` found differing (see adapters/postgres/repair)."""
     parts = []
     for table, found in zip(tables, diffs, strict=True):
         if not found.differs or found.error:
@@ -102,11 +105,11 @@ def repair_script(
             TableRepair(
                 table.qualified,
                 Side(live, table.schema, table.name),
-                Side(backup, table.schema, table.name),
+                Side(backup, backup_schema or table.schema, table.name),
                 found,
                 [Column(c, m) for c, m in table.columns],
                 table.method,
-                column_types(backup, table.schema, table.name),
+                column_types(backup, backup_schema or table.schema, table.name),
                 include_inserted=include_inserted,
             )
         )

@@ -24,6 +24,7 @@ The report carries the runbook's "RESOLVED - Database Recovery Completed" fields
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,7 +34,7 @@ from pgrunbook.adapters.postgres.fingerprints import compute_all
 from pgrunbook.adapters.postgres.tools import find_pg_dump, find_pg_restore, run_tool
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.domain.errors import ConfigError, RestoreFailed
-from pgrunbook.domain.integrity import compare, integrity_pct
+from pgrunbook.domain.integrity import TableCheck, compare, integrity_pct
 from pgrunbook.domain.manifest import Manifest, TableEntry
 from pgrunbook.domain.notices import resolved_message, resolved_subject
 from pgrunbook.domain.results import Report
@@ -106,7 +107,18 @@ def run(
     chosen = parse_tables(tables or "", [(t.schema, t.name) for t in manifest.tables])
     if into_schema is not None:
         live = ConnInfo.parse(target_url, what="target URL") if target_url else settings.conninfo()
-        result = _into_schema(ctx, report, manifest, live, into_schema, chosen, chosen_schemas, source, roles)
+        result = restore_into_schema(
+            ctx,
+            manifest,
+            live,
+            into_schema,
+            chosen,
+            chosen_schemas,
+            source=source,
+            roles=roles,
+            run_id=report.report_id,
+        )
+        report.detail["into_schema"] = into_schema
     else:
         assert target_url is not None
         url = ConnInfo.parse(target_url, what="target URL")
@@ -143,19 +155,21 @@ def parse_instant(text: str) -> datetime:
     return parsed
 
 
-def _into_schema(
+def restore_into_schema(
     ctx: OperationContext,
-    report: Report,
     manifest: Manifest,
     live: ConnInfo,
     side: str,
     tables: list[TableName],
-    schemas: list[str],
-    source: str,
-    roles: dict[str, str],
+    schemas: Sequence[str] = (),
+    *,
+    source: str = "primary",
+    roles: dict[str, str] | None = None,
+    run_id: str,
 ) -> RestoreResult:
     """Restore the chosen tables into a scratch database on the live server, move them into
-    ``side`` there, then copy that schema alone into the live database and verify it there."""
+    ``side`` there, then copy that schema alone into the live database and verify it there.
+    ConfigError (nothing changed) if ``side`` exists or two chosen tables share a name."""
     with Database.connect(live, application_name="pgrunbook-restore") as db:
         if db.scalar("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = :s", s=side):
             raise ConfigError(f"schema {side} already exists in {live.display()}: name a new one")
@@ -176,7 +190,7 @@ def _into_schema(
             major = db.server_version_num // 10000
         if restorer.report.restore_errors or not all(t.match for t in restorer.report.tables):
             return  # the backup's copy is not whole: nothing goes into the live database
-        archive = ctx.settings.work_path / f"pgrunbook-into-schema-{report.report_id}.dump"
+        archive = ctx.settings.work_path / f"pgrunbook-into-schema-{run_id}.dump"
         try:
             dump = run_tool(
                 find_pg_dump(major, pg_bin=ctx.settings.pg_bin),
@@ -208,7 +222,7 @@ def _into_schema(
         progress=ctx.progress,
         target=live,
         clock=ctx.clock,
-        holder=f"restore {report.report_id}",
+        holder=f"restore {run_id}",
         inspect=move,
         tables=tables,
         schemas=schemas,
@@ -228,11 +242,10 @@ def _into_schema(
         )
     elif result.error is None and result.status == "ok":
         result.status, result.error = "critical", "the restored tables did not match the manifest: not copied"
-    report.detail["into_schema"] = side
     return result
 
 
-def _verify_landed(ctx: OperationContext, live: ConnInfo, landed: list[TableEntry]):
+def _verify_landed(ctx: OperationContext, live: ConnInfo, landed: list[TableEntry]) -> list[TableCheck]:
     errors: dict[str, str] = {}
 
     def session() -> Database:
