@@ -262,7 +262,13 @@ def select(
             raise ConfigError(f"table {table.qualified} is not in the backup")
         chosen.update(found)
     for schema in schemas:
-        found = [e.id for e in entries if e.in_schema(schema) and e.kind not in ("DATABASE", "ENCODING")]
+        # the schema's own objects; what belongs to them (data, constraints, foreign keys...)
+        # comes through the closure below, which leaves out what points outside
+        found = [
+            e.id
+            for e in entries
+            if e.in_schema(schema) and e.kind not in BELONGING and e.kind not in ("DATABASE", "ENCODING")
+        ]
         if not any(by_id[i].kind == "SCHEMA" or by_id[i].kind in RELATIONS for i in found):
             raise ConfigError(f"schema {schema} is not in the backup")
         chosen.update(found)
@@ -294,18 +300,28 @@ def select(
 
     for entry_id in list(included):
         pull(entry_id)
+    named = [*tables, *known]
+
+    def label(entry_id: int) -> str:
+        return _table_of(by_id[entry_id], named).qualified
+
     grew = True
     while grew:
         grew = False
         for entry in entries:
-            if entry.id in included or entry.id in skipped or entry.kind not in BELONGING:
+            # a sequence whose entry depends on a table is that table's (serial or identity)
+            owned_sequence = entry.kind == "SEQUENCE"
+            if entry.id in included or entry.id in skipped or not (entry.kind in BELONGING or owned_sequence):
                 continue
             if not any(d in included for d in entry.deps):
                 continue
             outside = [
                 d for d in entry.deps if d in by_id and by_id[d].kind in RELATIONS and d not in included
             ]
-            if entry.kind in ("TABLE ATTACH", "INDEX ATTACH"):
+            if owned_sequence:
+                if outside:
+                    continue  # another table's sequence
+            elif entry.kind in ("TABLE ATTACH", "INDEX ATTACH"):
                 if any(d not in included for d in entry.deps if d in by_id):
                     continue  # attaches to something outside the set: the partition stands alone
             elif entry.kind == "SEQUENCE OWNED BY":
@@ -319,15 +335,16 @@ def select(
                 if owner:
                     continue  # a sequence a chosen table uses, owned by a table left out
             elif outside:
+                names = ", ".join(label(d) for d in outside)
+                own = next((d for d in entry.deps if d in included and by_id[d].kind in RELATIONS), None)
+                what = _object_name(entry, by_id[own], label(own)) if own is not None else _tag(entry)
                 if entry.kind == "FK CONSTRAINT":
-                    names = ", ".join(_relation_name(by_id[d]) for d in outside)
                     skipped[entry.id] = (
-                        f"foreign key {_tag(entry)} references {names}, which is not restored: skipped"
+                        f"foreign key {what} references {names}, which is not restored: skipped"
                     )
                 else:
-                    names = ", ".join(_relation_name(by_id[d]) for d in outside)
                     skipped[entry.id] = (
-                        f"{entry.kind.lower()} {_tag(entry)} refers to {names}, which is not restored"
+                        f"{entry.kind.lower()} {what} refers to {names}, which is not restored"
                     )
                 continue
             included.add(entry.id)
@@ -336,7 +353,7 @@ def select(
     restored = [by_id[i] for i in sorted(relations)]
     return Selection(
         ids=included,
-        tables=[_table_of(e, [*tables, *known]) for e in restored if e.kind in ("TABLE", "FOREIGN TABLE")],
+        tables=[_table_of(e, named) for e in restored if e.kind in ("TABLE", "FOREIGN TABLE")],
         skipped=[skipped[i] for i in sorted(skipped) if by_id[i].kind == "FK CONSTRAINT"]
         + [skipped[i] for i in sorted(skipped) if by_id[i].kind != "FK CONSTRAINT"],
     )
@@ -347,9 +364,13 @@ def _tag(entry: Entry) -> str:
     return entry.rest.rsplit(" ", 1)[0] if " " in entry.rest else entry.rest
 
 
-def _relation_name(entry: Entry) -> str:
-    schema, _, rest = _tag(entry).partition(" ")
-    return f"{schema}.{rest}"
+def _object_name(entry: Entry, table_entry: Entry, table: str) -> str:
+    """``name on schema.table`` for an entry about a table (its text starts with the table's
+    schema and name, as the table's own entry's does)."""
+    table_rest, rest = _tag(table_entry), _tag(entry)
+    if rest.startswith(table_rest + " "):
+        return f"{rest[len(table_rest) + 1 :]} on {table}"
+    return rest
 
 
 def _table_of(entry: Entry, names: Sequence[TableName]) -> TableName:

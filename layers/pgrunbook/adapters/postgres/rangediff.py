@@ -205,8 +205,10 @@ class RangeDiff:
         label: str,
         leaf_rows: int = LEAF_ROWS,
         fanout: int = FANOUT,
+        max_buckets: int = MAX_BUCKETS,
     ):
         self.backup, self.live = backup, live
+        self.max_buckets = max_buckets
         self.columns, self.method = list(columns), method
         self.key = list(key) if key else None
         self.types = types
@@ -263,7 +265,7 @@ class RangeDiff:
         backup, live = self.backup, self.live
         first = quote_ident(self.key[0])
         total_rows = int(backup.db.scalar(f"SELECT count(*) FROM ONLY {backup.table}"))
-        step = max(self.leaf_rows, math.ceil(total_rows / MAX_BUCKETS))
+        step = max(self.leaf_rows, math.ceil(total_rows / self.max_buckets))
         bounds: list[str] = []
         if total_rows > self.leaf_rows:
             for (value,) in backup.db.run(
@@ -392,6 +394,7 @@ def diff_table(
     label: str,
     leaf_rows: int = LEAF_ROWS,
     fanout: int = FANOUT,
+    max_buckets: int = MAX_BUCKETS,
 ) -> TableDiff:
     """Compare one table; the live side in one read-only snapshot.  A table missing live, or
     missing a column the backup has, is reported with ``error`` and compared no further."""
@@ -412,7 +415,16 @@ def diff_table(
     live.db.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
         return RangeDiff(
-            backup, live, columns, method, key, types, label=label, leaf_rows=leaf_rows, fanout=fanout
+            backup,
+            live,
+            columns,
+            method,
+            key,
+            types,
+            label=label,
+            leaf_rows=leaf_rows,
+            fanout=fanout,
+            max_buckets=max_buckets,
         ).run()
     except SqlError as exc:
         result.error = f"{label} could not be compared: {exc}"
