@@ -116,7 +116,7 @@ def test_bad_selections_are_refused():
         select(ENTRIES, [TableName("public", "nope")], known=KNOWN)
     with pytest.raises(ConfigError, match="schema nope is not in the backup"):
         select(ENTRIES, schemas=["nope"], known=KNOWN)
-    with pytest.raises(ConfigError, match="not schema.table"):
+    with pytest.raises(ConfigError, match=r"not schema\.table"):
         parse_tables("track")
     assert parse_tables("Odd Schema.Weird Name, public.track", [("Odd Schema", "Weird Name")]) == [
         TableName("Odd Schema", "Weird Name"),
