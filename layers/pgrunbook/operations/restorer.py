@@ -252,10 +252,12 @@ class Restorer:
         created_roles: list[str] = []
         completed = False
         try:
-            if self.database_name is not None:
-                self._check_new_database(admin, target)  # before anything changes: exit 2
-            self._check_role_map(admin)
+            # what dead runs left first (a killed recovery's half-restored database is marked
+            # scratch and is dropped here, so that running the same command again works)
             self._sweep(admin)
+            if self.database_name is not None:
+                self._check_new_database(admin, target)  # before anything else changes: exit 2
+            self._check_role_map(admin)
             self._remove_abandoned_work_dirs()
             target_major = admin.server_version_num // 10000
             source_major = int(manifest.server["version_num"]) // 10000
