@@ -186,6 +186,11 @@ def column_types(db: Database, schema: str, name: str) -> dict[str, str]:
     return {str(c): str(t) for c, t in rows}
 
 
+def key_order(key: Key) -> tuple[tuple[int, int, str], ...]:
+    """Keys in a readable order: integers as numbers, anything else as text."""
+    return tuple((0, int(v), "") if v.lstrip("-").isdigit() else (1, 0, v) for v in key)
+
+
 def literal(value: str | None, sql_type: str) -> str:
     return "NULL" if value is None else f"{quote_literal(value)}::{sql_type}"
 
@@ -333,9 +338,9 @@ class RangeDiff:
     def _reconcile(self) -> None:
         backup, live = self._leaf_backup, self._leaf_live
         result = self.result
-        result.deleted = sorted(k for k in backup if k not in live)
-        result.inserted = sorted(k for k in live if k not in backup)
-        result.changed = sorted(k for k in backup if k in live and backup[k] != live[k])
+        result.deleted = sorted((k for k in backup if k not in live), key=key_order)
+        result.inserted = sorted((k for k in live if k not in backup), key=key_order)
+        result.changed = sorted((k for k in backup if k in live and backup[k] != live[k]), key=key_order)
         result.live_hashes = {k: live[k] for k in (*result.inserted, *result.changed)}
 
     def _keyless(self) -> None:
