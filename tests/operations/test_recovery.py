@@ -301,3 +301,21 @@ def test_into_schema_leaves_the_originals_untouched(incident):
     assert landed == {"recovered.track", "recovered.events_2025", "recovered.events_2026"}
     with pytest.raises(ConfigError, match="already exists"):
         run_operation("restore", OperationContext(settings), into_schema="recovered", tables="public.track")
+
+
+def test_apply_shows_the_plan_and_needs_the_database_name(incident):
+    settings, _ = incident
+    asked: list[tuple[str, list[str]]] = []
+
+    def decline(database: str, plan: list[str]) -> bool:
+        asked.append((database, plan))
+        return False
+
+    report = _diff(settings, tables="public.album", apply_repair=True, confirm=decline)
+    assert report.exit_code == 1
+    [(database, plan)] = asked
+    assert database == settings.conninfo().dbname
+    assert "public.album: re-insert 1 deleted rows, put back 1 changed rows, delete 0 inserted rows" in plan
+    assert any("not applied" in f.message for f in report.findings)
+    with Database.connect(settings.conninfo()) as db:
+        assert db.scalar("SELECT count(*) FROM album WHERE album_id = 8") == 0  # nothing changed

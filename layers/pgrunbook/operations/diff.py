@@ -35,7 +35,11 @@ from pgrunbook.operations.context import OperationContext
 from pgrunbook.operations.restore import choose_backup, parse_instant
 from pgrunbook.operations.restorer import Restorer
 
-Confirm = Callable[[str], bool]  # shown the database name; True once the operator typed it
+# shown the database name and what the repair will do; True once the operator typed the name
+Confirm = Callable[[str, list[str]], bool]
+# pgrunbook's own schema (the backup_metadata mirror changes with every backup): compared only
+# when --tables names it
+OWN_SCHEMA = "pgrunbook"
 
 
 @dataclass
@@ -137,7 +141,7 @@ def repair_script(
     script.header += [
         "",
         "One transaction: every statement checks that its row is still as the diff saw it, or the whole",
-        "repair rolls back.  Run: psql --single-transaction -v ON_ERROR_STOP=1 -f THIS_FILE",
+        "repair rolls back.  Run: psql -v ON_ERROR_STOP=1 -f THIS_FILE (it has its own BEGIN and COMMIT)",
     ]
     return script
 
@@ -187,7 +191,7 @@ def run(
             raise IntegrityError(
                 f"the backup's copy of the tables did not restore whole: {copy.restore_errors[:2]}"
             )
-        restored = restorer.restored_tables(manifest)
+        restored = [t for t in restorer.restored_tables(manifest) if chosen or t.schema != OWN_SCHEMA]
         with (
             Database.connect(scratch, application_name="pgrunbook-diff") as backup,
             Database.connect(live_info, application_name="pgrunbook-diff") as live,
@@ -215,7 +219,7 @@ def run(
                 ctx.progress.step(f"repair written to {out}")
             if not apply_repair or script.empty:
                 return
-            if not yes and not (confirm is not None and confirm(live_info.dbname)):
+            if not yes and not (confirm is not None and confirm(live_info.dbname, script.header)):
                 report.add(
                     "repair", "warning", "the repair was not applied: the database name was not confirmed"
                 )
@@ -262,7 +266,7 @@ def findings(report: Report, result: DiffResult, *, include_inserted: bool) -> N
         changed=sum(t.changed_count for t in result.tables),
         range_queries=sum(t.queries for t in result.tables),
     )
-    severity = "warning" if result.applied else "critical"
+    severity = "info" if result.applied else "critical"  # applied: the repair's finding decides
     for t in differing:
         if t.error:
             report.add("diff", "critical", t.error, table=t.table)

@@ -17,7 +17,7 @@ defers the constraints the schema declared deferrable; statement and lock timeou
 what the repair may hold.
 
 The script is written for people (a header with the backup, its snapshot time and the counts;
-``psql --single-transaction -v ON_ERROR_STOP=1 -f FILE`` runs it), and applied by pgrunbook
+``psql -v ON_ERROR_STOP=1 -f FILE`` runs it: it has its own BEGIN and COMMIT), and applied by pgrunbook
 statement by statement in one transaction, from the same list.
 """
 

@@ -51,9 +51,11 @@ def _run(args: argparse.Namespace) -> int:
     return print_report(args.json, report)
 
 
-def _type_the_name(database: str) -> bool:
-    """The repair's last question: the operator types the database's name to apply it."""
-    sys.stderr.write(f"Type the database name ({database}) to apply the repair, anything else to stop: ")
+def _type_the_name(database: str, plan: list[str]) -> bool:
+    """The repair's last question, after what it will do: the operator types the database's
+    name to apply it."""
+    sys.stderr.write("\n" + "\n".join(f"  {line}" for line in plan) + "\n\n")
+    sys.stderr.write(f"Type the database name ({database}) to apply this repair, anything else to stop: ")
     sys.stderr.flush()
     return sys.stdin.readline().strip() == database
 

@@ -362,7 +362,41 @@ def render_config(report: Report) -> str:
     return "\n".join(lines)
 
 
+def render_diff(report: Report) -> str:
+    """The diff: one line per table that differs, with its sample keys, then the rest."""
+    payload = report.payload.to_dict() if report.payload is not None else {}
+    tables = payload.get("tables") or []
+    if not tables:
+        return render_job(report)
+    lines = [f"DATABASE DIFF {report.status.upper()} - {report.database}"]
+    lines.append(f"  backup        {payload.get('backup_id')} (snapshot {payload.get('snapshot_time')})")
+    width = max(len(t["table"]) for t in tables)
+    for t in tables:
+        if t.get("error"):
+            lines.append(f"  {t['table']:<{width}}  NOT COMPARED: {t['error']}")
+            continue
+        counts = f"deleted {t['deleted']}, inserted {t['inserted']}, changed {t['changed']}"
+        same = not (t["deleted"] or t["inserted"] or t["changed"])
+        rows = f"rows {t['backup_rows']} -> {t['live_rows']}"
+        lines.append(f"  {t['table']:<{width}}  {'unchanged' if same else counts}  ({rows})")
+        for kind in ("deleted", "inserted", "changed"):
+            sample = t["samples"].get(kind) or []
+            if sample:
+                shown = ", ".join(json.dumps(k) if isinstance(k, list) else str(k) for k in sample)
+                key = ",".join(t["key"]) if t.get("key") else "row"
+                lines.append(f"  {'':<{width}}    {kind} {key}: {shown[:200]}")
+    rest = [f for f in report.findings if f.check != "diff"]
+    if rest:
+        lines += ["", *render_job(replace(report, findings=rest, figures={})).splitlines()[1:]]
+    else:
+        stored = _stored(report)
+        if stored:
+            lines.append(f"  report        {stored}")
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[Report], str]] = {
+    "diff": render_diff,
     "backup": render_backup,
     "restore-test": render_restore,
     "status": render_status,
