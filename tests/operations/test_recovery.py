@@ -95,7 +95,8 @@ def test_diff_names_exactly_what_changed(incident):
     for unchanged in ("public.artist", "public.audit", "public.events_2026"):
         t = tables[unchanged]
         assert (t["deleted"], t["inserted"], t["changed"]) == (0, 0, 0), unchanged
-    assert report.figures["tables_differing"] == 6
+    assert report.figures["tables_differing"] == 5
+    assert "pgrunbook.backup_metadata" not in tables  # pgrunbook's own mirror: only when named
 
 
 def test_diff_of_an_unchanged_database_exits_0(new_db, make_settings):
