@@ -320,3 +320,22 @@ def test_apply_shows_the_plan_and_needs_the_database_name(incident):
     assert any("not applied" in f.message for f in report.findings)
     with Database.connect(settings.conninfo()) as db:
         assert db.scalar("SELECT count(*) FROM album WHERE album_id = 8") == 0  # nothing changed
+
+
+def test_a_target_that_cannot_host_the_backup_is_refused_and_left_alone(new_db, make_settings, pg18_target):
+    from tests.conftest import rewrite_manifest
+
+    settings = make_settings(new_db(sql="CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);"))
+    backup_id = run_backup(settings).backup_id
+    rewrite_manifest(
+        settings,
+        backup_id,
+        lambda data: data["needs"]["extensions"].append(
+            {"name": "postgis", "version": "3.4.2", "schema": "public"}
+        ),
+    )
+    url = pg18_target.conninfo.with_dbname("never_made").libpq_uri()
+    with pytest.raises(ConfigError, match=r"cannot host backup .*extension postgis"):
+        run_operation("restore", OperationContext(settings), target_url=url)
+    with Database.connect(pg18_target.conninfo) as db:
+        assert not db.scalar("SELECT 1 FROM pg_database WHERE datname = 'never_made'")
