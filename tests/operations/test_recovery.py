@@ -339,3 +339,98 @@ def test_a_target_that_cannot_host_the_backup_is_refused_and_left_alone(new_db, 
         run_operation("restore", OperationContext(settings), target_url=url)
     with Database.connect(pg18_target.conninfo) as db:
         assert not db.scalar("SELECT 1 FROM pg_database WHERE datname = 'never_made'")
+
+
+ROLES = """
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'legacy_owner') THEN CREATE ROLE legacy_owner NOLOGIN; END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'legacy_reader') THEN CREATE ROLE legacy_reader NOLOGIN; END IF;
+END $$;
+CREATE SCHEMA sales AUTHORIZATION legacy_owner;
+CREATE TABLE sales.orders (id int PRIMARY KEY, total numeric);
+ALTER TABLE sales.orders OWNER TO legacy_owner;
+GRANT SELECT ON sales.orders TO legacy_reader;
+GRANT USAGE ON SCHEMA sales TO legacy_reader;
+INSERT INTO sales.orders SELECT g, g FROM generate_series(1, 100) g;
+"""
+
+
+def test_role_map_gives_a_roles_objects_and_grants_to_a_target_role(new_db, make_settings, pg18_target):
+    settings = make_settings(new_db(sql=ROLES))
+    backup_id = run_backup(settings).backup_id
+    with Database.connect(pg18_target.conninfo) as admin:
+        admin.run("DROP ROLE IF EXISTS app_v2; CREATE ROLE app_v2 NOLOGIN")
+        for role in ("legacy_owner", "legacy_reader"):
+            assert not admin.scalar(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'")
+    url = pg18_target.conninfo.with_dbname("mapped").libpq_uri()
+    try:
+        report = run_operation(
+            "restore",
+            OperationContext(settings),
+            target_url=url,
+            backup_id=backup_id,
+            role_map="legacy_reader=app_v2",
+        )
+        assert report.exit_code == 0, [f.message for f in report.findings]
+        with Database.connect(pg18_target.conninfo.with_dbname("mapped")) as db:
+            assert db.scalar("SELECT has_table_privilege('app_v2', 'sales.orders', 'SELECT')")
+            assert db.scalar("SELECT has_schema_privilege('app_v2', 'sales', 'USAGE')")
+            assert not db.scalar("SELECT 1 FROM pg_roles WHERE rolname = 'legacy_reader'")  # mapped: not left
+            owner = db.scalar(
+                "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'sales.orders'::regclass"
+            )
+            assert owner == "legacy_owner"  # unmapped: recreated NOLOGIN, owner kept
+            assert not db.scalar("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'legacy_owner'")
+        with pytest.raises(ConfigError, match="roles the target does not have: nobody_here"):
+            run_operation(
+                "restore",
+                OperationContext(settings),
+                target_url=pg18_target.conninfo.with_dbname("mapped2").libpq_uri(),
+                role_map="legacy_reader=nobody_here",
+            )
+    finally:
+        drop_database(pg18_target, "mapped")
+        with Database.connect(pg18_target.conninfo) as admin:
+            admin.run("DROP ROLE IF EXISTS legacy_owner")
+            admin.run("DROP ROLE IF EXISTS app_v2")
+
+
+def test_at_restores_the_newest_backup_at_or_before_the_time(new_db, make_settings, pg18_target):
+    from datetime import timedelta
+
+    source = new_db(sql="CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);")
+    settings = make_settings(source)
+    first = run_backup(settings)
+    with Database.connect(source) as db:
+        db.run("INSERT INTO t VALUES (2)")
+    second = run_backup(settings)
+    catalog = Catalog(settings.primary_store())
+    between = catalog.manifest(first.backup_id).snapshot_time + timedelta(microseconds=1)
+    assert between < catalog.manifest(second.backup_id).snapshot_time
+    url = pg18_target.conninfo.with_dbname("as_of").libpq_uri()
+    try:
+        report = run_operation("restore", OperationContext(settings), target_url=url, at=between.isoformat())
+        assert report.figures["backup_id"] == first.backup_id
+        with Database.connect(pg18_target.conninfo.with_dbname("as_of")) as db:
+            assert db.scalar("SELECT count(*) FROM t") == 1
+        with pytest.raises(ConfigError, match="at or before"):
+            run_operation("restore", OperationContext(settings), target_url=url, at="2001-01-01T00:00:00Z")
+    finally:
+        drop_database(pg18_target, "as_of")
+
+
+def test_diff_and_repair_of_a_postgresql_16_database_against_a_copy_on_18(new_db, make_settings, pg16):
+    """The copy is restored on the PostgreSQL 18 target; row hashes agree across versions."""
+    source = new_db("music_store.sql", server=pg16)
+    settings = make_settings(source)
+    assert run_backup(settings).status == "ok"
+    with Database.connect(source) as db:
+        db.run(INCIDENT)
+    report = _diff(settings, tables="public.album,public.track,public.play_log", apply_repair=True, yes=True)
+    assert report.exit_code == 0, [f.message for f in report.findings]
+    found = _tables(report)
+    assert (found["public.track"]["deleted"], found["public.track"]["changed"]) == (25, 3)
+    again = _diff(settings, tables="public.album,public.track,public.play_log")
+    left = _tables(again)
+    assert left["public.track"]["inserted"] == 2  # kept: no --include-inserted
+    assert all(t["deleted"] == 0 and t["changed"] == 0 for t in left.values()), left
