@@ -434,3 +434,15 @@ def test_diff_and_repair_of_a_postgresql_16_database_against_a_copy_on_18(new_db
     left = _tables(again)
     assert left["public.track"]["inserted"] == 2  # kept: no --include-inserted
     assert all(t["deleted"] == 0 and t["changed"] == 0 for t in left.values()), left
+
+
+def test_a_dropped_table_is_named_with_the_way_back(incident):
+    settings, _ = incident
+    with Database.connect(settings.conninfo()) as db:
+        db.run("DROP TABLE play_log")
+    report = _diff(settings, tables="public.play_log,public.audit")
+    assert report.exit_code == 1
+    [finding] = [f for f in report.findings if f.details.get("table") == "public.play_log"]
+    assert "does not exist in the live database" in finding.message
+    assert "pgrunbook restore --into-schema NAME --tables public.play_log" in finding.message
+    assert finding.details["backup_rows"] == 3002

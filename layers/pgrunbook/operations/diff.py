@@ -103,7 +103,7 @@ def repair_script(
     """The repair for the tables ``diffs`` found differing (see adapters/postgres/repair)."""
     parts = []
     for table, found in zip(tables, diffs, strict=True):
-        if not found.differs or found.error:
+        if not found.differs or found.error or not found.listed:
             continue
         parts.append(
             TableRepair(
@@ -138,6 +138,12 @@ def repair_script(
     for found in diffs:
         if found.error:
             script.header.append(f"{found.table}: not repaired: {found.error}")
+        elif not found.listed:
+            script.header.append(
+                f"{found.table}: not repaired: {found.deleted_count} deleted and {found.inserted_count} inserted rows "
+                "are too many to name one by one; restore the table beside the others "
+                f"(pgrunbook restore --into-schema NAME --tables {found.table}) and swap it in"
+            )
     script.header += [
         "",
         "One transaction: every statement checks that its row is still as the diff saw it, or the whole",
@@ -269,7 +275,10 @@ def findings(report: Report, result: DiffResult, *, include_inserted: bool) -> N
     severity = "info" if result.applied else "critical"  # applied: the repair's finding decides
     for t in differing:
         if t.error:
-            report.add("diff", "critical", t.error, table=t.table)
+            hint = ""
+            if "does not exist in the live database" in t.error:
+                hint = f"; pgrunbook restore --into-schema NAME --tables {t.table} brings it back beside the others"
+            report.add("diff", "critical", t.error + hint, table=t.table, backup_rows=t.backup_rows)
             continue
         report.add(
             "diff",

@@ -137,3 +137,24 @@ def test_a_table_missing_live_or_missing_a_column_is_reported(pair):
             label="x",
         )
         assert "lost columns" in (t.error or "")
+
+
+def test_a_range_one_side_lacks_entirely_is_counted_and_sampled_not_listed(pg18):
+    """A DELETE without WHERE on a big table: the keys are counted, 20 sampled, none listed
+    (the repair then says to restore the table instead)."""
+    from tests.conftest import create_database, drop_database
+
+    backup = create_database(pg18, sql=TABLES)
+    live = create_database(
+        pg18, sql=TABLES + "DELETE FROM by_int WHERE id > 2000; UPDATE by_int SET v = 'x' WHERE id = 3;"
+    )
+    try:
+        t = diff((backup, live), "by_int", max_keys=1000)
+        assert (t.deleted_count, t.changed) == (18000, [("3",)])
+        assert not t.listed and t.bulk_deleted > 0
+        assert len(t.samples()["deleted"]) == 20
+        assert t.rows_read <= 6000  # two mixed leaves read; the 16,000 rows of the one-sided ranges never
+        assert "counted and sampled" in t.to_dict()["note"]
+    finally:
+        drop_database(pg18, backup.dbname)
+        drop_database(pg18, live.dbname)

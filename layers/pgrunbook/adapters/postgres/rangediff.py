@@ -46,6 +46,9 @@ LEAF_ROWS = 2000
 FANOUT = 16
 MAX_BUCKETS = 4096
 SAMPLES = 20
+# keys a comparison keeps per table; a range that exists on one side only and would exceed
+# it (a DELETE without WHERE on a big table) is counted and sampled, not listed
+MAX_KEYS = 100_000
 HASH_BUCKET_SHIFT = 54  # keyless tables: 1024 buckets by the row hash's top bits
 
 Key = tuple[str, ...]  # a key's columns as text
@@ -81,14 +84,27 @@ class TableDiff:
     queries: int = 0  # range queries run (both sides)
     rows_read: int = 0  # (key, hash) pairs read from both sides' leaves
     error: str | None = None  # the table could not be compared
+    # rows counted in ranges one side lacks entirely, too many to list (MAX_KEYS), with samples
+    bulk_deleted: int = 0
+    bulk_inserted: int = 0
+    bulk_samples: dict[str, list[Key]] = field(default_factory=lambda: {"deleted": [], "inserted": []})
 
     @property
     def deleted_count(self) -> int:
-        return len(self.deleted) if self.key is not None else sum(self.deleted_rows.values())
+        if self.key is None:
+            return sum(self.deleted_rows.values())
+        return len(self.deleted) + self.bulk_deleted
 
     @property
     def inserted_count(self) -> int:
-        return len(self.inserted) if self.key is not None else sum(self.inserted_rows.values())
+        if self.key is None:
+            return sum(self.inserted_rows.values())
+        return len(self.inserted) + self.bulk_inserted
+
+    @property
+    def listed(self) -> bool:
+        """Whether every differing row is known by its key (so a repair can name each)."""
+        return not (self.bulk_deleted or self.bulk_inserted)
 
     @property
     def changed_count(self) -> int:
@@ -112,8 +128,8 @@ class TableDiff:
             return [k[0] if len(k) == 1 else list(k) for k in keys[:SAMPLES]]
 
         return {
-            "deleted": shown(self.deleted),
-            "inserted": shown(self.inserted),
+            "deleted": shown(sorted([*self.deleted, *self.bulk_samples["deleted"]], key=key_order)),
+            "inserted": shown(sorted([*self.inserted, *self.bulk_samples["inserted"]], key=key_order)),
             "changed": shown(self.changed),
         }
 
@@ -131,6 +147,11 @@ class TableDiff:
         }
         if self.error:
             data["error"] = self.error
+        if not self.listed:
+            data["note"] = (
+                f"{self.bulk_deleted + self.bulk_inserted} rows are in key ranges that one side lacks entirely: "
+                "counted and sampled, not listed"
+            )
         return data
 
 
@@ -211,6 +232,7 @@ class RangeDiff:
         leaf_rows: int = LEAF_ROWS,
         fanout: int = FANOUT,
         max_buckets: int = MAX_BUCKETS,
+        max_keys: int = MAX_KEYS,
     ):
         self.backup, self.live = backup, live
         self.max_buckets = max_buckets
@@ -218,6 +240,8 @@ class RangeDiff:
         self.key = list(key) if key else None
         self.types = types
         self.leaf_rows, self.fanout = leaf_rows, fanout
+        self.max_keys = max_keys
+        self._kept = 0  # keys read into the leaves so far
         self.hash = row_hash_sql([(c.name, c.mode) for c in self.columns], method)
         self.result = TableDiff(label, key=self.key)
         self._leaf_backup: dict[Key, int] = {}
@@ -302,6 +326,10 @@ class RangeDiff:
         self._reconcile()
 
     def _descend(self, lo: Key | None, hi: Key | None, backup_rows: int, live_rows: int) -> None:
+        one_sided = not backup_rows or not live_rows
+        if one_sided and self._kept + backup_rows + live_rows > self.max_keys:
+            self._summarize(lo, hi, backup_rows, live_rows)
+            return
         if max(backup_rows, live_rows) <= self.leaf_rows:
             self._leaf(lo, hi)
             return
@@ -326,12 +354,32 @@ class RangeDiff:
             if b != lv:
                 self._descend(start, end, b[0], lv[0])
 
+    def _summarize(self, lo: Key | None, hi: Key | None, backup_rows: int, live_rows: int) -> None:
+        """A range only one side has rows in, too big to list: its count, and sample keys."""
+        kind, side = ("deleted", self.backup) if backup_rows else ("inserted", self.live)
+        if kind == "deleted":
+            self.result.bulk_deleted += backup_rows
+        else:
+            self.result.bulk_inserted += live_rows
+        samples = self.result.bulk_samples[kind]
+        if len(samples) < SAMPLES:
+            self.result.queries += 1
+            keys = ", ".join(self._keys())
+            samples.extend(
+                tuple(row)
+                for row in side.db.run(
+                    f"SELECT {self._key_text()} FROM ONLY {side.table}{self._where(lo, hi)} "
+                    f"ORDER BY {keys} LIMIT {SAMPLES - len(samples)}"
+                )
+            )
+
     def _leaf(self, lo: Key | None, hi: Key | None) -> None:
         where = self._where(lo, hi)
         for side, found in ((self.backup, self._leaf_backup), (self.live, self._leaf_live)):
             self.result.queries += 1
             rows = side.db.run(f"SELECT {self._key_text()}, {self.hash} FROM ONLY {side.table}{where}")
             self.result.rows_read += len(rows)
+            self._kept += len(rows)
             for row in rows:
                 found[tuple(row[:-1])] = int(row[-1])
 
@@ -400,6 +448,7 @@ def diff_table(
     leaf_rows: int = LEAF_ROWS,
     fanout: int = FANOUT,
     max_buckets: int = MAX_BUCKETS,
+    max_keys: int = MAX_KEYS,
 ) -> TableDiff:
     """Compare one table; the live side in one read-only snapshot.  A table missing live, or
     missing a column the backup has, is reported with ``error`` and compared no further."""
@@ -430,6 +479,7 @@ def diff_table(
             leaf_rows=leaf_rows,
             fanout=fanout,
             max_buckets=max_buckets,
+            max_keys=max_keys,
         ).run()
     except SqlError as exc:
         result.error = f"{label} could not be compared: {exc}"

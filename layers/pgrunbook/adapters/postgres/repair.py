@@ -182,8 +182,8 @@ def build(
     for part in ordered:
         counts = script.counts.setdefault(part.label, {"deleted": 0, "changed": 0, "inserted": 0})
         diff = part.diff
-        if diff.error:
-            continue
+        if diff.error or not diff.listed:
+            continue  # not compared, or too many rows to name one by one: said in the header
         flags = _live_columns(part.live.db, part.live.schema, part.live.name)
         writable = [c.name for c in part.columns if c.name in flags and not flags[c.name][1]]
         overriding = " OVERRIDING SYSTEM VALUE" if any(flags[c][0] == "a" for c in writable) else ""
