@@ -191,16 +191,17 @@ def restore_into_schema(
         if restorer.report.restore_errors or not all(t.match for t in restorer.report.tables):
             return  # the backup's copy is not whole: nothing goes into the live database
         archive = ctx.settings.work_path / f"pgrunbook-into-schema-{run_id}.dump"
+        dumper = find_pg_dump(major, pg_bin=ctx.settings.pg_bin)
         try:
             dump = run_tool(
-                find_pg_dump(major, pg_bin=ctx.settings.pg_bin),
+                dumper,
                 ["--format=custom", f"--schema={side}", f"--file={archive}", "--no-password"],
                 scratch,
             )
             if dump.returncode != 0:
                 raise RestoreFailed(f"pg_dump of the restored tables failed: {dump.tail(3)}")
             restore = run_tool(
-                find_pg_restore(major, major, pg_bin=ctx.settings.pg_bin),
+                find_pg_restore(dumper.major, major, pg_bin=ctx.settings.pg_bin),
                 ["--no-password", "--exit-on-error", "--single-transaction", str(archive)],
                 live,
             )
