@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -291,7 +292,7 @@ class RangeDiff:
 
     def _keyed(self) -> None:
         assert self.key is not None
-        backup, live = self.backup, self.live
+        backup = self.backup
         first = quote_ident(self.key[0])
         total_rows = int(backup.db.scalar(f"SELECT count(*) FROM ONLY {backup.table}"))
         step = max(self.leaf_rows, math.ceil(total_rows / self.max_buckets))
@@ -306,15 +307,7 @@ class RangeDiff:
         array = f"ARRAY[{', '.join(literal(b, self.types[self.key[0]]) for b in bounds)}]"
         bucket = f"pg_catalog.width_bucket({first}, {array})" if bounds else "0"
         query = "SELECT {b}, count(*), sum({h}) FROM ONLY {t} GROUP BY 1"
-        per_side = []
-        for side in (backup, live):
-            self.result.queries += 1
-            per_side.append(
-                {
-                    int(b): (int(n), int(s or 0))
-                    for b, n, s in side.db.run(query.format(b=bucket, h=self.hash, t=side.table))
-                }
-            )
+        per_side = self._both_sides(lambda side: query.format(b=bucket, h=self.hash, t=side.table))
         self.result.backup_rows = sum(n for n, _ in per_side[0].values())
         self.result.live_rows = sum(n for n, _ in per_side[1].values())
         edges: list[Key | None] = [None, *((b,) for b in bounds), None]
@@ -325,12 +318,29 @@ class RangeDiff:
                 self._descend(edges[index], edges[index + 1], b[0], lv[0])
         self._reconcile()
 
+    def _both_sides(self, sql: Callable[[Side], str]) -> list[dict[int, tuple[int, int]]]:
+        """A bucket pass, ``(count, sum)`` per bucket, on both sides: at the same time when they
+        are separate sessions (the backup's copy is usually on another server), each pass
+        being a full scan."""
+
+        def one(side: Side) -> dict[int, tuple[int, int]]:
+            return {int(b): (int(n), int(s or 0)) for b, n, s in side.db.run(sql(side))}
+
+        self.result.queries += 2
+        if self.backup.db is self.live.db:
+            return [one(self.backup), one(self.live)]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="diff") as pool:
+            backup = pool.submit(one, self.backup)
+            live = one(self.live)
+            return [backup.result(), live]
+
     def _descend(self, lo: Key | None, hi: Key | None, backup_rows: int, live_rows: int) -> None:
         one_sided = not backup_rows or not live_rows
         if one_sided and self._kept + backup_rows + live_rows > self.max_keys:
             self._summarize(lo, hi, backup_rows, live_rows)
             return
-        if max(backup_rows, live_rows) <= self.leaf_rows:
+        if max(backup_rows, live_rows) <= 2 * self.leaf_rows:
+            # a bucket is leaf_rows rows: one inserted row must not split it 16 ways
             self._leaf(lo, hi)
             return
         side = self.backup if backup_rows >= live_rows else self.live
@@ -394,12 +404,7 @@ class RangeDiff:
     def _keyless(self) -> None:
         shift = HASH_BUCKET_SHIFT
         query = f"SELECT h >> {shift}, count(*), sum(h) FROM (SELECT {self.hash} AS h FROM ONLY {{t}}) s GROUP BY 1"
-        per_side = []
-        for side in (self.backup, self.live):
-            self.result.queries += 1
-            per_side.append(
-                {int(b): (int(n), int(s or 0)) for b, n, s in side.db.run(query.format(t=side.table))}
-            )
+        per_side = self._both_sides(lambda side: query.format(t=side.table))
         self.result.backup_rows = sum(n for n, _ in per_side[0].values())
         self.result.live_rows = sum(n for n, _ in per_side[1].values())
         differing = sorted(
