@@ -35,6 +35,7 @@ test: builds
 bench: $(STAMP)
 	$(BIN)/python bench/bench_backup.py $(BENCH_ARGS)
 	$(BIN)/python bench/bench_tasks.py $(TASKS_BENCH_ARGS)
+	$(BIN)/python bench/bench_diff.py $(DIFF_BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
