@@ -3,8 +3,8 @@
 its entry there).
 
 * ``PrimaryStack``, in the primary region: the primary backup bucket, the daily and weekly
-  jobs (backup, retention, verify, restore test, health), the recovery and migration
-  workflows, alerts and the dashboard.
+  jobs (backup, retention, verify, restore test, health), the recovery, migration and
+  table-recovery workflows, alerts and the dashboard.
 * ``DrStack``, in the second region: the DR bucket the backup job copies into, and the
   monthly DR drill, which assumes the primary region is gone and so runs here, with its own
   alerts, restoring into the DR region's restore target.
@@ -36,14 +36,33 @@ from infra.constructs.layers import (
 from infra.constructs.monitoring import Alerts, Monitoring
 from infra.constructs.runners import Dispatch, FargateJob, PhaseRunner, TaskNetwork
 from infra.constructs.storage import BackupStorage
-from infra.constructs.workflows import MigrationWorkflow, PhaseWorkflow, PitrWorkflow, RestoreWorkflow
+from infra.constructs.workflows import (
+    MigrationWorkflow,
+    PhaseWorkflow,
+    PitrWorkflow,
+    RestoreWorkflow,
+    TableRecoveryWorkflow,
+)
 from pgrunbook.adapters.aws.rds_targets import PURPOSE, PURPOSE_TAG
 from pgrunbook.domain.layout import REPORTS, RUNS, Layout, everything_under
 from pgrunbook.operations import registry
 from pgrunbook.operations.registry import Fargate, Operation
 from pgrunbook.settings.options import environment, read_by
 
-WORKFLOW_CONSTRUCTS: dict[str, type[PhaseWorkflow]] = {"pitr": PitrWorkflow, "migrate": MigrationWorkflow}
+WORKFLOW_CONSTRUCTS: dict[str, type[PhaseWorkflow]] = {
+    "pitr": PitrWorkflow,
+    "migrate": MigrationWorkflow,
+    "recover-tables": TableRecoveryWorkflow,
+}
+# each workflow's construct id (the state machine's logical id derives from it: keep them)
+WORKFLOW_IDS = {
+    "pitr": "PitrWorkflow",
+    "migrate": "MigrationWorkflow",
+    "recover-tables": "TableRecoveryWorkflow",
+}
+# minutes an execution may take besides its approval's wait and two hours: a recovery's
+# deadline; a table recovery's restore and repair of large tables on Fargate
+EXTRA_MINUTES = {"recover-tables": 240}
 DR_SETTINGS = ("dr_bucket", "dr_region")
 
 
@@ -346,10 +365,10 @@ class _PgRunbookStack(Stack):
         grants = self.with_handoffs(op, make()) if runner else make()
         function = self.add_function(op, grants)
         config = self.config
-        extra = config.pitr["deadline_minutes"] if op.name == "pitr" else 0
+        extra = config.pitr["deadline_minutes"] if op.name == "pitr" else EXTRA_MINUTES.get(op.name, 0)
         return WORKFLOW_CONSTRUCTS[op.name](
             self,
-            f"{op.name.title()}Workflow" if op.name == "pitr" else "MigrationWorkflow",
+            WORKFLOW_IDS[op.name],
             function=function.function,
             state_machine_name=f"{config.name}-{op.name}",
             timeout=Duration.minutes(config.approval_timeout_seconds(op.name) // 60 + extra + 120),
@@ -395,6 +414,14 @@ class PrimaryStack(_PgRunbookStack):
         self.add_jobs()
         self.pitr = self.add_workflow(registry.get("pitr"), self.pitr_grants)
         self.migrations = self.add_workflow(registry.get("migrate"))
+        self.table_recovery = self.add_workflow(registry.get("recover-tables"))
+        CfnOutput(
+            self,
+            "TableRecoveryStateMachineArn",
+            value=self.table_recovery.state_machine.state_machine_arn,
+            description="PGRUNBOOK_RECOVER_TABLES_STATE_MACHINE_ARN for pgrunbook recover-tables "
+            "start|status|approve|reject",
+        )
         CfnOutput(
             self,
             "MigrationStateMachineArn",
@@ -424,6 +451,7 @@ class PrimaryStack(_PgRunbookStack):
             workflows={
                 "pitr": self.pitr.state_machine,
                 "migrate": self.migrations.state_machine,
+                "recover-tables": self.table_recovery.state_machine,
                 **{name: w.state_machine for name, w in self.restore_workflows.items()},
                 **{name: d.state_machine for name, d in self.dispatches.items()},
             },

@@ -42,6 +42,7 @@ def load_handler(name: str):
         spec = importlib.util.spec_from_file_location(
             f"function_{name.replace('-', '_')}", FUNCTIONS / "app.py"
         )
+        assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
@@ -85,7 +86,7 @@ class Inbox:
     def messages(self) -> list[dict]:
         """The notifications received since the last call (each read once)."""
         sqs = boto3.client("sqs", region_name=self.region)
-        out = []
+        out: list[dict] = []
         while True:
             batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
             if not batch:

@@ -197,6 +197,8 @@ class Monitoring(Construct):
                     "restore-test": "its throwaway RDS target may still exist (the next run's sweep deletes it)",
                     "dr-drill": "its throwaway RDS target may still exist (the next run's sweep deletes it)",
                     "backup": "its run may have left no report (pgrunbook status shows it unfinished)",
+                    "recover-tables": "the backup's copy of the tables may remain in its side schema "
+                    "(pgrunbook recover-tables status)",
                 }.get(name, "maintenance mode may still be on (pgrunbook pitr status)")
                 self._any(
                     f"{name}-{metric_name}",

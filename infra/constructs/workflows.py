@@ -1,5 +1,6 @@
 """pgrunbook's workflows as Step Functions state machines: point-in-time recovery, schema
-migration, and (where throwaway RDS targets are configured) the restore test and DR drill.
+migration, table recovery, and (where throwaway RDS targets are configured) the restore test
+and DR drill.
 
 Every task runs one phase of the workflow's module (:mod:`pgrunbook.workflows.pitr.phases`,
 :mod:`pgrunbook.workflows.migrate.phases`) in the workflow's function and returns the new state;
@@ -32,6 +33,7 @@ from constructs import Construct
 from pgrunbook.workflows.engine import Retry
 from pgrunbook.workflows.migrate.phases import RETRIES as MIGRATE_RETRIES
 from pgrunbook.workflows.pitr.phases import RETRIES
+from pgrunbook.workflows.recover.phases import RETRIES as RECOVER_RETRIES
 
 if TYPE_CHECKING:
     from infra.constructs.runners import PhaseRunner
@@ -334,6 +336,57 @@ class MigrationWorkflow(PhaseWorkflow):
             sfn.Choice(self, "AnythingPending?")
             .when(sfn.Condition.number_equals("$.pending_count", 0), sfn.Succeed(self, "NothingPending"))
             .otherwise(backup)
+        )
+
+
+class TableRecoveryWorkflow(PhaseWorkflow):
+    """The runbook's data corruption response for chosen tables
+    (:mod:`pgrunbook.workflows.recover.phases`)::
+
+        Validate ─✗→ Rejected (nothing changed)
+          → Restore (the backup's copy into a side schema) → Diff
+          ─(nothing to repair)→ Finish → NothingToRepair
+          → Approval (task token; timeout) ─rejected/timeout→ Abort (copy dropped) → Aborted
+          → Apply (compare again; the approved repair, one transaction) → Verify → Finish → Repaired
+
+    Any task after validation that fails is caught into ReportFailure (the CRITICAL notice
+    naming the phase; the copy is kept for investigation).  Restore and Apply are long phases:
+    with a Fargate runner they run where the dispatch chooses; neither is ever retried."""
+
+    titles: ClassVar[dict[str, str]] = {
+        "validate": "Validate",
+        "restore": "Restore",
+        "diff": "Diff",
+        "request_approval": "Approval",
+        "apply": "Apply",
+        "verify": "Verify",
+        "finish": "Finish",
+        "abort": "Abort",
+        "fail": "ReportFailure",
+    }
+    retries = RECOVER_RETRIES
+    failed_error = "TableRecoveryFailed"
+    aborted_error = "TableRecoveryAborted"
+    comment = (
+        "pgrunbook table recovery: validate, restore a copy beside the tables, diff, approval, repair, verify"
+    )
+
+    def body(self, validate: sfn.TaskStateBase, approval: sfn.TaskStateBase) -> sfn.IChainable:
+        finish = self.step("finish")
+        finish.next(
+            sfn.Choice(self, "Repaired?")
+            .when(sfn.Condition.boolean_equals("$.repair_needed", True), sfn.Succeed(self, "Repaired"))
+            .otherwise(sfn.Succeed(self, "NothingToRepair"))
+        )
+        approval.next(self.step("apply")).next(self.step("verify")).next(finish)
+        return (
+            validate.next(self.step("restore"))
+            .next(self.step("diff"))
+            .next(
+                sfn.Choice(self, "AnythingToRepair?")
+                .when(sfn.Condition.boolean_equals("$.repair_needed", True), approval)
+                .otherwise(finish)
+            )
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ REMEDY = "use another target"
 
 
 def target(**overrides) -> Capabilities:
-    values = {
+    values: dict[str, Any] = {
         "server": "the embedded PostgreSQL",
         "major": 18,
         "available": {"vector": ["0.8.0", "0.8.1"], "plpgsql": ["1.0"], "citext": ["1.4", "1.5", "1.6"]},

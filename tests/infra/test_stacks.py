@@ -33,7 +33,7 @@ def context(**changes) -> dict:
 
 
 def resources(template: Template, kind: str) -> dict:
-    return template.find_resources(kind)
+    return dict(template.find_resources(kind))
 
 
 def function(template: Template, job: str) -> dict:
@@ -56,7 +56,7 @@ def role_statements(template: Template, job: str) -> list[dict]:
 
 
 def actions_of(statements: list[dict]) -> set[str]:
-    out = set()
+    out: set[str] = set()
     for s in statements:
         out.update([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
     return out
@@ -179,6 +179,7 @@ def test_backup_buckets_are_locked_down(stack, region, synthesized):
         ("primary", "verify", 1024, 600, 512, False),
         ("primary", "health", 512, 300, 512, False),
         ("dr", "dr-drill", 3008, 900, 10240, True),
+        ("primary", "recover-tables", 3008, 900, 10240, False),
     ],
 )
 def test_functions_are_sized_and_observed(stack, job, memory, timeout, ephemeral, exclusive, synthesized):
@@ -815,6 +816,100 @@ def test_migration_approval_can_be_switched_off_in_context(tmp_path):
         DeploymentConfig.from_context(context(migrations={"lock_timeout": "soon"}))
     with pytest.raises(ConfigurationError, match="unknown migrations"):
         DeploymentConfig.from_context(context(migrations={"aproval": False}))
+
+
+# -- table recovery ------------------------------------------------------------------------------
+
+
+def test_table_recovery_state_machine_repairs_only_after_approval(synthesized):
+    template = synthesized["primary"]
+    states = machine_definition(template, "pgrunbook-app-recover-tables")["States"]
+    assert states["Validate"]["Next"] == "ChooseRestore"  # a long phase: its runner's choice first
+    assert states[states["Validate"]["Catch"][0]["Next"]] == {
+        "Type": "Fail",
+        "ErrorPath": "$.error.Error",
+        "CausePath": "$.error.Cause",
+    }
+    assert states["RestoreRunner?"]["Default"] == "Restore"
+    assert states["Restore"]["Next"] == states["CollectRestore"]["Next"] == "Diff"
+    assert states["Diff"]["Next"] == "AnythingToRepair?"
+    [repair] = states["AnythingToRepair?"]["Choices"]
+    assert repair["Variable"] == "$.repair_needed" and repair["Next"] == "Approval"
+    assert states["AnythingToRepair?"]["Default"] == "Finish"  # nothing to repair: no approval
+    approval = states["Approval"]
+    assert approval["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
+    assert approval["TimeoutSecondsPath"] == "$.approval_timeout_seconds"
+    assert approval["Catch"][0]["ErrorEquals"] == ["States.Timeout", "ApprovalRejected"]
+    assert states[approval["Catch"][0]["Next"]]["Next"] == "Aborted"  # Abort drops the copy
+    assert approval["Next"] == "ChooseApply"
+    assert states["Apply"]["Next"] == states["CollectApply"]["Next"] == "Verify"
+    assert states["Verify"]["Next"] == "Finish" and states["Finish"]["Next"] == "Repaired?"
+    for task in ("Restore", "Diff", "Apply", "Verify", "Finish", "ChooseRestore", "CollectApply"):
+        marker = states[states[task]["Catch"][0]["Next"]]
+        assert marker["Type"] == "Pass" and marker["Next"] == "ReportFailure", task
+    assert states["Failed"] == {
+        "Type": "Fail",
+        "Error": "TableRecoveryFailed",
+        "CausePath": "$.failure_message",
+    }
+    # what restores or writes the live tables is never run twice by a retry
+    for name in ("Restore", "Apply"):
+        assert [r["ErrorEquals"] for r in states[name]["Retry"]] == [["Lambda.TooManyRequestsException"]]
+        assert states[f"PlatformStop{name}?"]["Default"] == f"{name}Failed"
+    assert "ConnectionLost" in states["Diff"]["Retry"][0]["ErrorEquals"]
+    outputs = template.to_json()["Outputs"]
+    assert "TableRecoveryStateMachineArn" in outputs
+    assert (
+        "PGRUNBOOK_RECOVER_TABLES_STATE_MACHINE_ARN" in outputs["TableRecoveryStateMachineArn"]["Description"]
+    )
+    alarms = {a["Properties"]["AlarmName"] for a in resources(template, "AWS::CloudWatch::Alarm").values()}
+    assert "pgrunbook-app-recover-tables-executionstimedout" in alarms
+
+
+def test_table_recovery_function_grants_are_least_privilege(synthesized):
+    template = synthesized["primary"]
+    env = function(template, "recover-tables")["Environment"]["Variables"]
+    assert env["PGRUNBOOK_PITR_APPROVAL_TIMEOUT"] == "3600" and env["PGRUNBOOK_DR_BUCKET"]
+    assert not [k for k in env if "MIGRATION" in k or "MAINTENANCE" in k or "PITR_PROVIDER" in k]
+    statements = role_statements(template, "recover-tables")
+    actions = actions_of(statements)
+    assert actions - {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+        "sns:Publish",
+        "kms:GenerateDataKey*",
+    } == {
+        "s3:ListBucket",
+        "s3:GetObject",
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:DeleteObject",
+        "kms:GenerateDataKey",
+        "kms:Decrypt",
+        "secretsmanager:GetSecretValue",
+    }
+    # the database's secret, read only; nothing of RDS, SSM, Object Lock
+    secrets = [s for s in statements if "secretsmanager:GetSecretValue" in actions_of([s])]
+    assert [s["Resource"] for s in secrets] == [context()["database_secret_arn"]]
+
+    def paths(action: str) -> set[str]:
+        found = set()
+        for s in statements:
+            if action in actions_of([s]):
+                for r in s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]:
+                    text = json.dumps(r)
+                    found.add(text[text.index("/pgrunbook/app/") + len("/pgrunbook/app/") :].split('"')[0])
+        return found
+
+    # backups are read in both regions, never written or deleted
+    assert paths("s3:GetObject") == {"backups/*", "reports/restore-test/*", "runs/*"}
+    assert paths("s3:PutObject") == {"leases/*", "reports/recover-tables/*", "runs/*"}
+    assert paths("s3:DeleteObject") == {"leases/*", "runs/*"}
+    backups = [s for s in statements if s.get("Sid") in ("PrimaryBackups", "DrBackups")]
+    assert len(backups) == 2 and {tuple(actions_of([s])) for s in backups} == {("s3:GetObject",)}
+    assert ":us-west-2:" in json.dumps([s for s in statements if s.get("Sid") == "DrKey"])
 
 
 # -- restore targets ----------------------------------------------------------------------------

@@ -57,3 +57,25 @@ def test_an_operation_reads_only_what_the_table_says(operation, options, new_db,
     unlisted = {name for name in settings.read if not read_by(name, (op.name, *op.includes))}
     assert unlisted == set(), f"{operation} reads {sorted(unlisted)}, which the option table does not list"
     assert "prefix" in settings.read  # the recording works
+
+
+def test_the_table_recovery_reads_only_what_the_table_says(new_db, make_settings, s3, pg18):
+    """A workflow: every phase of a table recovery, in this process (as --local runs them)."""
+    from pgrunbook.adapters.postgres.connection import Database
+    from pgrunbook.workflows.recover.phases import run_local
+
+    info = new_db(
+        sql="CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 50) g;"
+    )
+    base = make_settings(info, database_name=info.dbname)
+    run_operation("backup", OperationContext(base))
+    with Database.connect(info) as db:
+        db.run("UPDATE t SET v = 'w' WHERE id = 3")
+    settings = recording(base)
+    state = run_local(
+        OperationContext(settings), {"tables": "public.t"}, approve=lambda state: (True, "pytest")
+    )
+    assert state["outcome"] == "repaired", state.get("failure_message")
+    unlisted = {name for name in settings.read if not read_by(name, ("recover-tables",))}
+    assert unlisted == set(), f"recover-tables reads {sorted(unlisted)}, which the option table does not list"
+    assert {"jobs", "pitr_approval_timeout", "work_dir"} <= settings.read

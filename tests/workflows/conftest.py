@@ -34,7 +34,7 @@ from tests.lambda_env import ACCOUNT, Context, Inbox, database_secret, load_hand
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-WORKFLOWS = ("pitr", "migrate")
+WORKFLOWS = ("pitr", "migrate", "recover-tables")
 PASSWORD = "Pitr-Secret-pw-93c1d0"
 APP = """
 CREATE TABLE clients (id int PRIMARY KEY, name text NOT NULL,
@@ -139,21 +139,27 @@ def synthesize(tmp_path_factory, **changes) -> dict[str, Any]:
         },
     )
     primary, _ = build(app)
-    return Template.from_stack(primary).to_json()
+    return dict(Template.from_stack(primary).to_json())
 
 
 @pytest.fixture(scope="session")
 def definitions(tmp_path_factory) -> dict[str, str]:
     """Every phase on Lambda (runner lambda for the workflows): the Fargate phases have their
     own tests (test_dispatch_workflow.py)."""
-    template = synthesize(tmp_path_factory, runner={"default": "auto", "pitr": "lambda", "migrate": "lambda"})
+    template = synthesize(
+        tmp_path_factory,
+        runner={"default": "auto", "pitr": "lambda", "migrate": "lambda", "recover-tables": "lambda"},
+    )
     return {workflow: resolve_definition(template, workflow) for workflow in WORKFLOWS}
 
 
 @pytest.fixture(scope="session")
 def fargate_template(tmp_path_factory) -> dict[str, Any]:
     """The primary stack with the workflows' long phases forced onto Fargate."""
-    return synthesize(tmp_path_factory, runner={"default": "auto", "pitr": "fargate", "migrate": "fargate"})
+    return synthesize(
+        tmp_path_factory,
+        runner={"default": "auto", "pitr": "fargate", "migrate": "fargate", "recover-tables": "fargate"},
+    )
 
 
 def on_fargate(flow: Workflow, template: dict[str, Any], monkeypatch, workflow: str, name: str):
@@ -173,6 +179,7 @@ def on_fargate(flow: Workflow, template: dict[str, Any], monkeypatch, workflow: 
     variable = {
         "pitr": "PGRUNBOOK_PITR_STATE_MACHINE_ARN",
         "migrate": "PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN",
+        "recover-tables": "PGRUNBOOK_RECOVER_TABLES_STATE_MACHINE_ARN",
     }
     monkeypatch.setenv(variable[workflow], machine)
     flow.machines[workflow] = machine
@@ -247,7 +254,7 @@ class Workflow:
             time.sleep(0.1)
         raise AssertionError(f"execution still running after {timeout} s; entered {self.entered(arn)}")
 
-    def maintenance(self) -> dict | None:
+    def maintenance(self) -> Any:  # the parameter's JSON; None when there is none
         ssm = boto3.client("ssm", region_name=REGION)
         try:
             value = ssm.get_parameter(Name=f"/pgrunbook/{self.source.dbname}/maintenance")["Parameter"][
@@ -271,8 +278,16 @@ class Workflow:
 
 
 @pytest.fixture
-def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions) -> Iterator[Workflow]:
-    source = new_db(sql=APP)
+def source_schema() -> tuple[tuple[str, ...], str]:
+    """The source database of ``workflow``: files of tests/fixtures, then SQL (a test module
+    overrides this fixture for another schema)."""
+    return (), APP
+
+
+@pytest.fixture
+def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions, source_schema) -> Iterator[Workflow]:
+    files, sql = source_schema
+    source = new_db(*files, sql=sql)
     monkeypatch.setitem(default_user_config, "stepfunctions", {"execute_state_machine": True})
 
     handlers = {f"pgrunbook-app-{w}": load_handler(w) for w in WORKFLOWS}
@@ -332,6 +347,7 @@ def workflow(s3, new_db, pg18, monkeypatch, tmp_path, definitions) -> Iterator[W
         "PGRUNBOOK_SNS_TOPIC_ARN": inbox.topic_arn,
         "PGRUNBOOK_PITR_STATE_MACHINE_ARN": machines["pitr"],
         "PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN": machines["migrate"],
+        "PGRUNBOOK_RECOVER_TABLES_STATE_MACHINE_ARN": machines["recover-tables"],
         "PGRUNBOOK_CRITICAL_TABLES": "public.clients,public.projects",
         "PGRUNBOOK_WORK_DIR": str(tmp_path),
         "PGRUNBOOK_HOME": str(tmp_path / "home"),

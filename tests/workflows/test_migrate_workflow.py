@@ -158,7 +158,11 @@ def test_long_phases_on_fargate_hand_their_state_over_and_back(
     assert result["runner_choice"] == {"runner": "fargate", "why": "configured: runner fargate"}
     [manifest] = backups(flow)  # the pre-migration backup, taken on Fargate
     [report] = ReportStore(flow.settings.primary_store()).history("backup")
-    assert report.runner["runner"] == "fargate" and manifest.labels["reason"] == "pre-migration"
+    assert (
+        report.runner is not None
+        and report.runner["runner"] == "fargate"
+        and manifest.labels["reason"] == "pre-migration"
+    )
     root = flow.settings.primary_store().layout.root
     keys = boto3.client("s3").list_objects_v2(Bucket=flow.settings.bucket, Prefix=f"{root}/runs/")
     assert keys.get("KeyCount", 0) == 0  # every handoff collected and deleted
@@ -253,7 +257,7 @@ def test_apply_failure_rolls_back_what_this_run_applied(workflow: Workflow, migr
     assert applied(flow) == [] and "priority" not in columns(flow)  # the first one was rolled back
     # the durable record: the report names what ran, what failed and what was undone
     report = ReportStore(flow.settings.primary_store()).latest("migrate")
-    assert report.status == "critical"
+    assert report is not None and report.status == "critical"
     migration = report.detail["migration"]
     assert [(st["version"], st["status"]) for st in migration["apply"]["steps"]] == [
         ("20250907090000", "ok"), ("20250907090100", "failed"),
@@ -312,7 +316,9 @@ def test_local_run_lints_backs_up_rehearses_and_applies_without_step_functions(
     ]
     assert manifest.backup_id in resolved["Message"]
     report = ReportStore(flow.settings.primary_store()).latest("migrate")
-    assert report.status == "ok" and report.detail["migration"]["dry_run"]["ok"] is True
+    assert (
+        report is not None and report.status == "ok" and report.detail["migration"]["dry_run"]["ok"] is True
+    )
     assert report.detail["migration"]["reason"] == "release 42"
 
     # nothing pending: ends at once, no second backup, and no terminal needed without approval

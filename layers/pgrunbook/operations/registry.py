@@ -21,7 +21,7 @@ checklist).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pgrunbook.domain import metrics as m
@@ -549,21 +549,21 @@ def _target_url(label: str, value: str) -> None:
     ConnInfo.parse(value, what="target URL")
 
 
-def _choosing_a_backup(what: str) -> tuple[Option, ...]:
+def _choosing_a_backup(what: str, *, event: bool = False) -> tuple[Option, ...]:
     return (
         Option(
             "backup_id",
             f"the backup to {what} (default: the newest complete one)",
             flag="--backup-id",
             check=_backup_id,
-            event=False,
+            event=event,
         ),
         Option(
             "at",
             "the newest backup whose snapshot is at or before this time (ISO 8601 with a zone)",
             flag="--at",
             check=_instant,
-            event=False,
+            event=event,
         ),
         Option(
             "source",
@@ -572,7 +572,7 @@ def _choosing_a_backup(what: str) -> tuple[Option, ...]:
             kind="choice",
             choices=("primary", "dr"),
             flag="--from",
-            event=False,
+            event=event,
         ),
     )
 
@@ -662,6 +662,57 @@ DIFF = Operation(
     ),
 )
 
+RECOVER_TABLES = Operation(
+    "recover-tables",
+    "pgrunbook.workflows.recover.phases",
+    "data corruption response: chosen tables put back to a backup (restore, diff, approval, repair)",
+    Wording(
+        "Table Recovery",
+        "The chosen tables were not (or not verifiably) put back to the backup: the corrupted rows may "
+        "still be in the live database. The backup's copy of the tables stays in its side schema "
+        "for investigation.",
+        "from the engineer who takes over the recovery (pgrunbook recover-tables status)",
+    ),
+    kind="workflow",
+    # the request's options (the CLI's flags of ``recover-tables start``, the state machine's input)
+    options=(
+        replace(
+            TABLES,
+            doc="the tables to put back: schema.table,... (a partitioned table brings its partitions)",
+            event=True,
+        ),
+        *_choosing_a_backup("put the tables back to", event=True),
+        Option(
+            "include_inserted",
+            "the repair also deletes rows inserted since the backup (default: they are kept)",
+            default=False,
+            kind="bool",
+            flag="--include-inserted",
+        ),
+    ),
+    grants=(
+        listing("PrimaryBucket", "primary"),
+        objects("PrimaryBackups", "primary", BACKUP_FILES, read=True),
+        objects("PrimaryLeases", "primary", ALL_LEASES, write=True, delete=True),
+        key("PrimaryKey", "primary", encrypt=True, decrypt=True),
+        listing("DrBucket", "dr"),
+        objects("DrBackups", "dr", BACKUP_FILES, read=True),
+        objects("DrLeases", "dr", ALL_LEASES, write=True, delete=True),
+        key("DrKey", "dr", encrypt=True, decrypt=True),
+        # a long phase's runner is chosen from the last restore test (workflows/dispatch)
+        objects("RestoreTestReports", "primary", *reports_of("restore-test"), read=True),
+        secret("DatabaseSecret", "database_secret_arn"),
+    ),
+    function=Lambda(
+        "pgrunbook table recovery: every phase of the table-recovery workflow",
+        memory_mb=3008,
+        timeout_minutes=15,
+        ephemeral_mb=10240,
+    ),
+    task=Fargate(),
+    long_phases=("restore", "apply"),
+)
+
 DEMO = Operation(
     "demo",
     "pgrunbook.entrypoints.demo",
@@ -694,6 +745,7 @@ OPERATIONS: dict[str, Operation] = {
         DIFF,
         PITR,
         MIGRATE,
+        RECOVER_TABLES,
         DEMO,
     )
 }

@@ -83,6 +83,7 @@ class Settings:
     statement_timeout: str
     migration_approval: str  # on | off: the migration workflow's approval step
     migration_state_machine_arn: str | None
+    recover_tables_state_machine_arn: str | None
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod

@@ -263,9 +263,19 @@ def split_list(text: str | None) -> list[str]:
 # Operations, as :mod:`pgrunbook.operations.registry` names them.
 ALL = ("*",)
 BACKING_UP = ("backup", "pitr", "migrate")  # the workflows take backups as one of their phases
-RESTORING = ("restore-test", "dr-drill", "pitr", "migrate", "restore", "diff")
-READING_BACKUPS = (*BACKING_UP, "restore-test", "verify", "retention", "status", "restore", "diff")
-CONNECTING = (*BACKING_UP, "verify", "health", "restore", "diff")
+# the table-recovery workflow restores chosen tables into a side schema of the live database
+RESTORING = ("restore-test", "dr-drill", "pitr", "migrate", "restore", "diff", "recover-tables")
+READING_BACKUPS = (
+    *BACKING_UP,
+    "restore-test",
+    "verify",
+    "retention",
+    "status",
+    "restore",
+    "diff",
+    "recover-tables",
+)
+CONNECTING = (*BACKING_UP, "verify", "health", "restore", "diff", "recover-tables")
 
 OPTIONS: tuple[Option, ...] = (
     # -- the database ------------------------------------------------------------------------
@@ -597,13 +607,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "pitr_approval_timeout",
-        "seconds a recovery or migration waits for approval",
+        "seconds a recovery, a migration or a table recovery waits for approval",
         default=3600,
         kind="int",
         env="PGRUNBOOK_PITR_APPROVAL_TIMEOUT",
         low=1,
         high=7 * 24 * 3600,
-        used_by=("pitr", "migrate"),
+        used_by=("pitr", "migrate", "recover-tables"),
     ),
     Option(
         "pitr_deadline",
@@ -706,6 +716,16 @@ OPTIONS: tuple[Option, ...] = (
         flag_scope=("migrate workflow",),
         check=_pattern(_STATE_MACHINE_ARN, "a Step Functions state machine ARN"),
         used_by=("migrate",),
+    ),
+    # -- table recovery ----------------------------------------------------------------------
+    Option(
+        "recover_tables_state_machine_arn",
+        "the deployed table-recovery workflow (the stack output TableRecoveryStateMachineArn)",
+        env="PGRUNBOOK_RECOVER_TABLES_STATE_MACHINE_ARN",
+        flag="--state-machine-arn",
+        flag_scope=("recover-tables",),
+        check=_pattern(_STATE_MACHINE_ARN, "a Step Functions state machine ARN"),
+        used_by=("recover-tables",),
     ),
     # -- where pgrunbook's own files are -----------------------------------------------------
     Option(

@@ -64,9 +64,14 @@ def answer_from_command(
 ) -> tuple[dict[str, Any], str]:
     """``pgrunbook <workflow> approve|reject`` from its parsed arguments: the answer sent, and
     one line saying what follows (``approved``: what happens now; ``rejected``: what does not)."""
+    command = next(
+        getattr(args, name)
+        for name in ("pitr_command", "migrate_command", "recover_tables_command")
+        if hasattr(args, name)
+    )
     answered = answer(
         executions,
-        args.pitr_command if hasattr(args, "pitr_command") else args.migrate_command,
+        command,
         args.execution,
         by=by,
         yes=getattr(args, "yes", False),

@@ -284,6 +284,23 @@ def test_a_workflows_long_phase_is_sized_by_the_history_it_resembles(env, s3):
     )
 
 
+def test_a_table_recoverys_long_phases_are_sized_by_the_restore_test_and_its_diff(env, s3):
+    """The restore by the last restore test (and its backup's download, from the request's
+    bucket); the apply by the diff's own estimate."""
+    backup_id = load_handler("backup")({}, Context())["figures"]["backup_id"]
+    state = {"recovery_id": "r1", "backup_id": backup_id, "source": "dr"}
+    restore = choose_phase("recover-tables", "restore", state)
+    assert (
+        restore["runner_choice"]["runner"] == "fargate"
+        and "no earlier run" in restore["runner_choice"]["why"]
+    )
+    assert restore["handoff"]["in"].endswith("/runs/run-9/restore-in.json")
+    quick = choose_phase("recover-tables", "apply", {**state, "apply_estimate_seconds": 2.0})
+    assert quick["runner_choice"]["runner"] == "lambda" and "handoff" not in quick
+    slow = choose_phase("recover-tables", "apply", {**state, "apply_estimate_seconds": 800.0})
+    assert slow["runner_choice"]["runner"] == "fargate"
+
+
 def test_collect_says_when_a_task_handed_nothing_back(env):
     state = choose_phase("migrate", "backup", {"migration_id": "m2"}, runner="fargate")
     event = {"phase": "collect", "workflow": "dispatch", "state": state, "execution": "x"}

@@ -107,8 +107,8 @@ def generated_id(project: uuid.UUID, index: int) -> uuid.UUID:
     return md5_uuid(f"pgrunbook-task:{project}:{index}")
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=dt.UTC)
+def utc(year: int, month: int, day: int, hour: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, tzinfo=dt.UTC)
 
 
 def create_demo(admin: Database, *, messy: bool) -> str:

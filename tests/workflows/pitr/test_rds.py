@@ -29,7 +29,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.exceptions import EndpointConnectionError
 from botocore.stub import Stubber
 from hypothesis import given, settings
@@ -231,7 +231,7 @@ def aws_answers(
         if left[0] <= 0 or not when(params.get("body") or {}):
             return None
         left[0] -= 1
-        return AWSResponse("https://rds.amazonaws.com/", status, {}, None), {
+        return AWSResponse("https://rds.amazonaws.com/", status, HTTPHeaders(), None), {
             "Error": {"Code": code, "Message": f"stubbed {code}"},
             "ResponseMetadata": {"HTTPStatusCode": status},
         }

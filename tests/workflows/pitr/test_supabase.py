@@ -77,7 +77,8 @@ class Sleeper:
     """The provider's ``sleep``: records the waits and moves both clocks on instead."""
 
     def __init__(self, clock: Clock, fake: FakeSupabase):
-        self.clock, self.fake, self.waits = clock, fake, []
+        self.clock, self.fake = clock, fake
+        self.waits: list[float] = []
 
     def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)

@@ -32,10 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def workflow_cli(name: str) -> Any:
+    """The command module of a workflow operation (its subcommands and their ``run``)."""
     if name == "pitr":
         from pgrunbook.entrypoints.cli import pitr
 
         return pitr
-    from pgrunbook.entrypoints.cli import migrate
+    if name == "recover-tables":
+        from pgrunbook.entrypoints.cli import recover_tables
 
-    return migrate
+        return recover_tables
+    if name == "migrate":
+        from pgrunbook.entrypoints.cli import migrate
+
+        return migrate
+    raise ValueError(f"{name!r} has no workflow command module")

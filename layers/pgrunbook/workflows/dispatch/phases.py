@@ -257,7 +257,12 @@ def examine(ctx: OperationContext, state: dict[str, Any]) -> dict[str, Any]:
 
 # Which history sizes each long phase: a backup's, or a restore's (with the backup it restores).
 BACKING_UP = ("backup", "safety_point")
-RESTORING_PHASES = {"dry_run": "restore-test", "start": "restore-test", "run": None}
+RESTORING_PHASES = {
+    "dry_run": "restore-test",
+    "start": "restore-test",
+    "run": None,
+    "restore": "restore-test",
+}
 
 
 class PhaseError(PgRunbookError):
@@ -317,7 +322,10 @@ def _phase_sizing(
     if phase in BACKING_UP:
         return _last(ctx, "backup"), None
     if phase == "apply":  # the dry run applied the same migrations to a copy, and timed it
+        # (a table recovery: its diff estimated the apply, which compares again and repairs)
         seconds = (state.get("dry_run") or {}).get("apply_seconds")
+        if seconds is None:
+            seconds = state.get("apply_estimate_seconds")
         if seconds is None:
             return None, None
         return LastRun("lambda", "ok", float(seconds), 0), None
@@ -339,7 +347,10 @@ def _phase_sizing(
         if backup_id:
             from pgrunbook.operations.restorer import disk_need
 
-            source = ctx.settings.dr_store() if operation == "dr-drill" else ctx.settings.primary_store()
+            from_dr = operation == "dr-drill" or (
+                operation == "recover-tables" and state.get("source") == "dr"
+            )
+            source = ctx.settings.dr_store() if from_dr else ctx.settings.primary_store()
             needed = disk_need(Catalog(source).manifest(str(backup_id)), embedded=embedded)
         return _last(ctx, sized_by), needed
     return None, None

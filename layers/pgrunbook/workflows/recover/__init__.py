@@ -1,0 +1,1 @@
+"""Table recovery: the runbook's "Data Corruption Response" for chosen tables (phases.py)."""
