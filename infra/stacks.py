@@ -126,11 +126,18 @@ class _PgRunbookStack(Stack):
 
     def grants(self, op: Operation) -> Grants:
         """The operation's declared grants, those of the operations it runs as steps, and
-        writing its own reports (a primary-region operation's, under reports/<operation>/)."""
+        writing its own reports (a primary-region operation's, under reports/<operation>/).
+        An operation the dispatch may send to Fargate (``task``) also reads the reports the
+        choice is made from: its own, the last backup's and the last restore test's
+        (workflows/dispatch/phases: ``choose``, ``choose_phase``)."""
         grants = Grants()
         if op.stores_report and op.region == "primary":
             paths = [everything_under(REPORTS, name) for name in (op.name, *op.includes)]
             grants.objects("OwnReports", self.locations["primary"], paths, write=True)
+        if op.task is not None and op.region == "primary":
+            sized_by = dict.fromkeys((op.name, *op.includes, "backup", "restore-test"))
+            paths = [everything_under(REPORTS, name) for name in sized_by]
+            grants.objects("DispatchReads", self.locations["primary"], paths, read=True)
         declared = [*op.grants, *(g for name in op.includes for g in registry.get(name).grants)]
         return grants.declared(declared, self.locations.__getitem__, self.secret_arn)
 

@@ -904,7 +904,13 @@ def test_table_recovery_function_grants_are_least_privilege(synthesized):
         return found
 
     # backups are read in both regions, never written or deleted
-    assert paths("s3:GetObject") == {"backups/*", "reports/restore-test/*", "runs/*"}
+    assert paths("s3:GetObject") == {
+        "backups/*",
+        "reports/backup/*",
+        "reports/recover-tables/*",
+        "reports/restore-test/*",
+        "runs/*",
+    }
     assert paths("s3:PutObject") == {"leases/*", "reports/recover-tables/*", "runs/*"}
     assert paths("s3:DeleteObject") == {"leases/*", "runs/*"}
     backups = [s for s in statements if s.get("Sid") in ("PrimaryBackups", "DrBackups")]
@@ -1010,3 +1016,20 @@ def test_throwaway_rds_targets_deploy_a_restore_workflow_that_always_deletes(tmp
             not {"rds:ModifyDBInstance", "rds:RestoreDBInstanceToPointInTime", "rds:DeleteDBCluster"} & every
         )
         assert "secret:rds!db-*" in json.dumps(statements["RestoreTargetSecret"]["Resource"])
+
+
+@pytest.mark.parametrize("operation", ["backup", "restore-test", "migrate", "pitr", "recover-tables"])
+def test_a_dispatched_operation_can_read_the_reports_its_runner_is_chosen_from(synthesized, operation):
+    """The dispatch's choose (a job) and choose_phase (a workflow's long phase) run in the
+    operation's own function and read the last report of the operation, of the backup or of
+    the restore test (moto does not enforce IAM: this is where a missing grant shows)."""
+    statements = role_statements(synthesized["primary"], operation)
+    readable = set()
+    for s in statements:
+        if "s3:GetObject" in actions_of([s]):
+            for r in s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]:
+                text = json.dumps(r)
+                if "/reports/" in text:
+                    readable.add(text[text.index("/reports/") + 1 :].split('"')[0])
+    assert {f"reports/{operation}/*", "reports/backup/*", "reports/restore-test/*"} <= readable, readable
+    assert "s3:ListBucket" in actions_of(statements)
