@@ -122,3 +122,25 @@ def test_bad_selections_are_refused():
         TableName("Odd Schema", "Weird Name"),
         TableName("public", "track"),
     ]
+
+
+def test_an_extension_does_not_pull_in_another_tables_index():
+    """Extensions are always restored; an unchosen table's index that uses one is neither
+    restored nor reported (it is not the chosen tables' concern)."""
+    listing = "\n".join(
+        [
+            "10; 3079 16384 EXTENSION - pg_trgm ",
+            "11; 0 0 COMMENT - EXTENSION pg_trgm ",
+            ";\tdepends on: 10",
+            "20; 1259 16400 TABLE public a postgres",
+            "21; 1259 16410 TABLE public b postgres",
+            "30; 1259 16420 INDEX public b_trgm postgres",
+            ";\tdepends on: 21 10",
+            "31; 1259 16430 INDEX public a_trgm postgres",
+            ";\tdepends on: 20 10",
+        ]
+    )
+    entries = parse_toc(listing)
+    selection = select(entries, [TableName("public", "a")])
+    assert selection.ids == {10, 11, 20, 31}
+    assert selection.skipped == []

@@ -313,7 +313,10 @@ def select(
             owned_sequence = entry.kind == "SEQUENCE"
             if entry.id in included or entry.id in skipped or not (entry.kind in BELONGING or owned_sequence):
                 continue
-            if not any(d in included for d in entry.deps):
+            # it belongs to something chosen (an extension, always included, does not make a
+            # table's index or comment chosen; the extension's own comment is)
+            owners = [d for d in entry.deps if d in included and by_id[d].kind not in ALWAYS]
+            if not owners and not (entry.deps and all(d in included for d in entry.deps)):
                 continue
             outside = [
                 d for d in entry.deps if d in by_id and by_id[d].kind in RELATIONS and d not in included
@@ -335,7 +338,7 @@ def select(
                 if owner:
                     continue  # a sequence a chosen table uses, owned by a table left out
             elif outside:
-                names = ", ".join(label(d) for d in outside)
+                names = ", ".join(dict.fromkeys(label(d) for d in outside))
                 own = next((d for d in entry.deps if d in included and by_id[d].kind in RELATIONS), None)
                 what = _object_name(entry, by_id[own], label(own)) if own is not None else _tag(entry)
                 if entry.kind == "FK CONSTRAINT":
