@@ -102,13 +102,14 @@ def test_a_target_server_stopped_mid_restore_is_reported_and_retried(big_backup)
         shutil.rmtree(parent, ignore_errors=True)
 
 
-def test_restore_into_an_empty_database_an_operator_made(big_backup, pg18_target):
-    env, _ = big_backup
+def test_restore_into_an_empty_database_an_operator_made(cli_env, pg18_target):
+    env, *_ = cli_env
+    assert pgrunbook(env, "backup").returncode == 0
     with Database.connect(pg18_target.conninfo) as admin:
         admin.run("CREATE DATABASE rec_empty")
     try:
         url = pg18_target.conninfo.with_dbname("rec_empty").libpq_uri()
-        proc = pgrunbook(env, "restore", "--target-url", url, "--tables", "public.events")
+        proc = pgrunbook(env, "restore", "--target-url", url, "--tables", "public.customers")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert databases(pg18_target.conninfo)["rec_empty"] is None  # not marked: not pgrunbook's
         proc = pgrunbook(env, "restore", "--target-url", url)
