@@ -144,3 +144,23 @@ def test_an_extension_does_not_pull_in_another_tables_index():
     selection = select(entries, [TableName("public", "a")])
     assert selection.ids == {10, 11, 20, 31}
     assert selection.skipped == []
+
+
+def test_a_chosen_schemas_view_over_a_table_left_out_is_skipped_and_listed():
+    listing = "\n".join(
+        [
+            "5; 2615 16380 SCHEMA - reporting postgres",
+            "20; 1259 16400 TABLE public orders postgres",
+            "21; 1259 16410 TABLE reporting totals postgres",
+            ";\tdepends on: 5",
+            "22; 1259 16420 VIEW reporting order_totals postgres",
+            ";\tdepends on: 20 5",
+            "23; 1259 16430 VIEW reporting totals_view postgres",
+            ";\tdepends on: 21 5",
+            "24; 0 0 ACL reporting TABLE order_totals postgres",
+            ";\tdepends on: 22",
+        ]
+    )
+    selection = select(parse_toc(listing), schemas=["reporting"])
+    assert selection.ids == {5, 21, 23}
+    assert selection.skipped == ["view reporting.order_totals reads public.orders, which is not restored"]

@@ -282,9 +282,29 @@ def select(
             if parent in chosen and child not in chosen:
                 chosen.add(child)
                 grew = True
+    named = [*tables, *known]
+
+    def label(entry_id: int) -> str:
+        return _table_of(by_id[entry_id], named).qualified
+
+    skipped: dict[int, str] = {}
+    # a view (of a chosen schema) over a relation that is not restored cannot be created
+    grew = True
+    while grew:
+        grew = False
+        for view in [i for i in chosen if by_id[i].kind in ("VIEW", "MATERIALIZED VIEW")]:
+            outside = [
+                d for d in by_id[view].deps if d in by_id and by_id[d].kind in RELATIONS and d not in chosen
+            ]
+            if outside:
+                chosen.discard(view)
+                names = ", ".join(dict.fromkeys(label(d) for d in outside))
+                skipped[view] = (
+                    f"{by_id[view].kind.lower()} {label(view)} reads {names}, which is not restored"
+                )
+                grew = True
     relations = {i for i in chosen if by_id[i].kind in RELATIONS}
     included: set[int] = set(chosen) | {e.id for e in entries if e.kind in ALWAYS}
-    skipped: dict[int, str] = {}
 
     def pull(entry_id: int) -> None:
         """Add ``entry_id``'s prerequisites, transitively."""
@@ -300,10 +320,6 @@ def select(
 
     for entry_id in list(included):
         pull(entry_id)
-    named = [*tables, *known]
-
-    def label(entry_id: int) -> str:
-        return _table_of(by_id[entry_id], named).qualified
 
     grew = True
     while grew:
