@@ -296,3 +296,14 @@ def test_bad_requests_are_rejected_and_nothing_to_repair_ends_at_the_diff(incide
     ]  # fmt: skip
     assert json.loads(done["output"])["outcome"] == "nothing-to-repair"
     assert side_schemas(flow) == [] and flow.messages() == []
+
+
+def test_no_answer_in_time_aborts_and_drops_the_copy(incident):
+    flow, _ = incident
+    arn = start(flow, {"tables": "public.album", "approval_timeout_seconds": 1}, name="recover-timeout")
+    done = flow.wait_for(arn)
+    assert done["status"] == "FAILED" and done["error"] == "TableRecoveryAborted"
+    assert done["cause"] == "no approval within 1 s"
+    assert flow.entered(arn)[-2:] == ["Abort", "Aborted"]
+    assert side_schemas(flow) == []
+    assert scalar(flow, "SELECT count(*) FROM album WHERE album_id = 8") == 0  # not repaired
