@@ -42,6 +42,9 @@ from typing import Any
 from pgrunbook import __version__
 from pgrunbook.adapters.disk import PeakWatch
 from pgrunbook.adapters.postgres.connection import Database, qualified, quote_literal
+from pgrunbook.adapters.postgres.copytext import METHOD as COPY_METHOD
+from pgrunbook.adapters.postgres.copytext import SESSION as COPY_SESSION
+from pgrunbook.adapters.postgres.copytext import columns_for_copy, dump_environment
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.fingerprints import TableSpec, compute_all, discover_tables, method_for
 from pgrunbook.adapters.postgres.introspect import (
@@ -50,7 +53,7 @@ from pgrunbook.adapters.postgres.introspect import (
     referenced_roles,
     restore_needs,
 )
-from pgrunbook.adapters.postgres.tools import Tool, ToolProcess, find_pg_dump
+from pgrunbook.adapters.postgres.tools import Tool, ToolProcess, find_pg_dump, find_pg_restore, run_tool
 from pgrunbook.adapters.s3.replication import Replicator, replicate
 from pgrunbook.adapters.s3.store import ObjectStore, TransferSettings
 from pgrunbook.adapters.s3.uploads import Uploader
@@ -65,6 +68,7 @@ from pgrunbook.domain.needs import Needs
 from pgrunbook.domain.profiles import get_profile
 from pgrunbook.domain.redact import redact
 from pgrunbook.domain.results import Report
+from pgrunbook.domain.selection import parse_toc
 from pgrunbook.domain.tiers import RetentionPolicy, parse_tiers, primary_tier
 from pgrunbook.operations.context import OperationContext, run_operation
 from pgrunbook.progress import Progress
@@ -89,6 +93,7 @@ class BackupResult:
     snapshot: dict[str, Any] = field(default_factory=dict)
     size_bytes: int = 0
     peak_disk_bytes: int = 0  # the work directory at its largest (sampled)
+    copy_text_bytes: int = 0  # COPY text the fingerprints read from the dump (fingerprints=dump)
     tables: int = 0
     rows: int = 0
     durations: dict[str, float] = field(default_factory=dict)
@@ -137,6 +142,12 @@ class BackupRun:
     def fingerprints_alongside(self) -> bool:
         mode = self.settings.fingerprints
         return not self.info.is_local if mode == "auto" else mode == "alongside"
+
+    @property
+    def fingerprints_from_dump(self) -> bool:
+        """Fingerprints from the archive's own COPY data, read once for its upload: the
+        database is read once, by pg_dump (issue 16; ``PGRUNBOOK_FINGERPRINTS=dump``)."""
+        return self.settings.fingerprints == "dump"
 
     # -- the run -------------------------------------------------------------------------
 
@@ -233,6 +244,7 @@ class BackupRun:
             self.primary.transfer.concurrency,
             on_uploaded=self.replicator.submit if self.replicator is not None else None,
             remove_uploaded=True,
+            copy_digests=self.fingerprints_from_dump,
         )
         process: ToolProcess | None = None
         recorded = False
@@ -256,7 +268,13 @@ class BackupRun:
             dump_dir = workdir / "dump"
             process = self._start_pg_dump(pg_dump, snapshot["id"], dump_dir, uploader)
             fingerprint = self._fingerprinter(coordinator, snapshot["id"], specs, server["version_num"])
-            if self.fingerprints_alongside:
+            copy_columns: dict[str, tuple[str, ...]] = {}
+            if self.fingerprints_from_dump:
+                copy_columns = columns_for_copy(coordinator, specs)  # in the snapshot, while pg_dump runs
+                result = process.wait()
+                t_dump = time.monotonic()
+                fingerprints = {}
+            elif self.fingerprints_alongside:
                 fingerprints = fingerprint()
                 result = process.wait()
                 t_dump = time.monotonic()
@@ -280,18 +298,22 @@ class BackupRun:
             files = uploader.wait()
             report.peak_disk_bytes = disk.stop()  # nothing is written locally after this
             report.durations["upload_after_dump_s"] = round(time.monotonic() - max(t_dump, t_fp), 3)
-            method = method_for(server["version_num"])
-            tables = [
-                TableEntry(
-                    schema=s.schema,
-                    name=s.name,
-                    rows=fingerprints[s.qualified][0],
-                    fingerprint=fingerprints[s.qualified][1],
-                    method=method,
-                    columns=s.columns,
-                )
-                for s in specs
-            ]
+            if self.fingerprints_from_dump:
+                tables = self._tables_from_dump(pg_dump, dump_dir, specs, uploader, copy_columns)
+                (dump_dir / "toc.dat").unlink(missing_ok=True)
+            else:
+                method = method_for(server["version_num"])
+                tables = [
+                    TableEntry(
+                        schema=s.schema,
+                        name=s.name,
+                        rows=fingerprints[s.qualified][0],
+                        fingerprint=fingerprints[s.qualified][1],
+                        method=method,
+                        columns=s.columns,
+                    )
+                    for s in specs
+                ]
             manifest = Manifest(
                 format=FORMAT,
                 backup_id=backup_id,
@@ -311,6 +333,11 @@ class BackupRun:
                     "profile": self.profile.name,
                     "exclude_schemas": list(self.profile.exclude_schemas),
                     "exclude_extensions": list(self.profile.exclude_extensions),
+                    **(
+                        {"fingerprints": "dump", "copy_session": [list(p) for p in COPY_SESSION]}
+                        if self.fingerprints_from_dump
+                        else {"fingerprints": "server"}
+                    ),
                 },
                 files=files,
                 tables=tables,
@@ -446,11 +473,64 @@ class BackupRun:
             *self.profile.pg_dump_args(),
         ]
         where = "alongside pg_dump" if self.fingerprints_alongside else "after pg_dump"
+        if self.fingerprints_from_dump:
+            where = "from the dump's own data"
         self.progress.step(
             f"dumping with {pg_dump.name} {pg_dump.version}, {self.settings.jobs} jobs, gzip level "
             f"{self.settings.compression}; fingerprints {where}"
         )
-        return ToolProcess(pg_dump, args, self.info, on_line=on_line)
+        # the session settings COPY text depends on, recorded in the manifest (copytext.SESSION)
+        env = dump_environment() if self.fingerprints_from_dump else None
+        return ToolProcess(pg_dump, args, self.info, on_line=on_line, extra_env=env)
+
+    def _tables_from_dump(
+        self,
+        pg_dump: Tool,
+        dump_dir: Path,
+        specs: list[TableSpec],
+        uploader: Uploader,
+        copy_columns: dict[str, tuple[str, ...]],
+    ) -> list[TableEntry]:
+        """Each table's rows and fingerprint from its data file's digest, found through the
+        archive's table of contents; a table read in the snapshot whose data pg_dump did not
+        write (no TABLE DATA entry, or no file) fails the backup."""
+        lister = find_pg_restore(pg_dump.major, pg_dump.major, pg_bin=self.settings.pg_bin)
+        listing_file = dump_dir.parent / "toc.list"
+        listing = run_tool(lister, ["--list", "--verbose", f"--file={listing_file}", str(dump_dir)])
+        if listing.returncode != 0:
+            raise BackupFailed(f"pg_restore --list of the archive failed: {listing.tail(3)}")
+        entries = [e for e in parse_toc(listing_file.read_text()) if e.kind == "TABLE DATA"]
+        suffix = ".dat.gz" if self.settings.compression > 0 else ".dat"
+        self.report.durations["fingerprint_s"] = round(uploader.digest_seconds, 3)
+        text_bytes = 0
+        tables = []
+        for spec in sorted(specs, key=lambda s: (-len(s.schema), s.schema, s.name)):
+            found = [e for e in entries if e.names(spec.schema, spec.name)]
+            if not found:
+                raise BackupFailed(
+                    f"pg_dump left out the data of {spec.qualified}: the archive's table of contents has no "
+                    "TABLE DATA entry for it"
+                )
+            entries.remove(found[0])
+            digest = uploader.digests.get(f"{found[0].id}{suffix}")
+            if digest is None:
+                raise BackupFailed(f"the data file of {spec.qualified} ({found[0].id}{suffix}) was not read")
+            rows, fingerprint, size = digest
+            text_bytes += size
+            columns = copy_columns[spec.qualified]
+            tables.append(
+                TableEntry(
+                    spec.schema,
+                    spec.name,
+                    rows,
+                    fingerprint,
+                    COPY_METHOD,
+                    tuple((c, "copy") for c in columns),
+                )
+            )
+        self.report.copy_text_bytes = text_bytes
+        order = {s.qualified: i for i, s in enumerate(specs)}
+        return sorted(tables, key=lambda t: order[t.qualified])
 
     def _fingerprinter(
         self, coordinator: Database, snapshot_id: str, specs: list[TableSpec], version_num: int

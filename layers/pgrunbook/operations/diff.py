@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from pgrunbook.adapters.postgres.connection import Database
+from pgrunbook.adapters.postgres.copytext import METHOD as COPY_METHOD
 from pgrunbook.adapters.postgres.dburl import ConnInfo
+from pgrunbook.adapters.postgres.fingerprints import discover_tables, method_for
 from pgrunbook.adapters.postgres.rangediff import Column, Side, TableDiff, column_types, diff_table
 from pgrunbook.adapters.postgres.repair import Script, TableRepair, apply, build
 from pgrunbook.catalog.backups import Catalog
@@ -74,16 +76,36 @@ def compare_tables(
     """Each table of the backup's copy (``backup``; in ``backup_schema`` when the copy sits in
     a side schema, else under its own name) against the live one.  ``backup`` and ``live`` may
     be the same session (a copy in a side schema of the live database)."""
+    hashing = row_hashing(backup, tables, backup_schema)
     return [
         diff_table(
             Side(backup, backup_schema or t.schema, t.name),
             Side(live, t.schema, t.name),
-            [Column(c, m) for c, m in t.columns],
-            t.method,
+            *hashing[t.qualified],
             label=t.qualified,
         )
         for t in tables
     ]
+
+
+def row_hashing(
+    backup: Database, tables: list[TableEntry], backup_schema: str | None = None
+) -> dict[str, tuple[list[Column], str]]:
+    """How each table's rows are hashed on both sides: the manifest's columns and method, or,
+    for a manifest whose fingerprints come from the dump's COPY text (no server-side row
+    hash recorded), the typed row hash of the backup's copy as a backup would record it."""
+    found: dict[str, tuple[list[Column], str]] = {}
+    copied = [t for t in tables if t.method == COPY_METHOD]
+    specs = {(s.schema, s.name): s for s in discover_tables(backup)} if copied else {}
+    method = method_for(backup.server_version_num)
+    for t in tables:
+        if t.method != COPY_METHOD:
+            found[t.qualified] = ([Column(c, m) for c, m in t.columns], t.method)
+            continue
+        spec = specs.get((backup_schema or t.schema, t.name))
+        columns = dict(spec.columns) if spec is not None else {}
+        found[t.qualified] = ([Column(c, columns.get(c, "text")) for c, _ in t.columns], method)
+    return found
 
 
 def repair_script(
@@ -102,6 +124,7 @@ def repair_script(
 ) -> Script:
     """The repair for the tables ``diffs`` found differing (see adapters/postgres/repair)."""
     parts = []
+    hashing = row_hashing(backup, tables, backup_schema)
     for table, found in zip(tables, diffs, strict=True):
         if not found.differs or found.error or not found.listed:
             continue
@@ -111,8 +134,7 @@ def repair_script(
                 Side(live, table.schema, table.name),
                 Side(backup, backup_schema or table.schema, table.name),
                 found,
-                [Column(c, m) for c, m in table.columns],
-                table.method,
+                *hashing[table.qualified],
                 column_types(backup, backup_schema or table.schema, table.name),
                 include_inserted=include_inserted,
             )

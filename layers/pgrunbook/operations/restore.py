@@ -29,6 +29,8 @@ from datetime import datetime
 from typing import Any
 
 from pgrunbook.adapters.postgres.connection import Database, qualified, quote_ident
+from pgrunbook.adapters.postgres.copytext import METHOD as COPY_METHOD
+from pgrunbook.adapters.postgres.copytext import fingerprint_all
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.fingerprints import compute_all
 from pgrunbook.adapters.postgres.tools import find_pg_dump, find_pg_restore, run_tool
@@ -40,7 +42,7 @@ from pgrunbook.domain.notices import resolved_message, resolved_subject
 from pgrunbook.domain.results import Report
 from pgrunbook.domain.selection import TableName, parse_tables
 from pgrunbook.operations.context import OperationContext
-from pgrunbook.operations.restorer import Restorer, RestoreResult
+from pgrunbook.operations.restorer import Restorer, RestoreResult, copy_session
 from pgrunbook.settings.options import split_list
 
 MAINTENANCE_DATABASES = ("postgres", "template1")
@@ -233,7 +235,7 @@ def restore_into_schema(
     result.target = f"{live.display()} schema {side}"
     result.scratch_database = None
     if landed:
-        result.tables = _verify_landed(ctx, live, landed)
+        result.tables = _verify_landed(ctx, live, landed, copy_session(manifest))
         result.tables_matching = sum(1 for t in result.tables if t.match)
         result.integrity_pct = integrity_pct(result.tables)
         if result.integrity_pct < 100.0:
@@ -246,7 +248,9 @@ def restore_into_schema(
     return result
 
 
-def _verify_landed(ctx: OperationContext, live: ConnInfo, landed: list[TableEntry]) -> list[TableCheck]:
+def _verify_landed(
+    ctx: OperationContext, live: ConnInfo, landed: list[TableEntry], session_settings: list[tuple[str, str]]
+) -> list[TableCheck]:
     errors: dict[str, str] = {}
 
     def session() -> Database:
@@ -255,7 +259,11 @@ def _verify_landed(ctx: OperationContext, live: ConnInfo, landed: list[TableEntr
         return db
 
     results: dict[str, tuple[int, str]] = {}
-    for method in sorted({t.method for t in landed}):
+    copied = [t for t in landed if t.method == COPY_METHOD]
+    if copied:
+        opened = lambda: Database.connect(live, application_name="pgrunbook-verify")  # noqa: E731
+        results.update(fingerprint_all(opened, copied, session_settings, errors=errors))
+    for method in sorted({t.method for t in landed if t.method != COPY_METHOD}):
         results.update(compute_all(session, [t for t in landed if t.method == method], method, errors=errors))
     return compare(landed, results, errors)
 

@@ -48,6 +48,9 @@ from typing import Any
 
 from pgrunbook.adapters.disk import existing, free_bytes, same_filesystem
 from pgrunbook.adapters.postgres.connection import Database, quote_ident, quote_literal
+from pgrunbook.adapters.postgres.copytext import METHOD as COPY_METHOD
+from pgrunbook.adapters.postgres.copytext import SESSION as COPY_SESSION
+from pgrunbook.adapters.postgres.copytext import fingerprint_all
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.embedded import default_data_dir
 from pgrunbook.adapters.postgres.embedded import start as start_embedded
@@ -659,8 +662,19 @@ class Restorer:
             sizes = table_sizes(db)
             ranges = db.server_version_num >= 140000
         restored = self.restored_tables(manifest)
-        methods = {t.method for t in restored} or {"record"}
         results: dict[str, tuple[int, str]] = {}
+        copied = [t for t in restored if t.method == COPY_METHOD]
+        if copied:  # fingerprints taken from the dump's COPY data: COPY TO under its settings
+            results.update(
+                fingerprint_all(
+                    lambda: Database.connect(scratch, application_name="pgrunbook-verify"),
+                    sorted(copied, key=lambda t: -t.rows),
+                    copy_session(manifest),
+                    workers=self.settings.jobs,
+                    errors=errors,
+                )
+            )
+        methods = {t.method for t in restored if t.method != COPY_METHOD}
         for method in sorted(methods):
             tables = [t for t in restored if t.method == method]
             results.update(
@@ -761,6 +775,12 @@ SELECT CASE WHEN p.prokind = 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::re
 FROM pg_catalog.pg_proc p, pg_catalog.aclexplode(p.proacl) a
 WHERE a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = :role) AND p.prokind IN ('f', 'p')
 """
+
+
+def copy_session(manifest: Manifest) -> list[tuple[str, str]]:
+    """The session settings the dump's COPY text was written under (its manifest says)."""
+    recorded = manifest.options.get("copy_session")
+    return [(str(k), str(v)) for k, v in recorded] if recorded else list(COPY_SESSION)
 
 
 def restored_bytes(manifest: Manifest) -> int:

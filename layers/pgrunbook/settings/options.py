@@ -408,10 +408,11 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "fingerprints",
-        "when the backup fingerprints tables: auto, alongside or after pg_dump",
+        "how the backup fingerprints tables: dump (from the archive's own COPY data, reading the "
+        "database once), or in the database alongside or after pg_dump (auto picks one)",
         default="auto",
         kind="choice",
-        choices=("auto", "alongside", "after"),
+        choices=("auto", "alongside", "after", "dump"),
         env="PGRUNBOOK_FINGERPRINTS",
         used_by=BACKING_UP,
     ),

@@ -15,19 +15,27 @@ that the manifest can record them and the restore side set them.  Checked on the
 builds: a dump of PostgreSQL 14 and 16 restored on 18 prints the same lines (jsonb, arrays,
 bytea, numeric, double precision, timestamptz, enums, domains).
 
-Status: the digest and both of its sources (a data file; COPY TO of a restored table) exist
-and are tested; the backup and the restore test do not use them yet (see issue 16).
+Used by the backup with ``PGRUNBOOK_FINGERPRINTS=dump`` (the uploader feeds each data file's
+bytes, as it reads them for the upload, to a :class:`StreamDigest`), and by every restore of
+such a backup (:func:`fingerprint_all`).  Not the default yet (issue 16).
 """
 
 from __future__ import annotations
 
+import re
+import threading
+import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import xxhash
 
 from pgrunbook.adapters.postgres.connection import Database, qualified, quote_ident, quote_literal
+from pgrunbook.adapters.postgres.fingerprints import TableSpec
+from pgrunbook.domain.errors import SqlError
+from pgrunbook.domain.manifest import TableEntry
 
 METHOD = "copy"
 MASK = (1 << 64) - 1
@@ -43,6 +51,7 @@ SESSION: tuple[tuple[str, str], ...] = (
     ("lc_monetary", "C"),
 )
 READ_SIZE = 1 << 20
+DATA_FILE = re.compile(r"^\d+\.dat(\.gz)?$")  # a directory archive's table data: <dump id>.dat[.gz]
 _hash = xxhash.xxh3_64_intdigest
 
 
@@ -94,29 +103,46 @@ class CopyDigest:
         return self.rows, f"{self.total:016x}"
 
 
+class StreamDigest:
+    """The digest of a data file fed as it is read from the disk (gzip or plain), with the
+    CPU time it took: the backup computes it from the bytes its upload reads anyway."""
+
+    def __init__(self, *, gzip: bool):
+        self.copy = CopyDigest()
+        self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if gzip else None
+        self.seconds = 0.0
+
+    def feed(self, chunk: bytes) -> None:
+        started = time.thread_time()
+        if self._inflate is None:
+            self.copy.feed(chunk)
+        else:
+            while chunk:
+                self.copy.feed(self._inflate.decompress(chunk))
+                if not self._inflate.eof:
+                    break
+                chunk = self._inflate.unused_data  # another gzip member follows
+                self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.seconds += time.thread_time() - started
+
+    @property
+    def text_bytes(self) -> int:
+        return self.copy.bytes
+
+    def result(self) -> tuple[int, str]:
+        if self._inflate is not None:
+            self.copy.feed(self._inflate.flush())
+        return self.copy.result()
+
+
 def digest_file(path: Path) -> CopyDigest:
     """The digest of one data file of a directory-format dump (``N.dat`` or gzip ``N.dat.gz``)."""
-    digest = CopyDigest()
+    stream = StreamDigest(gzip=path.suffix == ".gz")
     with path.open("rb") as handle:
-        for chunk in _chunks(handle, gzip=path.suffix == ".gz"):
-            digest.feed(chunk)
-    return digest
-
-
-def _chunks(handle, *, gzip: bool) -> Iterable[bytes]:
-    if not gzip:
         while chunk := handle.read(READ_SIZE):
-            yield chunk
-        return
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    while chunk := handle.read(READ_SIZE):
-        while chunk:
-            yield inflate.decompress(chunk)
-            if not inflate.eof:
-                break
-            chunk = inflate.unused_data  # another gzip member follows
-            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    yield inflate.flush()
+            stream.feed(chunk)
+    stream.result()
+    return stream.copy
 
 
 def copy_columns(db: Database, schema: str, name: str) -> tuple[str, ...]:
@@ -136,6 +162,27 @@ def copy_columns(db: Database, schema: str, name: str) -> tuple[str, ...]:
     return tuple(str(r[0]) for r in rows)
 
 
+def columns_for_copy(db: Database, specs: Sequence[TableSpec]) -> dict[str, tuple[str, ...]]:
+    """:func:`copy_columns` of every table in ``specs``, in one query: qualified name -> columns."""
+    wanted = {(s.schema, s.name) for s in specs}
+    generated = "a.attgenerated = ''" if db.server_version_num >= 120000 else "true"
+    found: dict[str, list[str]] = {f"{s}.{n}": [] for s, n in wanted}
+    for schema, name, column in db.run(
+        f"""
+        SELECT n.nspname::text, c.relname::text, a.attname::text
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped AND {generated}
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        ORDER BY n.nspname, c.relname, a.attnum
+        """
+    ):
+        if (schema, name) in wanted:
+            found[f"{schema}.{name}"].append(column)
+    return {table: tuple(columns) for table, columns in found.items()}
+
+
 def set_session(db: Database, session: Sequence[tuple[str, str]] = SESSION) -> None:
     for setting, value in session:
         db.run(f"SET {setting} TO {quote_literal(value)}")
@@ -153,3 +200,44 @@ def digest_table(db: Database, schema: str, name: str, columns: Sequence[str]) -
     else:
         db.run(f"COPY {source} TO STDOUT", stream=digest)
     return digest
+
+
+def fingerprint_all(
+    open_session: Callable[[], Database],
+    tables: Sequence[TableEntry],
+    session: Sequence[tuple[str, str]] = SESSION,
+    *,
+    workers: int = 1,
+    errors: dict[str, str] | None = None,
+) -> dict[str, tuple[int, str]]:
+    """Rows and fingerprint of each restored table (method ``copy``), biggest first over
+    ``workers`` sessions set to the dump's ``session``; a table whose COPY fails is recorded in
+    ``errors`` (when given) instead of stopping the others."""
+    queue = list(tables)
+    results: dict[str, tuple[int, str]] = {}
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with open_session() as db:
+            set_session(db, session)
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    table = queue.pop(0)
+                try:
+                    found = digest_table(db, table.schema, table.name, [c for c, _ in table.columns]).result()
+                except SqlError as exc:
+                    if errors is None:
+                        raise
+                    with lock:
+                        errors[table.qualified] = str(exc)
+                    continue
+                with lock:
+                    results[table.qualified] = found
+
+    count = max(1, min(workers, len(queue)))
+    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="copy-fingerprint") as pool:
+        for future in [pool.submit(worker) for _ in range(count)]:
+            future.result()
+    return results

@@ -195,12 +195,15 @@ class ObjectStore:
 
     # -- writing -------------------------------------------------------------------------
 
-    def upload_file(self, path: Path, key: str) -> FileEntry:
-        """Upload one file, reading it once; returns its manifest entry."""
+    def upload_file(self, path: Path, key: str, on_chunk: Callable[[bytes], None] | None = None) -> FileEntry:
+        """Upload one file, reading it once; returns its manifest entry.  ``on_chunk`` sees
+        every byte read, in order (the COPY-text fingerprint of a dump's data file)."""
         size = path.stat().st_size
         try:
             if size <= self.transfer.single_put_max:
                 data = path.read_bytes()
+                if on_chunk is not None:
+                    on_chunk(data)
                 digest = hashlib.sha256(data).digest()
                 self.client.put_object(
                     Bucket=self.bucket,
@@ -210,7 +213,7 @@ class ObjectStore:
                     ChecksumSHA256=b64(digest),
                 )
                 return FileEntry(path.name, size, digest.hex(), b64(digest), 1)
-            return self._upload_multipart(path, key, size)
+            return self._upload_multipart(path, key, size, on_chunk)
         except (ClientError, BotoCoreError) as exc:
             raise TransientStorageError(f"S3 upload of {self.uri(key)} failed: {_describe(exc)}") from None
 
@@ -234,7 +237,9 @@ class ObjectStore:
                 pass
             raise
 
-    def _upload_multipart(self, path: Path, key: str, size: int) -> FileEntry:
+    def _upload_multipart(
+        self, path: Path, key: str, size: int, on_chunk: Callable[[bytes], None] | None = None
+    ) -> FileEntry:
         part_size = self.transfer.part_size_for(size)
         whole = hashlib.sha256()
         part_digests: list[bytes] = []
@@ -243,6 +248,8 @@ class ObjectStore:
             while chunk := handle.read(part_size):
                 number += 1
                 whole.update(chunk)
+                if on_chunk is not None:
+                    on_chunk(chunk)
                 digest = hashlib.sha256(chunk).digest()
                 part_digests.append(digest)
                 response = self.client.upload_part(

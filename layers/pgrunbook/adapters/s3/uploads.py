@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from pgrunbook.adapters.postgres.copytext import DATA_FILE, StreamDigest
 from pgrunbook.adapters.s3.store import ObjectStore
 from pgrunbook.domain.manifest import FileEntry
 from pgrunbook.progress import Progress
@@ -26,9 +27,15 @@ class Uploader:
         on_uploaded: Callable[[FileEntry], None] | None = None,
         *,
         remove_uploaded: bool = False,
+        copy_digests: bool = False,
     ):
         self.store = store
         self.remove_uploaded = remove_uploaded
+        # a data file's COPY-text digest, computed from the bytes read for the upload; the TOC
+        # stays on the disk for the caller to list (it is small)
+        self.copy_digests = copy_digests
+        self.digests: dict[str, tuple[int, str, int]] = {}  # file -> rows, fingerprint, text bytes
+        self.digest_seconds = 0.0
         self.on_uploaded = on_uploaded
         self.backup_id = backup_id
         self.progress = progress
@@ -52,8 +59,18 @@ class Uploader:
         future.add_done_callback(self._count)
 
     def _upload(self, path: Path, key: str) -> FileEntry:
-        entry = self.store.upload_file(path, key)
-        if self.remove_uploaded:
+        digest = (
+            StreamDigest(gzip=path.suffix == ".gz")
+            if self.copy_digests and DATA_FILE.match(path.name)
+            else None
+        )
+        entry = self.store.upload_file(path, key, digest.feed if digest is not None else None)
+        if digest is not None:
+            rows, fingerprint = digest.result()
+            with self._lock:
+                self.digests[path.name] = (rows, fingerprint, digest.text_bytes)
+                self.digest_seconds += digest.seconds
+        if self.remove_uploaded and not (self.copy_digests and path.name == "toc.dat"):
             path.unlink(missing_ok=True)
         return entry
 

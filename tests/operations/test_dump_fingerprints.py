@@ -1,0 +1,141 @@
+"""Fingerprints from the dump itself (``PGRUNBOOK_FINGERPRINTS=dump``, issue 16): the
+database is read once, by pg_dump; the restore test proves the restored tables equal what
+was dumped, across major versions, and catches one changed row."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import time
+
+import pytest
+
+from pgrunbook.adapters.postgres.connection import Database, qualified
+from pgrunbook.adapters.s3.store import b64
+from pgrunbook.catalog.backups import Catalog
+from pgrunbook.operations.backup import run_backup
+from pgrunbook.operations.restorer import run_restore_test
+
+
+@pytest.mark.parametrize("version", [16, 18])
+def test_a_backup_fingerprinted_from_its_dump_restores_at_100_percent(
+    version, request, new_db, make_settings
+):
+    server = request.getfixturevalue(f"pg{version}")
+    source = new_db("kitchen_sink.sql", server=server)
+    with Database.connect(source) as db:
+        db.run("ALTER TABLE everything ADD COLUMN doubled numeric GENERATED ALWAYS AS (amount * 2) STORED")
+    settings = make_settings(source, fingerprints="dump")
+    backup = run_backup(settings)
+    assert backup.status == "ok", backup.error
+    assert backup.copy_text_bytes > 0
+    manifest = Catalog(settings.primary_store()).manifest(backup.backup_id)
+    assert {t.method for t in manifest.tables} == {"copy"}
+    assert manifest.options["fingerprints"] == "dump"
+    assert dict(manifest.options["copy_session"])["TimeZone"] == "UTC"
+    everything = next(t for t in manifest.tables if t.name == "everything")
+    assert "doubled" not in [c for c, _ in everything.columns]  # pg_dump does not dump it
+    with Database.connect(source) as db:
+        for t in manifest.tables:
+            if t.schema == "pgrunbook":
+                continue  # the mirror gains this backup's own row after the snapshot
+            assert db.scalar(f"SELECT count(*) FROM ONLY {qualified(t.schema, t.name)}") == t.rows, (
+                t.qualified
+            )
+    report = run_restore_test(settings, backup_id=backup.backup_id)  # on PostgreSQL 18
+    assert report.status == "ok", (
+        report.error,
+        report.restore_errors,
+        [t for t in report.tables if not t.match],
+    )
+    assert report.integrity_pct == 100.0 and report.tables_matching == len(manifest.tables)
+
+
+def _seq_scans(info, table: str) -> int:
+    time.sleep(1.2)  # the statistics of other sessions are flushed at least once a second
+    with Database.connect(info) as db:
+        return int(db.scalar("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = :t", t=table) or 0)
+
+
+SQL = """
+CREATE TABLE items (id int PRIMARY KEY, body text, at timestamptz);
+INSERT INTO items SELECT g, md5(g::text), timestamptz '2026-01-01 00:00+00' + g * interval '1 min'
+FROM generate_series(1, 20000) g;
+"""
+
+
+def test_the_database_is_read_once_and_one_changed_row_fails_the_restore_test(new_db, make_settings, s3):
+    source = new_db(sql=SQL)
+    settings = make_settings(source, fingerprints="dump", jobs=1)
+    before = _seq_scans(source, "items")
+    backup = run_backup(settings)
+    assert backup.status == "ok", backup.error
+    assert _seq_scans(source, "items") - before == 1  # pg_dump's COPY, and nothing else
+    server_mode = run_backup(make_settings(source, fingerprints="after", jobs=1))
+    assert server_mode.status == "ok"
+    assert _seq_scans(source, "items") - before >= 3  # the server-side method reads it again
+
+    store = settings.primary_store()
+    manifest = Catalog(store).manifest(backup.backup_id)
+    [items] = [t for t in manifest.tables if t.name == "items"]
+    data_files = [f for f in manifest.files if f.name.endswith(".dat.gz")]
+    client = s3.client()
+    changed = None
+    row = hashlib.md5(b"42", usedforsecurity=False).hexdigest().encode()  # items' row 42 holds md5('42')
+    for entry in data_files:  # change that row in its file; keep every checksum valid
+        key = store.key(backup.backup_id, entry.name)
+        text = gzip.decompress(client.get_object(Bucket=s3.primary, Key=key)["Body"].read())
+        if row not in text:
+            continue
+        body = gzip.compress(text.replace(row, b"tampered", 1))
+        digest = hashlib.sha256(body).digest()
+        client.put_object(Bucket=s3.primary, Key=key, Body=body, ChecksumSHA256=b64(digest))
+        changed = (entry.name, len(body), digest)
+    assert changed is not None
+    data = json.loads(store.get_bytes(store.manifest_key(backup.backup_id)))
+    for f in data["files"]:
+        if f["name"] == changed[0]:
+            f.update(
+                size=changed[1], sha256=changed[2].hex(), s3_checksum=b64(changed[2]), parts=1, part_size=0
+            )
+    store.put_bytes(store.manifest_key(backup.backup_id), json.dumps(data).encode())
+    report = run_restore_test(settings, backup_id=backup.backup_id)
+    assert report.status == "critical"
+    [mismatch] = [t for t in report.tables if not t.match]
+    assert mismatch.table == items.qualified
+    assert mismatch.rows_match and not mismatch.fingerprint_match  # the same count, other content
+
+
+def test_diff_and_repair_work_from_a_backup_fingerprinted_from_its_dump(new_db, make_settings):
+    """The manifest records no server-side row hash: the diff hashes rows as a server-side
+    backup would, from the backup's restored copy."""
+    from pgrunbook.operations.context import OperationContext, run_operation
+    from tests.operations.test_recovery import INCIDENT
+
+    source = new_db("music_store.sql")
+    settings = make_settings(source, fingerprints="dump")
+    assert run_backup(settings).status == "ok"
+    with Database.connect(source) as db:
+        db.run(INCIDENT)
+    report = run_operation(
+        "diff",
+        OperationContext(settings),
+        tables="public.album,public.track,public.play_log",
+        apply_repair=True,
+        yes=True,
+    )
+    assert report.exit_code == 0, [f.message for f in report.findings]
+    found = {t["table"]: t for t in report.payload.to_dict()["tables"]}
+    assert (
+        found["public.track"]["deleted"],
+        found["public.track"]["inserted"],
+        found["public.track"]["changed"],
+    ) == (
+        25,
+        2,
+        3,
+    )
+    assert (found["public.play_log"]["deleted"], found["public.play_log"]["inserted"]) == (3, 1)
+    after = {t["table"]: t for t in report.payload.to_dict()["after"]}
+    assert all(t["deleted"] == 0 and t["changed"] == 0 for t in after.values())
