@@ -317,3 +317,21 @@ def rewrite_manifest(settings, backup_id: str, change) -> None:
     data = json.loads(store.get_bytes(key))
     change(data)
     store.put_bytes(key, json.dumps(data).encode())
+
+
+def fingerprints_now(info: ConnInfo, tables) -> dict[str, tuple[int, str]]:
+    """Rows and fingerprint of each of a manifest's ``tables`` as it is in ``info`` now, by the
+    method the manifest recorded: COPY text (``copy``, under the default session) or the
+    server-side row hash."""
+    from pgrunbook.adapters.postgres.copytext import METHOD, fingerprint_all
+    from pgrunbook.adapters.postgres.fingerprints import compute_all
+
+    def session() -> Database:
+        db = Database.connect(info)
+        db.prepare_for_scans()
+        return db
+
+    results = dict(fingerprint_all(lambda: Database.connect(info), [t for t in tables if t.method == METHOD]))
+    for method in {t.method for t in tables if t.method != METHOD}:
+        results.update(compute_all(session, [t for t in tables if t.method == method], method))
+    return results

@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from pgrunbook.adapters.postgres.connection import Database
-from pgrunbook.adapters.postgres.fingerprints import compute_one, discover_tables, method_for
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.operations.backup import run_backup
 from pgrunbook.operations.restorer import run_restore_test
+from tests.conftest import fingerprints_now
 
 SCHEMA = """
 CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
@@ -49,16 +51,12 @@ class Writer(threading.Thread):
             self.error = exc
 
 
-def snapshot_fingerprints(info) -> dict[str, tuple[int, str]]:
-    with Database.connect(info) as db:
-        db.set_deterministic_output()
-        method = method_for(db.server_version_num)
-        return {s.qualified: compute_one(db, s, method) for s in discover_tables(db) if s.schema == "public"}
-
-
-def test_backup_under_concurrent_writes_is_consistent(new_db, make_settings):
+@pytest.mark.parametrize("fingerprints", ["dump", "server"])
+def test_backup_under_concurrent_writes_is_consistent(new_db, make_settings, fingerprints):
+    """Either method fingerprints the snapshot pg_dump dumped: from the dump's own data, or
+    server-side in the same snapshot."""
     source = new_db(sql=SCHEMA)
-    settings = make_settings(source, jobs=2)
+    settings = make_settings(source, jobs=2, fingerprints=fingerprints)
     writer = Writer(source)
     writer.start()
     try:
@@ -76,14 +74,15 @@ def test_backup_under_concurrent_writes_is_consistent(new_db, make_settings):
     manifest = Catalog(settings.primary_store()).manifest(backup.backup_id)
     recorded = {t.qualified: (t.rows, t.fingerprint) for t in manifest.tables if t.schema == "public"}
     # The live data moved on after the snapshot: the manifest is not simply "now".
-    assert snapshot_fingerprints(source) != recorded
+    public = [t for t in manifest.tables if t.schema == "public"]
+    assert fingerprints_now(source, public) != recorded
     # Money is conserved in the snapshot: every -1 on a balance has its -1 ledger row.
     report = run_restore_test(settings, backup_id=backup.backup_id, keep=True)
     try:
         assert report.status == "ok", report.restore_errors
         assert report.integrity_pct == 100.0
         restored = source.with_dbname(report.scratch_database)
-        assert snapshot_fingerprints(restored) == recorded
+        assert fingerprints_now(restored, public) == recorded
         with Database.connect(restored) as db:
             spent = db.scalar("SELECT sum(1000 - balance) FROM accounts WHERE id <= 20000")
             logged = db.scalar("SELECT count(*) FROM ledger WHERE delta = -1")

@@ -12,13 +12,12 @@ import json
 import pytest
 
 from pgrunbook.adapters.postgres.connection import Database
-from pgrunbook.adapters.postgres.fingerprints import compute_all
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.domain.errors import ConfigError
 from pgrunbook.entrypoints.cli import main
 from pgrunbook.operations.backup import run_backup
 from pgrunbook.operations.context import OperationContext, run_operation
-from tests.conftest import drop_database
+from tests.conftest import drop_database, fingerprints_now
 
 INCIDENT = """
 -- the FK chain: album 8 with its tracks and their playlist rows, deleted
@@ -139,13 +138,8 @@ def test_repair_brings_the_chosen_tables_back_and_nothing_else(incident, tmp_pat
         if t.name in ("album", "track", "playlist_track", "play_log", "events_2025")
     ]
 
-    def session():
-        db = Database.connect(live)
-        db.prepare_for_scans()
-        return db
-
-    now = compute_all(session, wanted, "record")
-    assert {k: v for k, v in now.items()} == {t.qualified: (t.rows, t.fingerprint) for t in wanted}
+    now = fingerprints_now(live, wanted)
+    assert now == {t.qualified: (t.rows, t.fingerprint) for t in wanted}
     with Database.connect(live) as db:
         assert db.scalar("SELECT count(*) FROM audit WHERE msg = 'after'") == 5
 

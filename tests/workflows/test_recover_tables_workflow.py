@@ -13,11 +13,11 @@ import json
 import pytest
 
 from pgrunbook.adapters.postgres.connection import Database
-from pgrunbook.adapters.postgres.fingerprints import compute_all
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.entrypoints.cli import main
 from pgrunbook.operations.backup import run_backup
+from tests.conftest import fingerprints_now
 from tests.operations.test_recovery import CHAIN_TRACKS, INCIDENT
 from tests.workflows.conftest import Workflow
 
@@ -76,13 +76,7 @@ def live_fingerprints(flow: Workflow, backup_id: str, names: tuple[str, ...]) ->
     wanted = [t for t in manifest.tables if t.schema == "public" and t.name in names]
     assert len(wanted) == len(names)
 
-    def session():
-        db = Database.connect(flow.source)
-        db.prepare_for_scans()
-        return db
-
-    now = compute_all(session, wanted, "record")
-    return dict(now), {t.qualified: (t.rows, t.fingerprint) for t in wanted}
+    return fingerprints_now(flow.source, wanted), {t.qualified: (t.rows, t.fingerprint) for t in wanted}
 
 
 def subjects(messages: list[dict]) -> list[str]:

@@ -11,7 +11,10 @@
    disk once uploaded, and copied on to the DR bucket (S3 to S3) as soon as its upload is
    done.  The disk a backup needs is the files being written or uploaded, not the whole dump:
    ``peak_disk_bytes`` in the report is what the work directory held at its largest.
-4. Each table's row count and fingerprint are computed in the same snapshot, in page ranges
+4. Each table's row count and fingerprint come, by default, from the dump itself: the COPY
+   text of each data file, hashed from the bytes its upload reads (``--fingerprints dump``;
+   :mod:`pgrunbook.adapters.postgres.copytext`), so the database is read once.  With
+   ``--fingerprints server`` they are computed in the same snapshot, in page ranges
    spread over N sessions.  Where depends on where the database runs: on another machine
    (RDS, Supabase) they run alongside pg_dump, on the server's CPUs; on this machine they
    run right after pg_dump, because pg_dump's compression and the fingerprints would
@@ -141,7 +144,7 @@ class BackupRun:
     @property
     def fingerprints_alongside(self) -> bool:
         mode = self.settings.fingerprints
-        return not self.info.is_local if mode == "auto" else mode == "alongside"
+        return not self.info.is_local if mode in ("auto", "server") else mode == "alongside"
 
     @property
     def fingerprints_from_dump(self) -> bool:

@@ -46,7 +46,7 @@ class Settings:
     home: str | None
     embedded_dir: str | None  # default: pgrunbook.adapters.postgres.builds.default_dir
     created_by: str | None
-    fingerprints: str  # auto | alongside | after (see pgrunbook.operations.backup)
+    fingerprints: str  # dump | server | auto | alongside | after (see pgrunbook.operations.backup)
     pg_bin: str | None
     sql_dir: str | None
     database_secret_arn: str | None

@@ -408,12 +408,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "fingerprints",
-        "how the backup fingerprints tables: dump (from the archive's own COPY data, reading the "
-        "database once), or in the database alongside or after pg_dump (auto picks one)",
-        default="auto",
+        "how the backup fingerprints tables: dump (from the archive's own COPY data: the "
+        "database is read once), or server (a second read in the database, an independent "
+        "check of pg_dump: alongside or after pg_dump as auto chooses, or as named)",
+        default="dump",
         kind="choice",
-        choices=("auto", "alongside", "after", "dump"),
+        choices=("dump", "server", "auto", "alongside", "after"),
         env="PGRUNBOOK_FINGERPRINTS",
+        flag="--fingerprints",
+        flag_scope=("backup",),
         used_by=BACKING_UP,
     ),
     Option(

@@ -15,9 +15,9 @@ that the manifest can record them and the restore side set them.  Checked on the
 builds: a dump of PostgreSQL 14 and 16 restored on 18 prints the same lines (jsonb, arrays,
 bytea, numeric, double precision, timestamptz, enums, domains).
 
-Used by the backup with ``PGRUNBOOK_FINGERPRINTS=dump`` (the uploader feeds each data file's
+Used by the backup by default (``--fingerprints dump``: the uploader feeds each data file's
 bytes, as it reads them for the upload, to a :class:`StreamDigest`), and by every restore of
-such a backup (:func:`fingerprint_all`).  Not the default yet (issue 16).
+such a backup (:func:`fingerprint_all`).
 """
 
 from __future__ import annotations
