@@ -23,15 +23,21 @@ TABLES = "\n".join(
 )
 
 
-@pytest.mark.parametrize("jobs", [1, 2])
-def test_the_backup_deletes_each_file_once_uploaded(new_db, make_settings, s3, jobs):
-    settings = make_settings(new_db(sql=TABLES), jobs=jobs)
+@pytest.mark.parametrize(
+    ("jobs", "fingerprints", "bound"),
+    [(1, "server", 0.6), (2, "server", 0.6), (2, "dump", 0.9)],
+)
+def test_the_backup_deletes_each_file_once_uploaded(new_db, make_settings, s3, jobs, fingerprints, bound):
+    """With fingerprints from the dump, the upload threads also gunzip and hash each file, so
+    files wait longer for their turn (66 % of the dump at the peak was seen on 2 cores): the
+    bound only says that files are deleted, not how soon."""
+    settings = make_settings(new_db(sql=TABLES), jobs=jobs, fingerprints=fingerprints)
     report = run_operation("backup", OperationContext(settings))
     assert report.status == "ok", report.findings
     peak, size = report.figures["peak_disk_bytes"], report.figures["size_bytes"]
     # each file is uploaded as soon as pg_dump is done with it, and gone once uploaded.  Without the
     # deletion the work directory ends holding the whole dump, and the last sample sees it.
-    assert 0 < peak < 0.6 * size, (peak, size)
+    assert 0 < peak < bound * size, (peak, size)
     assert "  local disk    " in render(report) and "at most (each file deleted once uploaded)" in render(
         report
     )
