@@ -145,25 +145,9 @@ def digest_file(path: Path) -> CopyDigest:
     return stream.copy
 
 
-def copy_columns(db: Database, schema: str, name: str) -> tuple[str, ...]:
-    """The columns pg_dump's COPY lists, in order: every column but dropped and generated ones."""
-    generated = "a.attgenerated = ''" if db.server_version_num >= 120000 else "true"
-    rows = db.run(
-        f"""
-        SELECT a.attname::text FROM pg_catalog.pg_attribute a
-        WHERE a.attrelid = (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n
-                            ON n.oid = c.relnamespace WHERE n.nspname = :schema AND c.relname = :name)
-          AND a.attnum > 0 AND NOT a.attisdropped AND {generated}
-        ORDER BY a.attnum
-        """,
-        schema=schema,
-        name=name,
-    )
-    return tuple(str(r[0]) for r in rows)
-
-
 def columns_for_copy(db: Database, specs: Sequence[TableSpec]) -> dict[str, tuple[str, ...]]:
-    """:func:`copy_columns` of every table in ``specs``, in one query: qualified name -> columns."""
+    """The columns pg_dump's COPY lists for each table in ``specs``, in order (every column
+    but dropped and generated ones), in one query: qualified name -> columns."""
     wanted = {(s.schema, s.name) for s in specs}
     generated = "a.attgenerated = ''" if db.server_version_num >= 120000 else "true"
     found: dict[str, list[str]] = {f"{s}.{n}": [] for s, n in wanted}
@@ -193,12 +177,8 @@ def digest_table(db: Database, schema: str, name: str, columns: Sequence[str]) -
     partitioned table is fingerprinted through its leaves, as pg_dump dumps it).  The session
     must have the dump's settings (:func:`set_session`)."""
     digest = CopyDigest()
-    listed = ", ".join(quote_ident(c) for c in columns)
-    source = f"(SELECT {listed} FROM ONLY {qualified(schema, name)})" if columns else None
-    if source is None:  # a table without columns: one empty line per row
-        db.run(f"COPY (SELECT FROM ONLY {qualified(schema, name)}) TO STDOUT", stream=digest)
-    else:
-        db.run(f"COPY {source} TO STDOUT", stream=digest)
+    listed = ", ".join(quote_ident(c) for c in columns)  # none: one empty line per row
+    db.run(f"COPY (SELECT {listed} FROM ONLY {qualified(schema, name)}) TO STDOUT", stream=digest)
     return digest
 
 

@@ -27,7 +27,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pgrunbook.adapters.postgres.connection import Database, qualified, quote_ident, quote_literal
+from pgrunbook.adapters.postgres.connection import Database, quote_ident, quote_literal
 from pgrunbook.adapters.postgres.fingerprints import row_hash_sql
 from pgrunbook.adapters.postgres.rangediff import Column, Key, Side, TableDiff, literal
 from pgrunbook.domain.errors import OperationFailed, SqlError
@@ -271,7 +271,3 @@ def apply(db: Database, script: Script) -> None:
         if db.in_transaction:
             db.run("ROLLBACK")
         raise OperationFailed(f"the repair was rolled back, nothing changed: {exc}") from None
-
-
-def qualified_name(schema: str, name: str) -> str:
-    return qualified(schema, name)
