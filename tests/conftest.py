@@ -325,13 +325,19 @@ def fingerprints_now(info: ConnInfo, tables) -> dict[str, tuple[int, str]]:
     server-side row hash."""
     from pgrunbook.adapters.postgres.copytext import METHOD, fingerprint_all
     from pgrunbook.adapters.postgres.fingerprints import compute_all
+    from pgrunbook.adapters.postgres.tools import find_tool
 
     def session() -> Database:
         db = Database.connect(info)
         db.prepare_for_scans()
         return db
 
-    results = dict(fingerprint_all(lambda: Database.connect(info), [t for t in tables if t.method == METHOD]))
+    copied = [t for t in tables if t.method == METHOD]
+    results: dict[str, tuple[int, str]] = {}
+    if copied:
+        with Database.connect(info) as db:
+            psql = find_tool("psql", db.server_version_num // 10000)
+        results.update(fingerprint_all(info, copied, psql=psql))
     for method in {t.method for t in tables if t.method != METHOD}:
         results.update(compute_all(session, [t for t in tables if t.method == method], method))
     return results

@@ -33,7 +33,7 @@ from pgrunbook.adapters.postgres.copytext import METHOD as COPY_METHOD
 from pgrunbook.adapters.postgres.copytext import fingerprint_all
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.fingerprints import compute_all
-from pgrunbook.adapters.postgres.tools import find_pg_dump, find_pg_restore, run_tool
+from pgrunbook.adapters.postgres.tools import find_pg_dump, find_pg_restore, find_tool, run_tool
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.domain.errors import ConfigError, RestoreFailed
 from pgrunbook.domain.integrity import TableCheck, compare, integrity_pct
@@ -261,8 +261,10 @@ def _verify_landed(
     results: dict[str, tuple[int, str]] = {}
     copied = [t for t in landed if t.method == COPY_METHOD]
     if copied:
-        opened = lambda: Database.connect(live, application_name="pgrunbook-verify")  # noqa: E731
-        results.update(fingerprint_all(opened, copied, session_settings, errors=errors))
+        with Database.connect(live, application_name="pgrunbook-verify") as db:
+            major = db.server_version_num // 10000
+        psql = find_tool("psql", major, pg_bin=ctx.settings.pg_bin)
+        results.update(fingerprint_all(live, copied, session_settings, psql=psql, errors=errors))
     for method in sorted({t.method for t in landed if t.method != COPY_METHOD}):
         results.update(compute_all(session, [t for t in landed if t.method == method], method, errors=errors))
     return compare(landed, results, errors)

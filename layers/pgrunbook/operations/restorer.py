@@ -56,7 +56,7 @@ from pgrunbook.adapters.postgres.embedded import default_data_dir
 from pgrunbook.adapters.postgres.embedded import start as start_embedded
 from pgrunbook.adapters.postgres.fingerprints import compute_all, table_sizes
 from pgrunbook.adapters.postgres.introspect import capabilities
-from pgrunbook.adapters.postgres.tools import find_pg_restore, run_tool
+from pgrunbook.adapters.postgres.tools import find_pg_restore, find_tool, run_tool
 from pgrunbook.adapters.s3.store import ObjectStore, TransferSettings
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.catalog.leases import LEASE_TTL, Lease
@@ -660,16 +660,18 @@ class Restorer:
         errors: dict[str, str] = {}
         with Database.connect(scratch, application_name="pgrunbook-verify") as db:
             sizes = table_sizes(db)
-            ranges = db.server_version_num >= 140000
+            version = db.server_version_num
+            ranges = version >= 140000
         restored = self.restored_tables(manifest)
         results: dict[str, tuple[int, str]] = {}
         copied = [t for t in restored if t.method == COPY_METHOD]
         if copied:  # fingerprints taken from the dump's COPY data: COPY TO under its settings
             results.update(
                 fingerprint_all(
-                    lambda: Database.connect(scratch, application_name="pgrunbook-verify"),
-                    sorted(copied, key=lambda t: -t.rows),
+                    scratch,
+                    copied,
                     copy_session(manifest),
+                    psql=find_tool("psql", version // 10000, pg_bin=self.settings.pg_bin),
                     workers=self.settings.jobs,
                     errors=errors,
                 )
@@ -780,7 +782,11 @@ WHERE a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = :role) AN
 def copy_session(manifest: Manifest) -> list[tuple[str, str]]:
     """The session settings the dump's COPY text was written under (its manifest says)."""
     recorded = manifest.options.get("copy_session")
-    return [(str(k), str(v)) for k, v in recorded] if recorded else list(COPY_SESSION)
+    session = [(str(k), str(v)) for k, v in recorded] if recorded else list(COPY_SESSION)
+    if not any(name.lower() == "client_encoding" for name, _ in session):
+        # pg_dump writes in the database's encoding; the text compared must be in it too
+        session.append(("client_encoding", manifest.needs.encoding or "UTF8"))
+    return session
 
 
 def restored_bytes(manifest: Manifest) -> int:

@@ -17,13 +17,14 @@ from pgrunbook.adapters.postgres.copytext import (
     CopyDigest,
     columns_for_copy,
     digest_file,
-    digest_table,
     dump_environment,
-    set_session,
+    fingerprint_all,
 )
 from pgrunbook.adapters.postgres.embedded import start
 from pgrunbook.adapters.postgres.fingerprints import discover_tables
-from pgrunbook.adapters.postgres.tools import find_pg_dump, find_pg_restore, run_tool
+from pgrunbook.adapters.postgres.tools import find_pg_dump, find_pg_restore, find_tool, run_tool
+from pgrunbook.domain.errors import DatabaseUnreachable, SqlError
+from pgrunbook.domain.manifest import TableEntry
 from pgrunbook.domain.selection import TableName, parse_toc
 from tests.conftest import create_database, drop_database
 
@@ -121,19 +122,76 @@ def test_an_archive_and_its_restore_on_18_give_the_same_fingerprints(source_vers
                 archived[(table.schema, table.name)] = digest_file(path).result()
         assert set(archived) == set(columns)
         result = run_tool(restore, ["--no-owner", "--no-acl", str(work / "dump")], target)
+        entries = [_entry(*key, cols, archived[key][0]) for key, cols in columns.items()]
+        psql = find_tool("psql", 18)
         with Database.connect(target) as db:
-            set_session(db)
-            restored = {key: digest_table(db, *key, cols).result() for key, cols in columns.items()}
             counts = {key: db.scalar(f"SELECT count(*) FROM ONLY {qualified(*key)}") for key in columns}
-        assert restored == archived
+        restored = fingerprint_all(target, entries, psql=psql, workers=2)
+        assert restored == {f"{schema}.{name}": found for (schema, name), found in archived.items()}
         assert {key: rows for key, (rows, _) in archived.items()} == counts
         with Database.connect(target) as db:  # one changed value is seen
             db.run("UPDATE everything SET ratio = ratio + 1e-12 WHERE id = 7")
-            set_session(db)
-            changed = digest_table(db, "public", "everything", columns[("public", "everything")]).result()
-        assert changed[0] == archived[("public", "everything")][0]
-        assert changed[1] != archived[("public", "everything")][1]
+        changed = fingerprint_all(target, [e for e in entries if e.name == "everything"], psql=psql)
+        assert changed["public.everything"][0] == archived[("public", "everything")][0]
+        assert changed["public.everything"][1] != archived[("public", "everything")][1]
     finally:
         shutil.rmtree(work, ignore_errors=True)
         drop_database(server, source.dbname)
         drop_database(pg18_target, target.dbname)
+
+
+def _entry(schema: str, name: str, columns, rows: int = 0) -> TableEntry:
+    return TableEntry(schema, name, rows, "", "copy", tuple((c, "copy") for c in columns))
+
+
+def test_fingerprints_through_psql_equal_the_text_and_a_failing_table_does_not_stop_the_others(
+    pg18_target,
+):
+    """psql prints each table's COPY text, then an end line; every table gets its own digest,
+    an empty table and one without columns included, and a table that cannot be read is an
+    error of its own while the worker's next psql goes on."""
+    target = create_database(pg18_target)
+    try:
+        with Database.connect(target) as db:
+            db.run("CREATE TABLE big AS SELECT g AS id, 'x\\' || g AS t FROM generate_series(1, 30000) g")
+            db.run("CREATE TABLE empty (x int)")
+            db.run("CREATE TABLE bare ()")
+            db.run("INSERT INTO bare DEFAULT VALUES")
+            db.run("INSERT INTO bare DEFAULT VALUES")
+            db.run('CREATE TABLE "odd ""name"" :x" ("a b" text)')
+            db.run('INSERT INTO "odd ""name"" :x" VALUES (\'\\.pgrunbook-end\'), (E\'\\\\.\')')
+        tables = [
+            _entry("public", "big", ["id", "t"], 30000),
+            _entry("public", "gone", ["x"], 5),
+            _entry("public", "empty", ["x"]),
+            _entry("public", "bare", [], 2),
+            _entry("public", 'odd "name" :x', ["a b"], 2),
+        ]
+        expected = CopyDigest()
+        expected.feed(b"".join(b"%d\tx\\\\%d\n" % (g, g) for g in range(1, 30001)))
+        odd = CopyDigest()
+        odd.feed(b"\\\\.pgrunbook-end\n\\\\.\n")
+        psql = find_tool("psql", 18)
+        for workers in (1, 2):
+            errors: dict[str, str] = {}
+            found = fingerprint_all(target, tables, psql=psql, workers=workers, errors=errors)
+            assert found == {
+                "public.big": expected.result(),
+                "public.empty": (0, "0000000000000000"),
+                "public.bare": (2, _two_empty_lines()),
+                'public.odd "name" :x': odd.result(),
+            }
+            assert list(errors) == ["public.gone"]
+            assert errors["public.gone"].startswith("COPY of public.gone failed: ERROR:  relation")
+        with pytest.raises(SqlError, match="gone"):
+            fingerprint_all(target, tables[1:2], psql=psql)
+        with pytest.raises(DatabaseUnreachable, match=r"psql could not read public\.big"):
+            fingerprint_all(target.with_dbname("no_such_database"), tables[:1], psql=psql)
+    finally:
+        drop_database(pg18_target, target.dbname)
+
+
+def _two_empty_lines() -> str:
+    digest = CopyDigest()
+    digest.feed(b"\n\n")
+    return digest.result()[1]

@@ -163,7 +163,8 @@ class ToolProcess:
     The password travels in ``PGPASSWORD``, never on the command line.  When the database
     is reached over a network and the tool's libpq has no TLS (the Lambda layer's build), the
     connection goes through a :class:`~pgrunbook.adapters.postgres.tls.TlsForwarder`.  stderr is read
-    line by line and handed to ``on_line``.
+    line by line and handed to ``on_line``.  With ``pipes``, ``stdin`` and ``stdout`` are binary
+    pipes for the caller (psql fed statements, its COPY output read back).
     """
 
     def __init__(
@@ -174,6 +175,7 @@ class ToolProcess:
         *,
         on_line: Callable[[str], None] | None = None,
         extra_env: dict[str, str] | None = None,
+        pipes: bool = False,
     ):
         env = dict(os.environ)
         env.pop("PGPASSWORD", None)
@@ -195,20 +197,19 @@ class ToolProcess:
         self._on_line = on_line
         self._proc = subprocess.Popen(
             [str(tool.path), *connect, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if pipes else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             env=env,
-            text=True,
-            errors="replace",
         )
+        self.stdin, self.stdout = self._proc.stdin, self._proc.stdout
         self._reader = threading.Thread(target=self._read, name=f"{tool.name}-stderr", daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         assert self._proc.stderr is not None
         for raw in self._proc.stderr:
-            line = redact(raw.rstrip("\n"))
+            line = redact(raw.decode(errors="replace").rstrip("\n"))
             self._lines.append(line)
             if self._on_line is not None:
                 try:
@@ -225,7 +226,18 @@ class ToolProcess:
             self.forwarder.close()
         return ToolResult(code, lines)
 
+    @property
+    def stderr_lines(self) -> list[str]:
+        """What it wrote to stderr so far, redacted."""
+        return list(self._lines)
+
     def kill(self) -> None:
+        for pipe in (self.stdin, self.stdout):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
         if self._proc.poll() is None:
             self._proc.terminate()
             try:
