@@ -484,7 +484,9 @@ class BackupRun:
         )
         # the session settings COPY text depends on, recorded in the manifest (copytext.SESSION)
         env = dump_environment() if self.fingerprints_from_dump else None
-        return ToolProcess(pg_dump, args, self.info, on_line=on_line, extra_env=env)
+        process = ToolProcess(pg_dump, args, self.info, on_line=on_line, extra_env=env)
+        uploader.watch(dump_dir)  # each table's file goes up (and is digested) as it is written
+        return process
 
     def _tables_from_dump(
         self,

@@ -1,10 +1,13 @@
-"""The pure helpers of the S3 adapter: checksums S3 stores, and multipart part sizes."""
+"""The S3 adapter: checksums S3 stores, multipart part sizes, and uploads of files still being written."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import threading
+import time
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +19,7 @@ from pgrunbook.adapters.s3.store import (
     expected_checksums,
     make_client,
 )
+from pgrunbook.domain.errors import WorkDirectoryError
 from pgrunbook.domain.manifest import FileEntry
 
 GiB = 1024 * MiB
@@ -195,3 +199,85 @@ def test_dr_copies_keep_a_single_part_sha256_and_recompute_a_multipart_one(s3, t
     assert copy_big["x-amz-checksum-algorithm"] == "SHA256"  # the composite is replaced by a whole-file one
     stored = dr.head(dr.key(backup_id, small.name))["ChecksumSHA256"]
     assert stored == entries[small.name].s3_checksum
+
+
+# -- a file uploaded while it is written ------------------------------------------------------
+
+
+def _growing_store(s3) -> ObjectStore:
+    transfer = TransferSettings(single_put_max=5 * MiB, part_size=5 * MiB)
+    return ObjectStore(s3.primary, s3.primary_region, "pgrunbook", "app", transfer=transfer)
+
+
+def test_a_growing_file_goes_up_in_parts_while_it_is_written_and_ends_as_a_whole_upload_would(
+    s3, tmp_path, monkeypatch
+):
+    """The parts of a file pg_dump is still writing are sent as they fill; the entry at the end
+    (SHA-256, composite, parts) is what uploading the finished file gives, and every byte was
+    seen once, in order."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    store = _growing_store(s3)
+    path = tmp_path / "3456.dat.gz"
+    data = bytes(range(256)) * (13 * MiB // 256)
+    path.write_bytes(b"")
+    complete, stop = threading.Event(), threading.Event()
+    sent: list[tuple[str, bool]] = []  # (part number, the file was complete when it was sent)
+
+    def record(request, **_kwargs):
+        if "partNumber=" in request.url:
+            sent.append((request.url.split("partNumber=")[1].split("&")[0], complete.is_set()))
+
+    store.client.meta.events.register_first("before-send.s3", record)
+
+    def write() -> None:
+        with path.open("ab") as handle:
+            for start in range(0, len(data), MiB):
+                handle.write(data[start : start + MiB])
+                handle.flush()
+                time.sleep(0.02)
+        complete.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen = bytearray()
+    entry = store.upload_file(
+        path, store.key("20260101T000000Z", path.name), seen.extend, complete=complete, stop=stop
+    )
+    writer.join()
+
+    assert bytes(seen) == data
+    assert entry == multipart_entry(data, 5 * MiB)
+    assert sent[:2] == [("1", False), ("2", False)]  # both full parts went up before the end
+    assert store.verify_object(store.key("20260101T000000Z", path.name), entry) is None
+    assert (
+        store.client.get_object(Bucket=s3.primary, Key=store.key("20260101T000000Z", path.name))[
+            "Body"
+        ].read()
+        == data
+    )
+
+
+def test_a_growing_file_abandoned_leaves_no_object_and_no_open_upload(s3, tmp_path, monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    store = _growing_store(s3)
+    path = tmp_path / "4001.dat.gz"
+    path.write_bytes(b"x" * (6 * MiB))  # one part is sent, then pg_dump dies
+    complete, stop = threading.Event(), threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    key = store.key("20260101T000000Z", path.name)
+    with pytest.raises(WorkDirectoryError, match="abandoned"):
+        store.upload_file(path, key, complete=complete, stop=stop)
+    assert store.client.list_objects_v2(Bucket=s3.primary).get("KeyCount") == 0
+    assert store.client.list_multipart_uploads(Bucket=s3.primary).get("Uploads", []) == []
+
+
+def test_a_small_growing_file_is_one_put_once_complete(s3, tmp_path, monkeypatch):
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    store = _growing_store(s3)
+    path = tmp_path / "4002.dat"
+    path.write_bytes(b"1\tone\n")
+    complete = threading.Event()
+    threading.Timer(0.2, lambda: (path.open("ab").write(b"2\ttwo\n\\.\n\n"), complete.set())).start()
+    entry = store.upload_file(path, store.key("20260101T000000Z", path.name), complete=complete)
+    whole = b"1\tone\n2\ttwo\n\\.\n\n"
+    assert (entry.size, entry.parts, entry.sha256) == (len(whole), 1, hashlib.sha256(whole).hexdigest())

@@ -25,7 +25,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +47,7 @@ from pgrunbook.domain.manifest import FileEntry
 
 MiB = 1024 * 1024
 READ_CHUNK = 4 * MiB
+FOLLOW_POLL_S = 0.05  # how often a growing file is looked at again
 
 
 @dataclass(frozen=True)
@@ -195,27 +196,97 @@ class ObjectStore:
 
     # -- writing -------------------------------------------------------------------------
 
-    def upload_file(self, path: Path, key: str, on_chunk: Callable[[bytes], None] | None = None) -> FileEntry:
+    def upload_file(
+        self,
+        path: Path,
+        key: str,
+        on_chunk: Callable[[bytes], None] | None = None,
+        *,
+        complete: threading.Event | None = None,
+        stop: threading.Event | None = None,
+    ) -> FileEntry:
         """Upload one file, reading it once; returns its manifest entry.  ``on_chunk`` sees
-        every byte read, in order (the COPY-text fingerprint of a dump's data file)."""
-        size = path.stat().st_size
+        every byte read, in order (the COPY-text fingerprint of a dump's data file).
+
+        With ``complete``, the file is still being written (a table's data that pg_dump is
+        dumping): its parts go up as they fill, and the end of the file is its end only once
+        ``complete`` is set; ``stop`` set meanwhile abandons the upload
+        (:class:`~pgrunbook.domain.errors.WorkDirectoryError`).  A growing file's parts are
+        ``part_size`` (its final size is not known), enough for 9,000 parts of 64 MiB."""
+        growing = complete is not None and not complete.is_set()
+        part_size = self.transfer.part_size if growing else self.transfer.part_size_for(path.stat().st_size)
+        whole = hashlib.sha256()
+        buffer = bytearray()
+        part_digests: list[bytes] = []
+        size = 0
         try:
-            if size <= self.transfer.single_put_max:
-                data = path.read_bytes()
-                if on_chunk is not None:
-                    on_chunk(data)
-                digest = hashlib.sha256(data).digest()
-                self.client.put_object(
-                    Bucket=self.bucket,
-                    Key=key,
-                    Body=data,
-                    ChecksumAlgorithm="SHA256",
-                    ChecksumSHA256=b64(digest),
-                )
-                return FileEntry(path.name, size, digest.hex(), b64(digest), 1)
-            return self._upload_multipart(path, key, size, on_chunk)
+            with path.open("rb") as handle, ExitStack() as stack:
+                parts: list[dict[str, Any]] | None = None
+                upload_id = ""
+                while True:
+                    ended = complete is None or complete.is_set()  # before the read: then EOF is the end
+                    chunk = handle.read(min(READ_CHUNK, part_size))
+                    if not chunk:
+                        if ended:
+                            break
+                        if stop is not None and stop.is_set():
+                            raise WorkDirectoryError(
+                                f"the upload of {path.name} was abandoned while it was written"
+                            )
+                        assert complete is not None
+                        complete.wait(FOLLOW_POLL_S)
+                        continue
+                    size += len(chunk)
+                    whole.update(chunk)
+                    if on_chunk is not None:
+                        on_chunk(chunk)
+                    buffer += chunk
+                    while len(buffer) >= part_size and (
+                        parts is not None or size > self.transfer.single_put_max
+                    ):
+                        if parts is None:
+                            upload_id, parts = stack.enter_context(self._multipart(key))
+                        part_digests.append(
+                            self._upload_part(key, upload_id, parts, bytes(buffer[:part_size]))
+                        )
+                        del buffer[:part_size]
+                if parts is None and size <= self.transfer.single_put_max:
+                    data = bytes(buffer)
+                    digest = hashlib.sha256(data).digest()
+                    self.client.put_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        Body=data,
+                        ChecksumAlgorithm="SHA256",
+                        ChecksumSHA256=b64(digest),
+                    )
+                    return FileEntry(path.name, size, digest.hex(), b64(digest), 1)
+                if parts is None:
+                    upload_id, parts = stack.enter_context(self._multipart(key))
+                while buffer:
+                    part_digests.append(self._upload_part(key, upload_id, parts, bytes(buffer[:part_size])))
+                    del buffer[:part_size]
+                # leaving the block completes the multipart upload (or aborts it on an error)
         except (ClientError, BotoCoreError) as exc:
             raise TransientStorageError(f"S3 upload of {self.uri(key)} failed: {_describe(exc)}") from None
+        return FileEntry(
+            path.name, size, whole.hexdigest(), composite_checksum(part_digests), len(part_digests), part_size
+        )
+
+    def _upload_part(self, key: str, upload_id: str, parts: list[dict[str, Any]], data: bytes) -> bytes:
+        digest = hashlib.sha256(data).digest()
+        number = len(parts) + 1
+        response = self.client.upload_part(
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=b64(digest),
+        )
+        parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": b64(digest)})
+        return digest
 
     @contextmanager
     def _multipart(self, key: str) -> Iterator[tuple[str, list[dict[str, Any]]]]:
@@ -236,35 +307,6 @@ class ObjectStore:
             except Exception:  # noqa: S110 - best effort; the original outcome is what matters
                 pass
             raise
-
-    def _upload_multipart(
-        self, path: Path, key: str, size: int, on_chunk: Callable[[bytes], None] | None = None
-    ) -> FileEntry:
-        part_size = self.transfer.part_size_for(size)
-        whole = hashlib.sha256()
-        part_digests: list[bytes] = []
-        with self._multipart(key) as (upload_id, parts), path.open("rb") as handle:
-            number = 0
-            while chunk := handle.read(part_size):
-                number += 1
-                whole.update(chunk)
-                if on_chunk is not None:
-                    on_chunk(chunk)
-                digest = hashlib.sha256(chunk).digest()
-                part_digests.append(digest)
-                response = self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=chunk,
-                    ChecksumAlgorithm="SHA256",
-                    ChecksumSHA256=b64(digest),
-                )
-                parts.append({"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": b64(digest)})
-        return FileEntry(
-            path.name, size, whole.hexdigest(), composite_checksum(part_digests), len(parts), part_size
-        )
 
     def put_bytes(self, key: str, data: bytes, content_type: str = "application/json") -> None:
         try:
