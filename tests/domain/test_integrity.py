@@ -117,3 +117,51 @@ def test_to_dict_carries_the_verdicts():
     assert data["fingerprint_match"] is True
     assert data["match"] is False
     assert data["actual_rows"] == 19
+
+
+def _h(n: int) -> str:
+    return f"{n % (1 << 64):016x}"
+
+
+COLUMNS = (("id", "copy"), ("mood", "copy"))
+
+
+def _leaf(name: str, rows: int, fingerprint: int, columns=COLUMNS) -> TableEntry:
+    return TableEntry("public", name, rows, _h(fingerprint), "copy", columns)
+
+
+def test_rows_that_moved_between_partitions_match_within_their_root():
+    """Hash partitions over an enum: the restore may put rows in the other partition.  The
+    partitions together hold exactly the dumped rows (fingerprints are sums), so they match
+    within the root; a table outside the tree is not affected."""
+    a, b = (1 << 63) + 5, (1 << 63) + 9  # the sums wrap around 2^64
+    expected = [_leaf("visits_0", 10, a + b), _leaf("visits_1", 20, 7), _leaf("other", 3, 1)]
+    actual = {
+        "public.visits_0": (20, _h(a + 7)),
+        "public.visits_1": (10, _h(b)),
+        "public.other": (3, _h(1)),
+    }
+    trees = {"public.visits_0": "public.visits", "public.visits_1": "public.visits"}
+    checks = compare(expected, actual, trees=trees)
+    assert [c.match for c in checks] == [True, True, True]
+    assert [c.moved_within for c in checks] == ["public.visits", "public.visits", None]
+    assert integrity_pct(checks) == 100.0
+    assert [c.match for c in compare(expected, actual)] == [False, False, True]  # without the tree
+
+
+def test_a_partition_tree_that_lost_or_changed_a_row_still_fails():
+    expected = [_leaf("visits_0", 10, 100), _leaf("visits_1", 20, 200)]
+    trees = {"public.visits_0": "public.visits", "public.visits_1": "public.visits"}
+    changed = {"public.visits_0": (20, _h(250)), "public.visits_1": (10, _h(51))}  # 301, not 300
+    lost = {"public.visits_0": (19, _h(250)), "public.visits_1": (10, _h(50))}
+    missing = {"public.visits_0": (30, _h(300))}
+    for actual in (changed, lost, missing):
+        checks = compare(expected, actual, trees=trees)
+        assert not all(c.match for c in checks)
+        assert all(c.moved_within is None for c in checks)
+    other_columns = [
+        _leaf("visits_0", 10, 100),
+        _leaf("visits_1", 20, 200, (("mood", "copy"), ("id", "copy"))),
+    ]
+    moved = {"public.visits_0": (20, _h(200)), "public.visits_1": (10, _h(100))}
+    assert not all(c.match for c in compare(other_columns, moved, trees=trees))

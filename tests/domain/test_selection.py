@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pgrunbook.domain.errors import ConfigError
-from pgrunbook.domain.selection import TableName, parse_tables, parse_toc, select
+from pgrunbook.domain.selection import TableName, final_when_loaded, parse_tables, parse_toc, select
 
 LISTING = (Path(__file__).parents[1] / "fixtures" / "music_store.toc").read_text()
 ENTRIES = parse_toc(LISTING)
@@ -164,3 +164,13 @@ def test_a_chosen_schemas_view_over_a_table_left_out_is_skipped_and_listed():
     selection = select(parse_toc(listing), schemas=["reporting"])
     assert selection.ids == {5, 21, 23}
     assert selection.skipped == ["view reporting.order_totals reads public.orders, which is not restored"]
+
+
+def test_tables_can_be_verified_once_their_data_is_loaded_except_partitions():
+    found = final_when_loaded(ENTRIES, KNOWN)
+    assert {t.qualified for t in found.values()} == {t.qualified for t in KNOWN} - {
+        "public.events_2025",
+        "public.events_2026",
+    }
+    assert found[2653] == TableName("Odd Schema", "Weird Name")
+    assert all(e.kind == "TABLE DATA" for e in ENTRIES if e.id in found)

@@ -398,3 +398,22 @@ def _table_of(entry: Entry, names: Sequence[TableName]) -> TableName:
             return table
     schema, _, rest = _tag(entry).partition(" ")
     return TableName(schema, rest)
+
+
+def final_when_loaded(entries: Sequence[Entry], tables: Iterable[TableName]) -> dict[int, TableName]:
+    """The data items of ``tables`` after which a table's rows are final, by item id: every
+    table's TABLE DATA but a partition's (pg_dump may load a partition's rows through the root,
+    so another partition's item can still add to it).  What a restore runs after the data
+    (constraints, indexes, sequence values) does not change rows, so such a table can be
+    verified while pg_restore goes on with the rest."""
+    partitions = {e.deps[0] for e in entries if e.kind == "TABLE ATTACH" and e.deps}
+    wanted = list(tables)
+    found: dict[int, TableName] = {}
+    for entry in entries:
+        if entry.kind != "TABLE DATA" or partitions.intersection(entry.deps):
+            continue
+        for table in wanted:
+            if entry.names(table.schema, table.name):
+                found[entry.id] = table
+                break
+    return found

@@ -32,7 +32,7 @@ from pgrunbook.adapters.postgres.connection import Database, qualified, quote_id
 from pgrunbook.adapters.postgres.copytext import METHOD as COPY_METHOD
 from pgrunbook.adapters.postgres.copytext import fingerprint_all
 from pgrunbook.adapters.postgres.dburl import ConnInfo
-from pgrunbook.adapters.postgres.fingerprints import compute_all
+from pgrunbook.adapters.postgres.fingerprints import compute_all, partition_roots
 from pgrunbook.adapters.postgres.tools import find_pg_dump, find_pg_restore, find_tool, run_tool
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.domain.errors import ConfigError, RestoreFailed
@@ -259,15 +259,16 @@ def _verify_landed(
         return db
 
     results: dict[str, tuple[int, str]] = {}
+    with Database.connect(live, application_name="pgrunbook-verify") as db:
+        major = db.server_version_num // 10000
+        trees = partition_roots(db)
     copied = [t for t in landed if t.method == COPY_METHOD]
     if copied:
-        with Database.connect(live, application_name="pgrunbook-verify") as db:
-            major = db.server_version_num // 10000
         psql = find_tool("psql", major, pg_bin=ctx.settings.pg_bin)
         results.update(fingerprint_all(live, copied, session_settings, psql=psql, errors=errors))
     for method in sorted({t.method for t in landed if t.method != COPY_METHOD}):
         results.update(compute_all(session, [t for t in landed if t.method == method], method, errors=errors))
-    return compare(landed, results, errors)
+    return compare(landed, results, errors, trees)
 
 
 def _findings(

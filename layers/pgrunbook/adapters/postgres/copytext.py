@@ -23,6 +23,7 @@ such a backup (:func:`fingerprint_all`).
 from __future__ import annotations
 
 import os
+import queue
 import re
 import subprocess
 import threading
@@ -187,52 +188,107 @@ def fingerprint_all(
     workers: int = 1,
     errors: dict[str, str] | None = None,
 ) -> dict[str, tuple[int, str]]:
-    """Rows and fingerprint of each restored table (method ``copy``): ``COPY (SELECT cols FROM
-    ONLY t) TO STDOUT`` under the dump's ``session``, biggest table first over ``workers`` psql
-    processes (``ONLY``: a partitioned table is fingerprinted through its leaves, as pg_dump
-    dumps it).
+    """Rows and fingerprint of each restored table (method ``copy``), biggest table first over
+    ``workers`` psql sessions: see :class:`Fingerprinter`."""
+    fingerprinter = Fingerprinter(info, session, psql=psql, workers=min(workers, len(tables)), errors=errors)
+    try:
+        for table in sorted(tables, key=lambda t: -t.rows):
+            fingerprinter.add(table)
+        return fingerprinter.finish()
+    finally:
+        fingerprinter.cancel()
+
+
+class Fingerprinter:
+    """Rows and fingerprints of restored tables (method ``copy``), handed over one by one with
+    :meth:`add` as they become ready (a restore adds each table as soon as pg_restore has
+    loaded it), computed by up to ``workers`` psql sessions: ``COPY (SELECT cols FROM ONLY t)
+    TO STDOUT`` under the dump's ``session`` (``ONLY``: a partitioned table is fingerprinted
+    through its leaves, as pg_dump dumps it).
 
     psql, not the driver: pg8000 decodes one protocol message per row in Python, which made
     verification 3x slower than the server's COPY; psql hands over the text in big chunks and
     the hashing is a few C calls per chunk.  Each worker keeps one psql and gives it the next
     table when the last one's end marker has come back.  A table whose COPY fails is recorded
     in ``errors`` (when given) and that worker starts a new psql; a psql that cannot connect
-    raises :class:`~pgrunbook.domain.errors.DatabaseUnreachable`.
+    raises :class:`~pgrunbook.domain.errors.DatabaseUnreachable` from :meth:`finish`.
     """
-    queue = sorted(tables, key=lambda t: -t.rows)
-    results: dict[str, tuple[int, str]] = {}
-    lock = threading.Lock()
 
-    def take() -> TableEntry | None:
-        with lock:
-            return queue.pop(0) if queue else None
+    def __init__(
+        self,
+        info: ConnInfo,
+        session: Sequence[tuple[str, str]] = SESSION,
+        *,
+        psql: Tool,
+        workers: int = 1,
+        errors: dict[str, str] | None = None,
+    ):
+        self.info, self.session, self.psql, self.errors = info, list(session), psql, errors
+        self.results: dict[str, tuple[int, str]] = {}
+        self.added: set[str] = set()
+        self._queue: queue.SimpleQueue[TableEntry | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._copiers: list[_Psql] = []
+        self._cancelled = threading.Event()
+        count = max(1, workers)
+        self._pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="copy-fingerprint")
+        self._workers = [self._pool.submit(self._work) for _ in range(count)]
+        self._finished = False
 
-    def worker() -> None:
+    def add(self, table: TableEntry) -> None:
+        """Fingerprint ``table`` (once: adding it again does nothing)."""
+        with self._lock:
+            if table.qualified in self.added:
+                return
+            self.added.add(table.qualified)
+        self._queue.put(table)
+
+    def finish(self) -> dict[str, tuple[int, str]]:
+        """Every table is added: wait for them; the first worker failure is raised."""
+        self._finished = True
+        for _ in self._workers:
+            self._queue.put(None)
+        for worker in self._workers:
+            worker.result()
+        self._pool.shutdown(wait=True)
+        return self.results
+
+    def cancel(self) -> None:
+        """Stop now (a restore that failed, or is over): running COPYs are cut off."""
+        if self._cancelled.is_set():
+            return
+        self._cancelled.set()
+        with self._lock:
+            copiers = list(self._copiers)
+        for copier in copiers:
+            copier.process.kill()
+        if not self._finished:
+            for _ in self._workers:
+                self._queue.put(None)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _work(self) -> None:
         copier: _Psql | None = None
         try:
-            while (table := take()) is not None:
+            while (table := self._queue.get()) is not None and not self._cancelled.is_set():
                 if copier is None:
-                    copier = _Psql(psql, info, session)
+                    copier = _Psql(self.psql, self.info, self.session)
+                    with self._lock:
+                        self._copiers.append(copier)
                 try:
                     found = copier.digest(table)
                 except _TableFailed as exc:
                     copier = None
-                    if errors is None:
+                    if self.errors is None:
                         raise SqlError(str(exc)) from None
-                    with lock:
-                        errors[table.qualified] = str(exc)
+                    with self._lock:
+                        self.errors[table.qualified] = str(exc)
                     continue
-                with lock:
-                    results[table.qualified] = found
+                with self._lock:
+                    self.results[table.qualified] = found
         finally:
             if copier is not None:
                 copier.close()
-
-    count = max(1, min(workers, len(queue)))
-    with ThreadPoolExecutor(max_workers=count, thread_name_prefix="copy-fingerprint") as pool:
-        for future in [pool.submit(worker) for _ in range(count)]:
-            future.result()
-    return results
 
 
 class _TableFailed(Exception):

@@ -266,6 +266,24 @@ def table_sizes(db: Database) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in db.run(_SIZES_SQL)}
 
 
+def partition_roots(db: Database) -> dict[str, str]:
+    """Each partition of the database (qualified, as manifests name tables) -> its partitioned
+    root (``schema.name``); nothing before PostgreSQL 12, which lacks ``pg_partition_root``."""
+    if db.server_version_num < 120000:
+        return {}
+    rows = db.run(
+        """
+        SELECT n.nspname::text, c.relname::text, rn.nspname::text, r.relname::text
+        FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        JOIN pg_catalog.pg_class r ON r.oid = pg_catalog.pg_partition_root(c.oid)
+        JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+        WHERE c.relispartition AND c.relkind = 'r'
+        """
+    )
+    return {f"{schema}.{name}": f"{root_schema}.{root}" for schema, name, root_schema, root in rows}
+
+
 def compute_all(
     open_session: Callable[[], Database],
     specs: Sequence[TableSpec | TableEntry],

@@ -116,6 +116,8 @@ def _render_restore(r: RestoreResult) -> str:
         for t in r.tables:
             actual = "-" if t.actual_rows is None else f"{t.actual_rows:,}"
             mark = "match" if t.fingerprint_match else "MISMATCH"
+            if t.moved_within and not (t.rows_match and t.fingerprint_match):
+                mark = f"match within {t.moved_within} (rows moved between its partitions)"
             if t.error:
                 mark = f"ERROR {t.error}"
             lines.append(f"  {t.table:<{width}}  {t.expected_rows:>14,}  {actual:>14}  {mark}")
