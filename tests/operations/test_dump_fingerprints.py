@@ -12,6 +12,7 @@ import time
 import pytest
 
 from pgrunbook.adapters.postgres.connection import Database, qualified
+from pgrunbook.adapters.postgres.tools import find_pg_dump
 from pgrunbook.adapters.s3.store import b64
 from pgrunbook.catalog.backups import Catalog
 from pgrunbook.operations.backup import run_backup
@@ -193,3 +194,27 @@ def test_rows_a_restore_moves_between_enum_hash_partitions_are_not_a_false_alarm
     assert report.status == "ok", [t for t in report.tables if not t.match]
     visits = [t for t in report.tables if t.table.startswith("public.visits_")]
     assert len(visits) == 2 and all(t.match for t in visits)
+
+
+def test_a_table_whose_data_pg_dump_left_out_fails_the_backup_and_leaves_nothing(
+    tmp_path, new_db, make_settings, s3
+):
+    """The snapshot's table list is checked against the archive's table of contents: a
+    pg_dump that leaves out a table's data (here one given --exclude-table-data behind
+    pgrunbook's back) fails the backup, and nothing of it stays in S3."""
+    source = new_db(sql=SQL)
+    real = find_pg_dump(18)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    wrapper = tools / "pg_dump"
+    wrapper.write_text(f'#!/bin/sh\nexec "{real.path}" "$@" --exclude-table-data=public.items\n')
+    wrapper.chmod(0o755)
+    for name in ("pg_restore", "psql"):
+        (tools / name).symlink_to(real.path.parent / name)
+    settings = make_settings(source, fingerprints="dump", pg_bin=str(tools))
+    backup = run_backup(settings)
+    assert backup.status == "critical"
+    assert "pg_dump left out the data of public.items" in backup.error
+    assert Catalog(settings.primary_store()).entries() == []
+    for bucket in (s3.primary, s3.dr):
+        assert s3.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0, bucket
