@@ -54,22 +54,21 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import boto3
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
 
 from pgrunbook.adapters.postgres.connection import Database, qualified, quote_ident
+from pgrunbook.adapters.postgres.copytext import fingerprint_all
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.embedded import start as start_embedded
-from pgrunbook.adapters.postgres.tools import Tool, find_pg_dump, find_pg_restore
+from pgrunbook.adapters.postgres.tools import Tool, find_pg_dump, find_pg_restore, find_tool
 from pgrunbook.adapters.s3.store import TransferSettings
-from pgrunbook.operations import restorer
+from pgrunbook.catalog.backups import Catalog
 from pgrunbook.operations.backup import BackupResult, run_backup
 from pgrunbook.operations.restorer import run_restore_test
 from pgrunbook.progress import NullProgress
@@ -497,24 +496,27 @@ class Bench:
             cpu["bare_count"].append(count_cpu)
             samples["bare_restore_count"].append(restore_s + count_s)
             cpu["bare_restore_count"].append(restore_cpu + count_cpu)
+            if record and "dump" in backups:  # the COPY TO verification alone, on this copy
+                tables = Catalog(self.settings.primary_store()).manifest(backups["dump"].backup_id).tables
+                copy = self.server_info.with_dbname(restored)
+                psql = find_tool("psql", PG_VERSION)
+                self.settle()
+                seconds, spent, _ = timed(lambda: fingerprint_all(copy, tables, psql=psql, workers=JOBS))
+                self.results.copy_verify.append((seconds, spent))
             self.admin(f"DROP DATABASE {quote_ident(restored)} WITH (FORCE)")
 
         def restore_test(method: str, settings: Settings) -> None:
             backup_id = backups[method].backup_id
-            with self.watching_copy_verify() as verify:
-                seconds, _, result = measure(
-                    f"restore_test_{method}",
-                    lambda: run_restore_test(settings, backup_id=backup_id, progress=NullProgress()),
-                )
+            seconds, _, result = measure(
+                f"restore_test_{method}",
+                lambda: run_restore_test(settings, backup_id=backup_id, progress=NullProgress()),
+            )
             if result.status != "ok" or result.integrity_pct < 100.0:
                 raise RuntimeError(
                     f"pgrunbook restore-test ({method}) failed: {result.error or result.restore_errors}"
                 )
-            if method == "dump" and not verify:
-                raise RuntimeError("the restore test of the dump-fingerprinted backup did not use COPY TO")
             if record:
                 record_durations(self.results.restore_durations[method], result.durations, seconds)
-                self.results.copy_verify.extend(verify)
 
         dumps: list[Callable[[], Any]] = [
             lambda: measure("bare_dump_dir", lambda: self.bare_dump_dir(dump_dir)),
@@ -539,21 +541,6 @@ class Bench:
                 )
         finally:
             self.clean_up([dump_dir, baseline_dir, dump_file], baseline_prefix, backups.values())
-
-    @contextmanager
-    def watching_copy_verify(self) -> Iterator[list[tuple[float, Cpu]]]:
-        """The restore test's COPY TO verification (copytext.fingerprint_all, which it calls
-        for copy-method tables only): its wall seconds and CPU, one entry per call."""
-        seen: list[tuple[float, Cpu]] = []
-        original = restorer.fingerprint_all
-
-        def watched(*args: Any, **kwargs: Any) -> Any:
-            seconds, spent, result = timed(lambda: original(*args, **kwargs))
-            seen.append((seconds, spent))
-            return result
-
-        with mock.patch.object(restorer, "fingerprint_all", watched):
-            yield seen
 
     def admin(self, sql: str) -> None:
         with Database.connect(self.server_info, application_name="bench-admin") as admin:
@@ -771,24 +758,24 @@ def median_cpu(samples: Sequence[Cpu]) -> dict[str, float]:
     }
 
 
-def cpu_bound(results: Results, cpus: int, name: str) -> dict[str, float]:
-    """The best ratio to the bare dump this machine allows for the work a backup did.
+def cpu_bound(results: Results, cpus: int, name: str, bare: str = "bare_dump_dir") -> dict[str, float]:
+    """The best ratio to the bare tool (``bare``) this machine allows for the work ``name`` did.
 
-    Even if every core were busy every moment, the backup cannot take less wall time than
-    its CPU seconds divided by the cores; over the bare dump's wall time that is a floor on
-    the ratio, whatever the scheduling.  The bare dump's own use of the cores is given too.
+    Even if every core were busy every moment, a job cannot take less wall time than its CPU
+    seconds divided by the cores; over the bare tool's wall time that is a floor on the
+    ratio, whatever the scheduling.  The bare tool's own use of the cores is given too.
     CPU seconds are the measurement's own (server, tools, this process): another load on the
-    machine would otherwise count as the backup's work.
+    machine would otherwise count as the job's work.
     """
-    backup_cpu = statistics.median(c.own for c in results.cpu[name])
-    bare_cpu = statistics.median(c.own for c in results.cpu["bare_dump_dir"])
-    bare_wall = results.median("bare_dump_dir")
+    job_cpu = statistics.median(c.own for c in results.cpu[name])
+    bare_cpu = statistics.median(c.own for c in results.cpu[bare])
+    bare_wall = results.median(bare)
     return {
         "cores": cpus,
-        "bare_dump_cores_busy": round(bare_cpu / bare_wall, 2),
-        "backup_cpu_over_bare_cpu": round(backup_cpu / bare_cpu, 3),
-        "backup_min_wall_s": round(backup_cpu / cpus, 3),
-        "backup_ratio_floor": round(backup_cpu / cpus / bare_wall, 3),
+        "bare_cores_busy": round(bare_cpu / bare_wall, 2),
+        "cpu_over_bare_cpu": round(job_cpu / bare_cpu, 3),
+        "min_wall_s": round(job_cpu / cpus, 3),
+        "ratio_floor": round(job_cpu / cpus / bare_wall, 3),
     }
 
 
@@ -797,10 +784,11 @@ def throughput(results: Results) -> dict[str, Any]:
 
     Backup side: the dump backup's COPY text over the CPU seconds its digests took in the
     upload threads (gunzip, line split, xxh3-64): MB/s per core.  Restore side: the same text
-    (the restore test's COPY TO prints it again; the fingerprints match) over the verify
-    phase's wall time with its sessions, over this process's CPU seconds in it (pg8000
-    receiving and hashing: per core of the runner) and over the server's CPU seconds in it
-    (COPY TO producing it)."""
+    (COPY TO prints it again; the fingerprints match), printed by
+    :func:`copytext.fingerprint_all` of every table of a bare restore, measured alone (in the
+    restore test it overlaps pg_restore): over its wall time with its sessions, over this
+    process's CPU seconds in it (psql's output read and hashed: per core of the runner) and
+    over the server's CPU seconds in it (COPY TO producing it)."""
     if not results.copy_text_bytes:
         return {}
     mb = statistics.median(results.copy_text_bytes) / 1e6
@@ -858,8 +846,13 @@ def summarize(bench: Bench, meta: dict[str, Any]) -> dict[str, Any]:
         "median_s": {name: round(results.median(name), 3) for name in LABELS},
         "median_cpu_s": {name: median_cpu(results.cpu[name]) for name in LABELS},
         "cpu_bound": {
-            method: cpu_bound(results, meta["cpus"], f"pgrunbook_backup_{method}")
-            for method in ("dump", "server")
+            **{
+                f"backup ({method})": cpu_bound(results, meta["cpus"], f"pgrunbook_backup_{method}")
+                for method in ("dump", "server")
+            },
+            "restore-test (dump)": cpu_bound(
+                results, meta["cpus"], "restore_test_dump", bare="bare_restore_count"
+            ),
         },
         "samples_s": {name: [round(s, 3) for s in results.samples[name]] for name in LABELS},
         "server_cpu_samples_s": {name: [round(c.server, 3) for c in results.cpu[name]] for name in METHODS},
@@ -952,11 +945,12 @@ def render(summary: dict[str, Any]) -> str:
         "baseline's boto3 included; other: the rest of the machine, kernel threads and any other load)"
     )
     lines.append("")
-    for method, bound in summary["cpu_bound"].items():
+    for job, bound in summary["cpu_bound"].items():
+        bare = "bare restore + count" if job.startswith("restore") else "bare dump"
         lines.append(
-            f"backup ({method}): {bound['backup_cpu_over_bare_cpu']:.2f}x the bare dump's CPU work (which keeps "
-            f"{bound['bare_dump_cores_busy']:.2f} of {bound['cores']} cores busy): at least "
-            f"{bound['backup_min_wall_s']:.2f} s here, a ratio of at least {bound['backup_ratio_floor']:.3f}x"
+            f"{job}: {bound['cpu_over_bare_cpu']:.2f}x the {bare}'s CPU work (which keeps "
+            f"{bound['bare_cores_busy']:.2f} of {bound['cores']} cores busy): at least "
+            f"{bound['min_wall_s']:.2f} s here, a ratio of at least {bound['ratio_floor']:.3f}x"
         )
     figures = summary["throughput"]
     if figures:
@@ -968,7 +962,7 @@ def render(summary: dict[str, Any]) -> str:
         ]
         if "restore_verify_wall_s" in figures:
             lines.append(
-                f"  restore test, COPY TO over {JOBS} sessions: {figures['restore_verify_wall_s']:.2f} s, "
+                f"  restore side, COPY TO of every table alone (psql, {JOBS} sessions): {figures['restore_verify_wall_s']:.2f} s, "
                 f"{figures['restore_mb_per_s_wall']:.0f} MB/s; runner {figures['restore_verify_runner_cpu_s']:.2f} "
                 f"CPU-s, {figures['restore_mb_per_s_per_runner_core'] or 0:.0f} MB/s per core; "
                 f"server {figures['restore_verify_server_cpu_s']:.2f} CPU-s, "

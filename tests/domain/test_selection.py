@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pgrunbook.domain.errors import ConfigError
-from pgrunbook.domain.selection import TableName, final_when_loaded, parse_tables, parse_toc, select
+from pgrunbook.domain.selection import TableName, parse_tables, parse_toc, ready_after, select
 
 LISTING = (Path(__file__).parents[1] / "fixtures" / "music_store.toc").read_text()
 ENTRIES = parse_toc(LISTING)
@@ -166,11 +166,16 @@ def test_a_chosen_schemas_view_over_a_table_left_out_is_skipped_and_listed():
     assert selection.skipped == ["view reporting.order_totals reads public.orders, which is not restored"]
 
 
-def test_tables_can_be_verified_once_their_data_is_loaded_except_partitions():
-    found = final_when_loaded(ENTRIES, KNOWN)
-    assert {t.qualified for t in found.values()} == {t.qualified for t in KNOWN} - {
+def test_tables_can_be_verified_once_their_data_and_exclusive_items_are_done_except_partitions():
+    ready = ready_after(ENTRIES, KNOWN)
+    assert {t.qualified for t in ready} == {t.qualified for t in KNOWN} - {
         "public.events_2025",
         "public.events_2026",
     }
-    assert found[2653] == TableName("Odd Schema", "Weird Name")
-    assert all(e.kind == "TABLE DATA" for e in ENTRIES if e.id in found)
+    by_id = {e.id: e for e in ENTRIES}
+    track = ready[TableName("public", "track")]
+    assert {f"{by_id[i].kind} {by_id[i].rest}" for i in track} == {
+        "TABLE DATA public track music_owner",
+        "CONSTRAINT public track track_pkey music_owner",  # ALTER TABLE ... ADD PRIMARY KEY
+    }  # not its foreign key, indexes or grants: they do not lock it exclusively
+    assert 2653 in ready[TableName("Odd Schema", "Weird Name")]

@@ -400,20 +400,30 @@ def _table_of(entry: Entry, names: Sequence[TableName]) -> TableName:
     return TableName(schema, rest)
 
 
-def final_when_loaded(entries: Sequence[Entry], tables: Iterable[TableName]) -> dict[int, TableName]:
-    """The data items of ``tables`` after which a table's rows are final, by item id: every
-    table's TABLE DATA but a partition's (pg_dump may load a partition's rows through the root,
-    so another partition's item can still add to it).  What a restore runs after the data
-    (constraints, indexes, sequence values) does not change rows, so such a table can be
-    verified while pg_restore goes on with the rest."""
+# What pg_restore runs after a table's data that locks it ACCESS EXCLUSIVE (a COPY TO reading
+# it would make pg_restore wait); indexes, foreign keys and triggers take weaker locks.
+EXCLUSIVE_AFTER_DATA = frozenset({"CONSTRAINT", "RULE", "POLICY", "ROW SECURITY"})
+
+
+def ready_after(entries: Sequence[Entry], tables: Iterable[TableName]) -> dict[TableName, set[int]]:
+    """For each of ``tables`` that can be verified before pg_restore ends, the items that must
+    have finished first: its TABLE DATA, and what then locks it ACCESS EXCLUSIVE
+    (:data:`EXCLUSIVE_AFTER_DATA`: its primary key, for one), so that reading it never holds up
+    the restore.  The rows are final then: the rest does not change them.  Partitions are left
+    out (pg_dump may load a partition's rows through the root, so another partition's item can
+    still add to it), and so is a table without a data item."""
     partitions = {e.deps[0] for e in entries if e.kind == "TABLE ATTACH" and e.deps}
+    relations = [e for e in entries if e.kind == "TABLE"]
     wanted = list(tables)
-    found: dict[int, TableName] = {}
+    ready: dict[TableName, set[int]] = {}
     for entry in entries:
         if entry.kind != "TABLE DATA" or partitions.intersection(entry.deps):
             continue
-        for table in wanted:
-            if entry.names(table.schema, table.name):
-                found[entry.id] = table
-                break
-    return found
+        table = next((t for t in wanted if entry.names(t.schema, t.name)), None)
+        if table is None or table in ready:
+            continue
+        own = {e.id for e in relations if e.names(table.schema, table.name)}
+        ready[table] = {entry.id} | {
+            e.id for e in entries if e.kind in EXCLUSIVE_AFTER_DATA and own.intersection(e.deps)
+        }
+    return ready

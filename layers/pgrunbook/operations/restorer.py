@@ -74,7 +74,7 @@ from pgrunbook.domain.manifest import FileEntry, Manifest, TableEntry
 from pgrunbook.domain.needs import Needs, Unmet, needs_from_toc, unmet
 from pgrunbook.domain.redact import redact
 from pgrunbook.domain.results import Report
-from pgrunbook.domain.selection import Selection, TableName, final_when_loaded, parse_toc, select
+from pgrunbook.domain.selection import Selection, TableName, parse_toc, ready_after, select
 from pgrunbook.operations.targets import TargetPlan, plan_target, throwaway
 from pgrunbook.progress import Progress
 from pgrunbook.settings.model import Settings
@@ -670,17 +670,17 @@ class Restorer:
         self, pg_restore, scratch: ConnInfo, manifest: Manifest, dump_dir: Path, workdir: Path
     ) -> _Landing | None:
         """Verification that starts while pg_restore runs: a parallel pg_restore says, with
-        ``--verbose``, when it has finished loading each table's data ("finished item N TABLE
-        DATA"); that table is then fingerprinted (COPY TO) while pg_restore goes on with the
-        others and with the indexes (:func:`~pgrunbook.domain.selection.final_when_loaded`:
-        not partitions).  The rest is verified after the restore, as is everything when
-        pg_restore runs serially."""
+        ``--verbose``, when it has finished each item ("finished item N"); once a table's data
+        and what locks it exclusively afterwards (its primary key) are done, it is
+        fingerprinted (COPY TO) while pg_restore goes on with the others
+        (:func:`~pgrunbook.domain.selection.ready_after`: not partitions).  The rest is verified
+        after the restore, as is everything when pg_restore runs serially."""
         copied = {t.qualified: t for t in self.restored_tables(manifest) if t.method == COPY_METHOD}
         if not copied or self.settings.jobs < 2:
             return None
         entries = parse_toc(self._listing(pg_restore, dump_dir, workdir))
         names = [TableName(t.schema, t.name) for t in copied.values()]
-        by_id = {str(i): copied[t.qualified] for i, t in final_when_loaded(entries, names).items()}
+        waiting = {t.qualified: items for t, items in ready_after(entries, names).items()}
         with Database.connect(scratch, application_name="pgrunbook-verify") as db:
             major = db.server_version_num // 10000
         fingerprinter = Fingerprinter(
@@ -690,7 +690,7 @@ class Restorer:
             workers=self.settings.jobs,
             errors={},
         )
-        return _Landing(fingerprinter, by_id)
+        return _Landing(fingerprinter, {name: copied[name] for name in waiting}, waiting)
 
     def _verify(
         self, scratch: ConnInfo, manifest: Manifest, landing: _Landing | None = None
@@ -832,18 +832,26 @@ WHERE a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = :role) AN
 
 @dataclass
 class _Landing:
-    """Tables verified as pg_restore lands them: its TOC's data items -> the manifest's tables."""
+    """Tables verified as pg_restore lands them: each one once the TOC items it waits for
+    (:func:`~pgrunbook.domain.selection.ready_after`) have finished."""
 
     fingerprinter: Fingerprinter
-    by_id: dict[str, TableEntry]
+    tables: dict[str, TableEntry]
+    waiting: dict[str, set[int]]
 
     def on_line(self, line: str) -> None:
-        match = _LANDED.search(line)
-        if match and match.group(1) in self.by_id:
-            self.fingerprinter.add(self.by_id[match.group(1)])
+        match = _FINISHED.search(line)
+        if not match:
+            return
+        item = int(match.group(1))
+        for name, items in self.waiting.items():
+            if item in items:
+                items.discard(item)
+                if not items:
+                    self.fingerprinter.add(self.tables[name])
 
 
-_LANDED = re.compile(r"finished item (\d+) TABLE DATA ")
+_FINISHED = re.compile(r"finished item (\d+) ")
 
 
 def copy_session(manifest: Manifest) -> list[tuple[str, str]]:

@@ -202,9 +202,9 @@ def fingerprint_all(
 class Fingerprinter:
     """Rows and fingerprints of restored tables (method ``copy``), handed over one by one with
     :meth:`add` as they become ready (a restore adds each table as soon as pg_restore has
-    loaded it), computed by up to ``workers`` psql sessions: ``COPY (SELECT cols FROM ONLY t)
-    TO STDOUT`` under the dump's ``session`` (``ONLY``: a partitioned table is fingerprinted
-    through its leaves, as pg_dump dumps it).
+    loaded it), computed by up to ``workers`` psql sessions: ``COPY t (cols) TO STDOUT``, pg_dump's own
+    statement, under the dump's ``session`` (a partitioned table is fingerprinted through its
+    leaves, as pg_dump dumps it; COPY of a table never includes its children).
 
     psql, not the driver: pg8000 decodes one protocol message per row in Python, which made
     verification 3x slower than the server's COPY; psql hands over the text in big chunks and
@@ -322,9 +322,12 @@ class _Psql:
             pass  # it has exited: reading its output finds out why
 
     def digest(self, table: TableEntry) -> tuple[int, str]:
-        listed = ", ".join(quote_ident(c) for c, _ in table.columns)  # none: one empty line per row
+        # pg_dump's own statement: COPY of a table never includes its children or partitions,
+        # and without a column list it leaves out generated columns (a table with none prints
+        # one empty line per row)
+        listed = ", ".join(quote_ident(c) for c, _ in table.columns)
         self._send(
-            f"COPY (SELECT {listed} FROM ONLY {qualified(table.schema, table.name)}) TO STDOUT;\n"
+            f"COPY {qualified(table.schema, table.name)}{f' ({listed})' if listed else ''} TO STDOUT;\n"
             f"\\echo '{END.decode().replace(chr(92), chr(92) * 2)}'\n"
         )
         digest = CopyDigest()
