@@ -86,7 +86,7 @@ class Grants:
                 continue
             present.add(grant.sid)
             if grant.kind == "list":
-                self.bucket(grant.sid, location(grant.bucket), lock=grant.lock)
+                self.bucket(grant.sid, location(grant.bucket), lock=grant.lock, uploads=grant.uploads)
             elif grant.kind == "objects":
                 self.objects(
                     grant.sid,
@@ -137,13 +137,17 @@ class Grants:
         )
         return self
 
-    def bucket(self, sid: str, location: BackupLocation, *, lock: bool = False) -> Grants:
-        """List the bucket (pgrunbook's catalog is a listing) and, for locking jobs, read its
-        Object Lock setting."""
+    def bucket(
+        self, sid: str, location: BackupLocation, *, lock: bool = False, uploads: bool = False
+    ) -> Grants:
+        """List the bucket (pgrunbook's catalog is a listing); for locking jobs, read its
+        Object Lock setting; for the backup, list the multipart uploads a killed run left."""
         self.buckets.add(location.bucket_template)
         actions = ["s3:ListBucket"]
         if lock:
             actions.append("s3:GetBucketObjectLockConfiguration")
+        if uploads:
+            actions.append("s3:ListBucketMultipartUploads")
         return self.add(sid, actions, [location.bucket_arn_template])
 
     def objects(

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,6 +16,7 @@ from pgrunbook.adapters.postgres.connection import Database, qualified
 from pgrunbook.adapters.postgres.tools import find_pg_dump
 from pgrunbook.adapters.s3.store import b64
 from pgrunbook.catalog.backups import Catalog
+from pgrunbook.catalog.metadata_mirror import Mirror
 from pgrunbook.operations.backup import run_backup
 from pgrunbook.operations.restorer import run_restore_test
 from pgrunbook.progress import NullProgress
@@ -131,6 +133,7 @@ INSERT INTO visits SELECT g, (ARRAY['calm', 'busy', 'late'])[1 + g % 3]::mood, m
 FROM generate_series(1, 30000) g;
 CREATE TABLE big AS SELECT g AS id, md5(g::text) AS body FROM generate_series(1, 200000) g;
 ALTER TABLE big ADD PRIMARY KEY (id);
+CREATE INDEX big_slow ON big (md5(md5(md5(body))));  -- pg_restore is still busy after the data
 CREATE TABLE small AS SELECT g AS id FROM generate_series(1, 10) g;
 """
 
@@ -218,3 +221,35 @@ def test_a_table_whose_data_pg_dump_left_out_fails_the_backup_and_leaves_nothing
     assert Catalog(settings.primary_store()).entries() == []
     for bucket in (s3.primary, s3.dr):
         assert s3.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0, bucket
+
+
+def test_the_open_uploads_of_a_killed_run_are_aborted_by_the_next_backup(new_db, make_settings, s3):
+    """A run killed while a file was going up in parts leaves a multipart upload open (parts
+    S3 keeps and bills, no object): the next backup settles the run's row and aborts them."""
+    settings = make_settings(new_db(sql=SQL))
+    assert run_backup(settings).status == "ok"  # the mirror exists
+    killed = "20260101T000000.000Z-dead00"
+    mirror = Mirror.open(settings.conninfo(), settings.database_label, "auto")
+    now = datetime.now(UTC)
+    mirror.record_start(  # what the killed run had recorded
+        backup_id=killed,
+        backup_type="daily",
+        tiers=["daily"],
+        location="s3://bucket/prefix/",
+        tables=["public.items"],
+        started_at=now,
+        retention_until=now,
+        created_by="test",
+    )
+    mirror.db.close()
+    client = s3.client()
+    for store in (settings.primary_store(), settings.dr_store()):
+        key = store.key(killed, "3456.dat.gz")
+        upload = client.create_multipart_upload(Bucket=store.bucket, Key=key)["UploadId"]
+        client.upload_part(Bucket=store.bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"x" * 1024)
+    again = run_backup(settings)
+    assert again.status == "warning", again.error
+    assert f"backup {killed} was interrupted by an earlier run; recorded as failed" in again.warnings
+    for store in (settings.primary_store(), settings.dr_store()):
+        assert f"aborted 1 unfinished upload(s) of backup {killed} in {store.bucket}" in again.warnings
+        assert client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []

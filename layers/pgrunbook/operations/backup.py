@@ -191,6 +191,7 @@ class BackupRun:
                     )
                 else:
                     self._warn(f"backup {stale} was interrupted by an earlier run; recorded as failed")
+                    self._abort_uploads(stale)
             self._remove_abandoned_work_dirs()
             coordinator = None  # _backup closes it once the snapshot is done
             try:
@@ -571,6 +572,18 @@ class BackupRun:
         for path in sorted(dump_dir.iterdir()):
             if path.is_file():
                 uploader.submit(path)
+
+    def _abort_uploads(self, backup_id: str) -> None:
+        """A killed run may have left a file's multipart upload open (its parts go up while
+        pg_dump writes it): abort those of ``backup_id`` in both buckets."""
+        for store in [self.primary, *([self.dr] if self.dr is not None else [])]:
+            try:
+                aborted = store.abort_uploads(store.backup_prefix(backup_id))
+            except PgRunbookError as exc:
+                log.warning("could not list the open uploads in %s: %s", store.bucket, redact(str(exc)))
+                continue
+            if aborted:
+                self._warn(f"aborted {aborted} unfinished upload(s) of backup {backup_id} in {store.bucket}")
 
     def _discard(self, store: ObjectStore, keys: list[str]) -> None:
         """Best effort: remove what a failed run uploaded (retention removes any leftovers)."""

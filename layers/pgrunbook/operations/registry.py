@@ -39,7 +39,8 @@ from pgrunbook.settings.options import Option
 class Grant:
     """One IAM statement an operation needs, in terms of pgrunbook's resources.
 
-    ``kind``: ``list`` (list a backup bucket; ``lock`` adds reading its Object Lock setting),
+    ``kind``: ``list`` (list a backup bucket; ``lock`` adds reading its Object Lock setting,
+    ``uploads`` listing its open multipart uploads),
     ``objects`` (``paths`` under ``<prefix>/<database>/`` in that bucket), ``key`` (the bucket's
     KMS key), ``secret`` (the Secrets Manager secret a setting names).  ``bucket`` is
     ``primary`` or ``dr``; infra resolves it to this stack's bucket or the other region's."""
@@ -52,13 +53,14 @@ class Grant:
     write: bool = False
     delete: bool = False
     lock: bool = False
+    uploads: bool = False
     encrypt: bool = False
     decrypt: bool = False
     setting: str = ""  # kind "secret": the option holding the ARN
 
 
-def listing(sid: str, bucket: str, *, lock: bool = False) -> Grant:
-    return Grant(sid, "list", bucket, lock=lock)
+def listing(sid: str, bucket: str, *, lock: bool = False, uploads: bool = False) -> Grant:
+    return Grant(sid, "list", bucket, lock=lock, uploads=uploads)
 
 
 def objects(
@@ -206,10 +208,10 @@ BACKUP = Operation(
         ),
     ),
     grants=(
-        listing("PrimaryBucket", "primary", lock=True),
+        listing("PrimaryBucket", "primary", lock=True, uploads=True),
         objects("PrimaryBackups", "primary", BACKUP_FILES, read=True, write=True, delete=True, lock=True),
         key("PrimaryKey", "primary", encrypt=True, decrypt=True),
-        listing("DrBucket", "dr", lock=True),
+        listing("DrBucket", "dr", lock=True, uploads=True),
         objects("DrBackups", "dr", BACKUP_FILES, read=True, write=True, delete=True, lock=True),
         key("DrKey", "dr", encrypt=True, decrypt=True),
         secret("DatabaseSecret", "database_secret_arn"),

@@ -710,12 +710,12 @@ class Restorer:
         results: dict[str, tuple[int, str]] = {}
         copied = [t for t in restored if t.method == COPY_METHOD]
         if copied and landing is not None:  # most were verified while pg_restore ran
-            early = len(landing.fingerprinter.added)
+            done = landing.fingerprinter.done()  # pg_restore has just ended
             for table in sorted(copied, key=lambda t: -t.rows):
                 landing.fingerprinter.add(table)
             results.update(landing.fingerprinter.finish())
             errors.update(landing.fingerprinter.errors or {})
-            self.progress.step(f"{early} of {len(copied)} tables were verified while pg_restore ran")
+            self.progress.step(f"{done} of {len(copied)} tables were verified while pg_restore ran")
         elif copied:  # fingerprints taken from the dump's COPY data: COPY TO under its settings
             results.update(
                 fingerprint_all(

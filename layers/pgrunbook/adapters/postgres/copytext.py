@@ -243,6 +243,11 @@ class Fingerprinter:
             self.added.add(table.qualified)
         self._queue.put(table)
 
+    def done(self) -> int:
+        """How many tables are fingerprinted (or failed) so far."""
+        with self._lock:
+            return len(self.results) + len(self.errors or {})
+
     def finish(self) -> dict[str, tuple[int, str]]:
         """Every table is added: wait for them; the first worker failure is raised."""
         self._finished = True

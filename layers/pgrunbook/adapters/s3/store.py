@@ -396,6 +396,21 @@ class ObjectStore:
         with ThreadPoolExecutor(max_workers=max(1, min(self.transfer.concurrency, len(keys) or 1))) as pool:
             return [problem for problem in pool.map(one, keys) if problem]
 
+    def abort_uploads(self, prefix: str) -> int:
+        """Abort the multipart uploads left open under ``prefix`` (a killed run's growing file:
+        nothing that looks like an object, but S3 keeps and bills its parts); returns how
+        many.  Best effort: the bucket's lifecycle rule aborts them after two days anyway."""
+        aborted = 0
+        with s3_errors(f"S3 listing of the open uploads in {self.uri(prefix)}"):
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    aborted += 1
+        return aborted
+
     def delete_keys(self, keys: Iterable[str]) -> int:
         batch: list[str] = []
         deleted = 0
