@@ -25,12 +25,14 @@ TABLES = "\n".join(
 
 @pytest.mark.parametrize(
     ("jobs", "fingerprints", "bound"),
-    [(1, "server", 0.6), (2, "server", 0.6), (2, "dump", 0.9)],
+    [(1, "server", 0.75), (2, "server", 0.75), (2, "dump", 0.9)],
 )
 def test_the_backup_deletes_each_file_once_uploaded(new_db, make_settings, s3, jobs, fingerprints, bound):
     """With fingerprints from the dump, the upload threads also gunzip and hash each file, so
-    files wait longer for their turn (66 % of the dump at the peak was seen on 2 cores): the
-    bound only says that files are deleted, not how soon."""
+    files wait longer for their turn (66 % of the dump at the peak was seen on 2 cores), and a
+    table's file stays until pg_dump has finished it even while its parts go up: the bounds
+    only say that files are deleted, not how soon (a busy 2-core machine once saw more than
+    60 % with server-side fingerprints)."""
     settings = make_settings(new_db(sql=TABLES), jobs=jobs, fingerprints=fingerprints)
     report = run_operation("backup", OperationContext(settings))
     assert report.status == "ok", report.findings

@@ -218,6 +218,7 @@ def test_a_table_whose_data_pg_dump_left_out_fails_the_backup_and_leaves_nothing
     backup = run_backup(settings)
     assert backup.status == "critical"
     assert "pg_dump left out the data of public.items" in backup.error
+    assert backup.peak_disk_bytes > 0  # a failed run's figures are what happened too
     assert Catalog(settings.primary_store()).entries() == []
     for bucket in (s3.primary, s3.dr):
         assert s3.client().list_objects_v2(Bucket=bucket).get("KeyCount") == 0, bucket

@@ -385,7 +385,7 @@ class BackupRun:
                 raise BackupFailed(f"backup {backup_id} failed: {message}") from None
             raise
         finally:
-            disk.stop()
+            report.peak_disk_bytes = disk.stop()  # a failed run's too: what it had written
             shutil.rmtree(workdir, ignore_errors=True)
 
     # -- steps ---------------------------------------------------------------------------
