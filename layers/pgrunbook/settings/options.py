@@ -429,7 +429,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "pg_bin",
-        "directory of pg_dump / pg_restore to use (default: searched on PATH, the layer, the embedded server)",
+        "directory of pg_dump / pg_restore / psql to use (default: searched on PATH, the layer, the embedded server)",
         env="PGRUNBOOK_PG_BIN",
         used_by=(*BACKING_UP, *RESTORING),
     ),
