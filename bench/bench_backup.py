@@ -284,7 +284,6 @@ class Results:
     copy_text_bytes: list[int] = field(default_factory=list)  # the dump backup's COPY text
     fingerprint_cpu_s: list[float] = field(default_factory=list)  # its digests' CPU seconds
     copy_verify: list[tuple[float, Cpu]] = field(default_factory=list)  # restore side: COPY TO
-    largest_copy_s: list[float] = field(default_factory=list)  # the largest table's COPY TO alone
 
     def median(self, name: str) -> float:
         return statistics.median(self.samples[name])
@@ -505,9 +504,6 @@ class Bench:
                 self.settle()
                 seconds, spent, _ = timed(lambda: fingerprint_all(copy, tables, psql=psql, workers=JOBS))
                 self.results.copy_verify.append((seconds, spent))
-                largest = max(tables, key=lambda t: t.rows)
-                seconds, _, _ = timed(lambda: fingerprint_all(copy, [largest], psql=psql))
-                self.results.largest_copy_s.append(seconds)
             self.admin(f"DROP DATABASE {quote_ident(restored)} WITH (FORCE)")
 
         def restore_test(method: str, settings: Settings) -> None:
@@ -784,25 +780,6 @@ def cpu_bound(results: Results, cpus: int, name: str, bare: str = "bare_dump_dir
     }
 
 
-def restore_path_floor(results: Results) -> dict[str, float]:
-    """A floor for the restore test set by the order of the work rather than by the cores: it
-    downloads and checks the files before pg_restore starts, and the largest table's rows are
-    final for its COPY TO only once pg_restore has built its primary key (reading it before
-    would hold up that ALTER TABLE instead), which comes at the end of the bare restore.  So it
-    cannot end before the bare restore + count, plus the download, plus the largest table's
-    COPY TO alone."""
-    durations = results.restore_durations.get("dump", {})
-    if not results.largest_copy_s or not durations.get("download_s"):
-        return {}
-    bare = results.median("bare_restore_count")
-    floor = bare + statistics.median(durations["download_s"]) + statistics.median(results.largest_copy_s)
-    return {
-        "largest_table_copy_s": round(statistics.median(results.largest_copy_s), 3),
-        "min_wall_s": round(floor, 3),
-        "ratio_floor": round(floor / bare, 3),
-    }
-
-
 def throughput(results: Results) -> dict[str, Any]:
     """The fingerprints' throughput in MB of COPY text per second, medians over the rounds.
 
@@ -878,7 +855,6 @@ def summarize(bench: Bench, meta: dict[str, Any]) -> dict[str, Any]:
                 results, meta["cpus"], "restore_test_dump", bare="bare_restore_count"
             ),
         },
-        "restore_path_floor": restore_path_floor(results),
         "samples_s": {name: [round(s, 3) for s in results.samples[name]] for name in LABELS},
         "server_cpu_samples_s": {name: [round(c.server, 3) for c in results.cpu[name]] for name in METHODS},
         "ratios": ratios,
@@ -976,14 +952,6 @@ def render(summary: dict[str, Any]) -> str:
             f"{job}: {bound['cpu_over_bare_cpu']:.2f}x the {bare}'s CPU work (which keeps "
             f"{bound['bare_cores_busy']:.2f} of {bound['cores']} cores busy): at least "
             f"{bound['min_wall_s']:.2f} s here, a ratio of at least {bound['ratio_floor']:.3f}x"
-        )
-    path = summary.get("restore_path_floor")
-    if path:
-        lines.append(
-            f"restore-test (dump), by the order of the work: the bare restore + count, the download, then "
-            f"the largest table's COPY TO alone ({path['largest_table_copy_s']:.2f} s; it can start only "
-            f"once pg_restore has built that table's primary key): at least {path['min_wall_s']:.2f} s, "
-            f"a ratio of at least {path['ratio_floor']:.3f}x"
         )
     figures = summary["throughput"]
     if figures:
