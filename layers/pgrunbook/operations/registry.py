@@ -715,6 +715,15 @@ RECOVER_TABLES = Operation(
     long_phases=("restore", "apply"),
 )
 
+DOCTOR = Operation(
+    "doctor",
+    "pgrunbook.operations.doctor",
+    "before the first deployment: what the jobs need from the database and the account, and what to fix",
+    Wording("pgrunbook Doctor"),
+    kind="command",
+    stores_report=False,
+)
+
 DEMO = Operation(
     "demo",
     "pgrunbook.entrypoints.demo",
@@ -748,6 +757,7 @@ OPERATIONS: dict[str, Operation] = {
         PITR,
         MIGRATE,
         RECOVER_TABLES,
+        DOCTOR,
         DEMO,
     )
 }
