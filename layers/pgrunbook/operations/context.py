@@ -22,6 +22,7 @@ from typing import Any
 
 from pgrunbook.adapters.aws.sns import Notifier, NullNotifier, SnsNotifier
 from pgrunbook.adapters.s3.store import ObjectStore
+from pgrunbook.adapters.webhook import FanoutNotifier, WebhookNotifier
 from pgrunbook.catalog.reports import ReportStore
 from pgrunbook.domain.errors import ConfigError, PgRunbookError, TransientNotifyError, Unreachable
 from pgrunbook.domain.ids import Clock, utcnow
@@ -48,8 +49,19 @@ class OperationContext:
 
     def __post_init__(self) -> None:
         if self.notifier is None:
-            topic = self.settings.sns_topic_arn
-            self.notifier = SnsNotifier(topic) if topic else NullNotifier()
+            channels: list[Notifier] = []
+            if self.settings.sns_topic_arn:
+                channels.append(SnsNotifier(self.settings.sns_topic_arn))
+            key = self.settings.webhook_key()
+            if self.settings.webhook_url and key:
+                channels.append(WebhookNotifier(self.settings.webhook_url, key))
+            self.notifier = (
+                NullNotifier()
+                if not channels
+                else channels[0]
+                if len(channels) == 1
+                else FanoutNotifier(channels)
+            )
 
     def now(self) -> datetime:
         return self.clock()

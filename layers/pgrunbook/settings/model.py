@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pgrunbook.adapters.aws.secrets import conninfo_from_arn
+from pgrunbook.adapters.aws.secrets import conninfo_from_arn, webhook_key_from_arn
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.s3.store import ObjectStore, TransferSettings
 from pgrunbook.domain.errors import ConfigError
@@ -60,6 +60,9 @@ class Settings:
     dr_restore_rds_security_groups: str | None
     restore_rds_instance_class: str | None
     sns_topic_arn: str | None
+    webhook_url: str | None
+    webhook_secret_arn: str | None
+    webhook_secret: str | None
     checks_dir: str | None
     exposed_schemas: str | None  # comma separated; default: public
     thresholds_json: str | None
@@ -137,6 +140,20 @@ class Settings:
         """Where DR drills restore (the DR region's server; None: the embedded server)."""
         return self._server(
             self.dr_restore_target_url, self.dr_restore_target_secret_arn, "DR restore target"
+        )
+
+    def webhook_key(self) -> str | None:
+        """The webhook's HMAC key: from the environment, or the secret (its string, or the
+        ``secret`` of a JSON object); None without a webhook.  A webhook without a key is
+        refused: an unsigned notice could be forged."""
+        if not self.webhook_url:
+            return None
+        if self.webhook_secret:
+            return self.webhook_secret
+        if self.webhook_secret_arn:
+            return webhook_key_from_arn(self.webhook_secret_arn)
+        raise ConfigError(
+            "PGRUNBOOK_WEBHOOK_URL needs PGRUNBOOK_WEBHOOK_SECRET_ARN (or PGRUNBOOK_WEBHOOK_SECRET)"
         )
 
     @staticmethod

@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from pgrunbook.domain.errors import ConfigError
 from pgrunbook.domain.ids import supabase_ref_problem
@@ -246,6 +247,14 @@ def _rds_identifier(what: str) -> Check:
 def _http_url(label: str, value: str) -> None:
     if not re.match(r"^https?://[^\s/]+", value):
         raise ConfigError(f"Supabase API URL {value!r} is not an http(s) URL")
+
+
+def _webhook_url(label: str, value: str) -> None:
+    """https, or http to this machine only (a local receiver): notices carry database names."""
+    parts = urlsplit(value)
+    loopback = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if not parts.hostname or not (parts.scheme == "https" or loopback):
+        raise ConfigError(f"{label} must be an https:// URL (plain http only to this machine)")
 
 
 def _duration(label: str, value: str) -> None:
@@ -548,6 +557,28 @@ OPTIONS: tuple[Option, ...] = (
         env="PGRUNBOOK_SNS_TOPIC_ARN",
         check=_pattern(_SNS_ARN, "an SNS topic ARN"),
         used_by=ALL,
+    ),
+    Option(
+        "webhook_url",
+        "an HTTPS endpoint that also gets every notice, as signed JSON (PagerDuty, Opsgenie, ...)",
+        env="PGRUNBOOK_WEBHOOK_URL",
+        check=_webhook_url,
+        used_by=ALL,
+        secret=True,
+    ),
+    Option(
+        "webhook_secret_arn",
+        "the webhook's HMAC key as a Secrets Manager secret (the string, or JSON with a secret key)",
+        env="PGRUNBOOK_WEBHOOK_SECRET_ARN",
+        check=_secret_arn,
+        used_by=ALL,
+    ),
+    Option(
+        "webhook_secret",
+        "the webhook's HMAC key itself (instead of the secret ARN)",
+        env="PGRUNBOOK_WEBHOOK_SECRET",
+        used_by=ALL,
+        secret=True,
     ),
     Option(
         "checks_dir",

@@ -69,6 +69,29 @@ def fetch_secret(arn: str) -> dict[str, Any]:
     return data
 
 
+def webhook_key_from_arn(arn: str) -> str:
+    """A webhook's HMAC key: the secret's string, or the ``secret`` of its JSON object."""
+    try:
+        from aws_lambda_powertools.utilities import parameters
+
+        value: Any = parameters.get_secret(arn, max_age=CACHE_SECONDS)
+    except Exception as exc:
+        raise ConfigError(f"cannot read secret {arn}: {one_line(exc)}") from None
+    if isinstance(value, bytes):
+        value = value.decode()
+    key = str(value)
+    try:
+        data = json.loads(key)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        key = str(data.get("secret") or "")
+    if len(key) < 16:
+        raise ConfigError(f"secret {arn} holds no webhook key of at least 16 characters")
+    register_secret(key)
+    return key
+
+
 def conninfo_from_arn(arn: str, *, what: str = "database secret") -> ConnInfo:
     return conninfo_from_secret(fetch_secret(arn), what=f"{what} {arn}")
 
