@@ -156,3 +156,12 @@ def test_a_report_that_is_not_ok_reaches_the_webhook(receiver):
     assert "pg_dump failed (exit 1): could not connect" in data["message"]
     assert data["subject"].startswith("CRITICAL - ")
     assert headers["X-Pgrunbook-Signature"].startswith("sha256=")
+
+
+def test_a_key_that_cannot_be_read_fails_the_notice_not_the_run(s3, receiver):
+    r = receiver()
+    arn = f"arn:aws:secretsmanager:{s3.primary_region}:123456789012:secret:gone-AbCdEf"
+    ctx = OperationContext(_settings(webhook_url=r.url, webhook_secret_arn=arn))  # no refusal here
+    with pytest.raises(TransientNotifyError, match=r"webhook http://127\.0\.0\.1: cannot read secret"):
+        ctx.send(NOTICE)
+    assert r.requests == []

@@ -31,9 +31,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from pgrunbook.domain.errors import TransientNotifyError
+from pgrunbook.domain.errors import PgRunbookError, TransientNotifyError
 from pgrunbook.domain.notices import Notice
-from pgrunbook.domain.redact import register_secret
+from pgrunbook.domain.redact import one_line, register_secret
 
 ATTEMPTS = 3
 BACKOFF_S = (1.0, 3.0)  # before the second and the third try
@@ -66,13 +66,16 @@ class WebhookNotifier:
     def __init__(
         self,
         url: str,
-        secret: str,
+        secret: str | Callable[[], str],
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         sleep: Callable[[float], None] = time.sleep,
     ):
-        self.url, self.secret = url, secret
-        register_secret(secret)
+        """``secret``: the key, or what reads it when the first notice is sent (a secret
+        that cannot be read then fails that notice, not the run)."""
+        self.url, self._secret = url, secret
+        if isinstance(secret, str):
+            register_secret(secret)
         parts = urlsplit(url)
         self.where = f"{parts.scheme}://{parts.hostname}"  # never the path or query: keys live there
         self.clock, self.sleep = clock, sleep
@@ -80,6 +83,11 @@ class WebhookNotifier:
     def send(self, notice: Notice) -> str | None:
         """POST ``notice``; returns its id.  Raises :class:`TransientNotifyError` once every
         try has failed."""
+        if not isinstance(self._secret, str):
+            try:
+                self._secret = self._secret()
+            except PgRunbookError as exc:
+                raise TransientNotifyError(f"webhook {self.where}: {one_line(exc)}") from None
         now = self.clock()
         body = body_of(notice, now)
         timestamp = int(now.timestamp())
@@ -91,7 +99,7 @@ class WebhookNotifier:
                 "Content-Type": "application/json",
                 "User-Agent": "pgrunbook",
                 "X-Pgrunbook-Timestamp": str(timestamp),
-                "X-Pgrunbook-Signature": signature(self.secret, timestamp, body),
+                "X-Pgrunbook-Signature": signature(self._secret, timestamp, body),
             },
         )
         failure = ""

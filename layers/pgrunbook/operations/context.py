@@ -52,9 +52,11 @@ class OperationContext:
             channels: list[Notifier] = []
             if self.settings.sns_topic_arn:
                 channels.append(SnsNotifier(self.settings.sns_topic_arn))
-            key = self.settings.webhook_key()
-            if self.settings.webhook_url and key:
-                channels.append(WebhookNotifier(self.settings.webhook_url, key))
+            if self.settings.webhook_url:
+                if not (self.settings.webhook_secret or self.settings.webhook_secret_arn):
+                    self.settings.webhook_key()  # refuses: an unsigned notice could be forged
+                key = self.settings.webhook_key
+                channels.append(WebhookNotifier(self.settings.webhook_url, lambda: key() or ""))
             self.notifier = (
                 NullNotifier()
                 if not channels
