@@ -76,6 +76,8 @@ RUNNER_MODES = ("auto", "lambda", "fargate")
 # subnets and security groups of pgrunbook.vpc / dr_vpc (a database in private subnets: the
 # subnets need a NAT gateway or VPC endpoints for S3, Secrets Manager, SNS, CloudWatch and
 # Step Functions).
+# An HTTPS endpoint that gets every notice too, signed with the secret's key (issue 17).
+WEBHOOK_DEFAULTS: dict[str, Any] = {"url": None, "secret_arn": None}
 FARGATE_DEFAULTS: dict[str, Any] = {
     "cpu": registry.Fargate().cpu,
     "memory_mib": registry.Fargate().memory_mib,
@@ -137,6 +139,7 @@ class DeploymentConfig:
     migrations: dict[str, Any] = field(default_factory=lambda: dict(MIGRATIONS_DEFAULTS))
     runner: Any = "auto"  # a mode, or {"default": mode, "<operation>": mode, ...}
     fargate: dict[str, Any] = field(default_factory=lambda: dict(FARGATE_DEFAULTS))
+    webhook: dict[str, Any] = field(default_factory=lambda: dict(WEBHOOK_DEFAULTS))
 
     @classmethod
     def from_context(cls, raw: Any) -> DeploymentConfig:
@@ -160,6 +163,7 @@ class DeploymentConfig:
             ("migrations", MIGRATIONS_DEFAULTS),
             ("restore_targets", RESTORE_TARGET_DEFAULTS),
             ("fargate", FARGATE_DEFAULTS),
+            ("webhook", WEBHOOK_DEFAULTS),
         ):
             given = values.get(name) or {}
             extra = sorted(set(given) - set(defaults))
@@ -178,6 +182,7 @@ class DeploymentConfig:
         return config
 
     def validate(self) -> None:
+        self._validate_webhook()
         for name in ("primary_region", "dr_region"):
             if not _REGION.match(getattr(self, name)):
                 raise ConfigurationError(f"pgrunbook.{name} {getattr(self, name)!r} is not an AWS region")
@@ -379,6 +384,17 @@ class DeploymentConfig:
         warning, critical = self.thresholds[name]
         return float(warning), float(critical)
 
+    def _validate_webhook(self) -> None:
+        url, arn = self.webhook["url"], self.webhook["secret_arn"]
+        if url is None and arn is None:
+            return
+        if not url or not str(url).startswith("https://"):
+            raise ConfigurationError("pgrunbook.webhook.url must be an https:// URL")
+        if not arn or not _ARN.match(str(arn)):
+            raise ConfigurationError(
+                "pgrunbook.webhook.secret_arn must be the Secrets Manager secret ARN of the webhook's key"
+            )
+
     def settings(self, *, bucket: str, dr_bucket: str, sns_topic_arn: str) -> dict[str, Any]:
         """The deployment's settings, by option name (:mod:`pgrunbook.settings.options`): each
         function gets those its operation reads, as ``PGRUNBOOK_*`` variables."""
@@ -406,6 +422,8 @@ class DeploymentConfig:
             "dr_restore_rds_security_groups": ",".join(self.restore_targets["dr_security_groups"]),
             "restore_rds_instance_class": self.restore_targets["instance_class"],
             "sns_topic_arn": sns_topic_arn,
+            "webhook_url": self.webhook["url"],
+            "webhook_secret_arn": self.webhook["secret_arn"],
             "pitr_provider": pitr["provider"],
             "maintenance_parameter": self.maintenance_parameter,
             "pitr_approval_timeout": (

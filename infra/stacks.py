@@ -139,6 +139,8 @@ class _PgRunbookStack(Stack):
             paths = [everything_under(REPORTS, name) for name in sized_by]
             grants.objects("DispatchReads", self.locations["primary"], paths, read=True)
         declared = [*op.grants, *(g for name in op.includes for g in registry.get(name).grants)]
+        # every function may send a notice: the webhook's key, when the deployment has one
+        declared.append(registry.secret("WebhookSecret", "webhook_secret_arn"))
         return grants.declared(declared, self.locations.__getitem__, self.secret_arn)
 
     def secret_arn(self, setting: str) -> str:

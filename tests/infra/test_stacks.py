@@ -536,11 +536,34 @@ def test_one_encrypted_topic_with_the_alert_email_and_a_dashboard(synthesized):
         ({"schedules": {"weekly": "cron(0 1 * * ? *)"}}, "unknown schedules"),
         ({"bogus": 1}, "unknown pgrunbook settings"),
         ({"database_name": "App_DB"}, "lowercase"),
+        ({"webhook": {"url": "http://hooks.example.com/x"}}, "webhook.url must be an https"),
+        ({"webhook": {"url": "https://hooks.example.com/x"}}, "webhook.secret_arn must be"),
+        ({"webhook": {"token": "x"}}, "unknown webhook"),
     ],
 )
 def test_bad_configuration_is_refused_with_a_reason(changes, message):
     with pytest.raises(ConfigurationError, match=message):
         DeploymentConfig.from_context(context(**changes))
+
+
+def test_a_webhook_reaches_every_function_with_its_key_and_nothing_else(tmp_path):
+    """cdk.json's webhook: every function gets its URL and secret ARN and may read that one
+    secret; without a webhook, no function reads it (the default template)."""
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hook-AbCdEf"
+    hook = {"url": "https://events.example.com/v2/enqueue", "secret_arn": arn}
+    app = cdk.App(
+        outdir=str(tmp_path),
+        context={**CDK_CONTEXT, "pgrunbook": context(webhook=hook), "aws:cdk:bundling-stacks": []},
+    )
+    primary, _ = build(app)
+    app.synth()
+    template = Template.from_stack(primary)
+    for job in ("backup", "verify", "restore-test", "retention", "health"):
+        env = function(template, job)["Environment"]["Variables"]
+        assert env["PGRUNBOOK_WEBHOOK_URL"] == hook["url"] and env["PGRUNBOOK_WEBHOOK_SECRET_ARN"] == arn
+        readers = [s for s in role_statements(template, job) if s.get("Sid") == "WebhookSecret"]
+        assert [r["Resource"] for r in readers] == [arn]
+        assert actions_of(readers) == {"secretsmanager:GetSecretValue"}
 
 
 def test_functions_can_run_in_the_databases_vpc(tmp_path):
