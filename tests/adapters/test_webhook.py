@@ -120,7 +120,7 @@ def test_an_unreachable_webhook_fails_after_three_tries_and_sns_still_gets_the_n
     from moto.sns import sns_backends
 
     published = sns_backends[DEFAULT_ACCOUNT_ID][s3.primary_region].topics[topic].sent_notifications
-    assert [n[1] for n in published] == [NOTICE.message]
+    assert [json.loads(n[1])["default"] for n in published] == [NOTICE.message]
 
 
 def _settings(**values) -> Settings:

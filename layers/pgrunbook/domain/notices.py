@@ -29,6 +29,10 @@ class Notice:
     subject: str
     message: str
     attributes: dict[str, str] = field(default_factory=dict)
+    # for chat (AWS Chatbot's custom notifications): the summary, each finding, what to do
+    summary: str = ""
+    findings: tuple[str, ...] = ()
+    next_steps: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,11 +96,61 @@ def report_notice(report: Report, wording: Wording) -> Notice | None:
         return None
     if report.status == "untested":
         wording = Wording(UNTESTED.title, UNTESTED.impact, wording.next_update)
+    problems = report.problems()
+    text = critical_message(report, wording)
+    steps = []
+    if report.location:
+        steps.append(f"Read the report: {report.location}")
+    steps.append(f"Check the whole picture: `pgrunbook status` (database {report.database})")
+    if problems:
+        steps.append(f"Follow the runbook section for `{problems[0].check}`; it needs an on-call engineer")
+    steps.append(f"Next update: {wording.next_update or f'the next scheduled {report.operation} run'}")
     return Notice(
         subject(report, wording.title),
-        critical_message(report, wording),
+        text,
         {"job": report.operation, "database": report.database, "severity": report.status},
+        summary=text.split("\n", 1)[0].removeprefix("Summary: "),
+        findings=tuple(f"[{f.severity.upper()}] {f.check}: {f.message}" for f in problems),
+        next_steps=tuple(steps),
     )
+
+
+# AWS Chatbot (Amazon Q Developer in chat applications) renders these; pgrunbook keeps each
+# part short enough for Slack and Teams.
+CHAT_TITLE_LIMIT = 250
+CHAT_DESCRIPTION_LIMIT = 3000
+CHAT_STEP_LIMIT = 300
+
+
+def chat_message(notice: Notice) -> str:
+    """``notice`` as an AWS Chatbot custom notification (version 1.0, source custom): the
+    subject as the title, the summary and the findings as the description, the next steps;
+    each database's job threads its notices together."""
+    job, database = notice.attributes.get("job", ""), notice.attributes.get("database", "")
+    severity = notice.attributes.get("severity", "")
+    lines = [f"*Summary:* {notice.summary or notice.subject}", "", "*Findings:*"]
+    lines += [f"• {finding}" for finding in notice.findings] or ["• (none)"]
+    description = "\n".join(lines)
+    if len(description) > CHAT_DESCRIPTION_LIMIT:
+        description = description[: CHAT_DESCRIPTION_LIMIT - 1] + "…"
+    event = {
+        "version": "1.0",
+        "source": "custom",
+        "content": {
+            "textType": "client-markdown",
+            "title": notice.subject[:CHAT_TITLE_LIMIT],
+            "description": description,
+            "nextSteps": [step[:CHAT_STEP_LIMIT] for step in notice.next_steps],
+            "keywords": [k for k in (severity, job, database) if k],
+        },
+        "metadata": {
+            "threadId": f"pgrunbook-{database}-{job}",
+            "summary": notice.subject[:CHAT_TITLE_LIMIT],
+            "eventType": f"pgrunbook.{job}.{severity}",
+            "additionalContext": {"database": database, "job": job, "severity": severity},
+        },
+    }
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def resolved_subject(database: str, when: str) -> str:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Protocol
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pgrunbook.domain.errors import TransientNotifyError
-from pgrunbook.domain.notices import SUBJECT_LIMIT, Notice
+from pgrunbook.domain.notices import SUBJECT_LIMIT, Notice, chat_message
 
 
 class Notifier(Protocol):
@@ -29,12 +30,16 @@ class SnsNotifier:
         self.client = boto3.session.Session().client("sns", region_name=region)
 
     def send(self, notice: Notice) -> str | None:
-        """Publish one notice; returns its message id."""
+        """Publish one notice; returns its message id.  One message per protocol: e-mail,
+        SQS and the rest get the runbook's text; HTTPS subscribers (AWS Chatbot's Slack and
+        Teams channels subscribe this way) get the custom-notification JSON."""
+        by_protocol = {"default": notice.message, "email": notice.message, "https": chat_message(notice)}
         try:
             response = self.client.publish(
                 TopicArn=self.topic_arn,
                 Subject=notice.subject[:SUBJECT_LIMIT],
-                Message=notice.message,
+                MessageStructure="json",
+                Message=json.dumps(by_protocol, ensure_ascii=False),
                 MessageAttributes={
                     k: {"DataType": "String", "StringValue": v} for k, v in notice.attributes.items() if v
                 },
