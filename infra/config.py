@@ -78,6 +78,10 @@ RUNNER_MODES = ("auto", "lambda", "fargate")
 # Step Functions).
 # An HTTPS endpoint that gets every notice too, signed with the secret's key (issue 17).
 WEBHOOK_DEFAULTS: dict[str, Any] = {"url": None, "secret_arn": None}
+# AWS Chatbot channels that show the notices: Slack {workspace_id, channel_id}, Microsoft
+# Teams {team_id, channel_id, tenant_id}.
+CHAT_DEFAULTS: dict[str, Any] = {"slack": [], "teams": []}
+_CHAT_KEYS = {"slack": ("workspace_id", "channel_id"), "teams": ("team_id", "channel_id", "tenant_id")}
 FARGATE_DEFAULTS: dict[str, Any] = {
     "cpu": registry.Fargate().cpu,
     "memory_mib": registry.Fargate().memory_mib,
@@ -140,6 +144,7 @@ class DeploymentConfig:
     runner: Any = "auto"  # a mode, or {"default": mode, "<operation>": mode, ...}
     fargate: dict[str, Any] = field(default_factory=lambda: dict(FARGATE_DEFAULTS))
     webhook: dict[str, Any] = field(default_factory=lambda: dict(WEBHOOK_DEFAULTS))
+    chat: dict[str, Any] = field(default_factory=lambda: dict(CHAT_DEFAULTS))
 
     @classmethod
     def from_context(cls, raw: Any) -> DeploymentConfig:
@@ -164,6 +169,7 @@ class DeploymentConfig:
             ("restore_targets", RESTORE_TARGET_DEFAULTS),
             ("fargate", FARGATE_DEFAULTS),
             ("webhook", WEBHOOK_DEFAULTS),
+            ("chat", CHAT_DEFAULTS),
         ):
             given = values.get(name) or {}
             extra = sorted(set(given) - set(defaults))
@@ -183,6 +189,7 @@ class DeploymentConfig:
 
     def validate(self) -> None:
         self._validate_webhook()
+        self._validate_chat()
         for name in ("primary_region", "dr_region"):
             if not _REGION.match(getattr(self, name)):
                 raise ConfigurationError(f"pgrunbook.{name} {getattr(self, name)!r} is not an AWS region")
@@ -383,6 +390,22 @@ class DeploymentConfig:
     def threshold(self, name: str) -> tuple[float, float]:
         warning, critical = self.thresholds[name]
         return float(warning), float(critical)
+
+    def _validate_chat(self) -> None:
+        for platform, keys in _CHAT_KEYS.items():
+            channels = self.chat[platform]
+            if not isinstance(channels, list):
+                raise ConfigurationError(f"pgrunbook.chat.{platform} must be a list of channels")
+            for channel in channels:
+                if not isinstance(channel, dict) or set(channel) != set(keys):
+                    raise ConfigurationError(
+                        f"each pgrunbook.chat.{platform} channel needs exactly {', '.join(keys)}"
+                    )
+                if not all(
+                    isinstance(channel[k], str) and re.fullmatch(r"[A-Za-z0-9:_.@%-]{1,256}", channel[k])
+                    for k in keys
+                ):
+                    raise ConfigurationError(f"a pgrunbook.chat.{platform} channel has an invalid id")
 
     def _validate_webhook(self) -> None:
         url, arn = self.webhook["url"], self.webhook["secret_arn"]

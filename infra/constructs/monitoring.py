@@ -24,7 +24,8 @@ timed out or were stopped by hand; and messages in the schedules' dead-letter qu
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_chatbot as chatbot
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -90,6 +91,59 @@ class Alerts(Construct):
                 reason="This queue is itself the dead-letter queue of the job schedules.",
             )
         )
+        self.chat_channels = self._chat(config)
+
+    def _chat(self, config: DeploymentConfig) -> list:
+        """cdk.json's ``chat``: AWS Chatbot channel configurations subscribed to this topic.
+        They only show notices: the channel role has no permissions, and the guardrail denies
+        every action, so nobody can run an AWS command from the channel."""
+        slack, teams = config.chat["slack"], config.chat["teams"]
+        if not slack and not teams:
+            return []
+        region = Stack.of(self).region
+        role = iam.Role(
+            self,
+            "ChatRole",
+            assumed_by=iam.ServicePrincipal("chatbot.amazonaws.com"),
+            description="pgrunbook's chat channels: notices only, no permissions",
+        )
+        guardrail = iam.ManagedPolicy(
+            self,
+            "ChatGuardrail",
+            description="pgrunbook's chat channels may run nothing",
+            statements=[iam.PolicyStatement(effect=iam.Effect.DENY, actions=["*"], resources=["*"])],
+        )
+        made: list = []
+        for i, channel in enumerate(slack):
+            made.append(
+                chatbot.CfnSlackChannelConfiguration(
+                    self,
+                    f"Slack{i}",
+                    configuration_name=f"{config.name}-{region}-slack-{i}",
+                    iam_role_arn=role.role_arn,
+                    slack_workspace_id=channel["workspace_id"],
+                    slack_channel_id=channel["channel_id"],
+                    sns_topic_arns=[self.topic.topic_arn],
+                    guardrail_policies=[guardrail.managed_policy_arn],
+                    logging_level="ERROR",
+                )
+            )
+        for i, channel in enumerate(teams):
+            made.append(
+                chatbot.CfnMicrosoftTeamsChannelConfiguration(
+                    self,
+                    f"Teams{i}",
+                    configuration_name=f"{config.name}-{region}-teams-{i}",
+                    iam_role_arn=role.role_arn,
+                    team_id=channel["team_id"],
+                    teams_channel_id=channel["channel_id"],
+                    teams_tenant_id=channel["tenant_id"],
+                    sns_topic_arns=[self.topic.topic_arn],
+                    guardrail_policies=[guardrail.managed_policy_arn],
+                    logging_level="ERROR",
+                )
+            )
+        return made
 
 
 class Monitoring(Construct):

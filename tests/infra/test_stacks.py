@@ -539,6 +539,9 @@ def test_one_encrypted_topic_with_the_alert_email_and_a_dashboard(synthesized):
         ({"webhook": {"url": "http://hooks.example.com/x"}}, "webhook.url must be an https"),
         ({"webhook": {"url": "https://hooks.example.com/x"}}, "webhook.secret_arn must be"),
         ({"webhook": {"token": "x"}}, "unknown webhook"),
+        ({"chat": {"slack": [{"workspace_id": "T0123"}]}}, "needs exactly workspace_id, channel_id"),
+        ({"chat": {"teams": {"team_id": "x"}}}, "must be a list of channels"),
+        ({"chat": {"discord": []}}, "unknown chat"),
     ],
 )
 def test_bad_configuration_is_refused_with_a_reason(changes, message):
@@ -564,6 +567,51 @@ def test_a_webhook_reaches_every_function_with_its_key_and_nothing_else(tmp_path
         readers = [s for s in role_statements(template, job) if s.get("Sid") == "WebhookSecret"]
         assert [r["Resource"] for r in readers] == [arn]
         assert actions_of(readers) == {"secretsmanager:GetSecretValue"}
+
+
+def test_chat_channels_show_the_alerts_and_can_run_nothing(tmp_path):
+    """cdk.json's chat: a Chatbot configuration per channel on each stack's alerts topic; the
+    channel role has no permissions and the guardrail denies every action (CloudFormation's
+    default guardrail would be AdministratorAccess)."""
+    chat = {
+        "slack": [{"workspace_id": "T0123ABCD", "channel_id": "C0456EFGH"}],
+        "teams": [
+            {
+                "team_id": "19a0b1c2-d3e4-f5a6-b7c8-d9e0f1a2b3c4",
+                "channel_id": "19:abc123@thread.tacv2",
+                "tenant_id": "a1b2c3d4-e5f6-a7b8-c9d0-e1f2a3b4c5d6",
+            }
+        ],
+    }
+    app = cdk.App(
+        outdir=str(tmp_path),
+        context={**CDK_CONTEXT, "pgrunbook": context(chat=chat), "aws:cdk:bundling-stacks": []},
+    )
+    primary, dr = build(app)
+    app.synth()  # cdk-nag on
+    for stack in (primary, dr):
+        template = Template.from_stack(stack)
+        [slack] = resources(template, "AWS::Chatbot::SlackChannelConfiguration").values()
+        [teams] = resources(template, "AWS::Chatbot::MicrosoftTeamsChannelConfiguration").values()
+        assert slack["Properties"]["SlackChannelId"] == "C0456EFGH"
+        assert teams["Properties"]["TeamsTenantId"] == "a1b2c3d4-e5f6-a7b8-c9d0-e1f2a3b4c5d6"
+        topics = [resource for resource in resources(template, "AWS::SNS::Topic")]
+        assert slack["Properties"]["SnsTopicArns"] == [{"Ref": topics[0]}]
+        [guardrail] = resources(template, "AWS::IAM::ManagedPolicy").values()
+        assert guardrail["Properties"]["PolicyDocument"]["Statement"] == [
+            {"Action": "*", "Effect": "Deny", "Resource": "*"}
+        ]
+        for configuration in (slack, teams):
+            assert len(configuration["Properties"]["GuardrailPolicies"]) == 1
+        roles = [
+            r
+            for r in resources(template, "AWS::IAM::Role").values()
+            if "chatbot.amazonaws.com" in json.dumps(r["Properties"]["AssumeRolePolicyDocument"])
+        ]
+        assert len(roles) == 1 and "Policies" not in roles[0]["Properties"]
+        assert "ManagedPolicyArns" not in roles[0]["Properties"]
+    default = Template.from_stack(build(cdk.App(context={**CDK_CONTEXT, "aws:cdk:bundling-stacks": []}))[0])
+    assert resources(default, "AWS::Chatbot::SlackChannelConfiguration") == {}
 
 
 def test_functions_can_run_in_the_databases_vpc(tmp_path):
