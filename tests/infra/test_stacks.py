@@ -549,30 +549,14 @@ def test_bad_configuration_is_refused_with_a_reason(changes, message):
         DeploymentConfig.from_context(context(**changes))
 
 
-def test_a_webhook_reaches_every_function_with_its_key_and_nothing_else(tmp_path):
-    """cdk.json's webhook: every function gets its URL and secret ARN and may read that one
-    secret; without a webhook, no function reads it (the default template)."""
-    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hook-AbCdEf"
-    hook = {"url": "https://events.example.com/v2/enqueue", "secret_arn": arn}
-    app = cdk.App(
-        outdir=str(tmp_path),
-        context={**CDK_CONTEXT, "pgrunbook": context(webhook=hook), "aws:cdk:bundling-stacks": []},
-    )
-    primary, _ = build(app)
-    app.synth()
-    template = Template.from_stack(primary)
-    for job in ("backup", "verify", "restore-test", "retention", "health"):
-        env = function(template, job)["Environment"]["Variables"]
-        assert env["PGRUNBOOK_WEBHOOK_URL"] == hook["url"] and env["PGRUNBOOK_WEBHOOK_SECRET_ARN"] == arn
-        readers = [s for s in role_statements(template, job) if s.get("Sid") == "WebhookSecret"]
-        assert [r["Resource"] for r in readers] == [arn]
-        assert actions_of(readers) == {"secretsmanager:GetSecretValue"}
-
-
-def test_chat_channels_show_the_alerts_and_can_run_nothing(tmp_path):
+def test_chat_channels_and_a_webhook_get_what_they_need_and_nothing_else(tmp_path, synthesized):
     """cdk.json's chat: a Chatbot configuration per channel on each stack's alerts topic; the
     channel role has no permissions and the guardrail denies every action (CloudFormation's
-    default guardrail would be AdministratorAccess)."""
+    default guardrail would be AdministratorAccess).  cdk.json's webhook: every function gets
+    its URL and secret ARN and may read that one secret.  Without them (the default
+    template) there is neither.  One synthesis, with cdk-nag on."""
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hook-AbCdEf"
+    hook = {"url": "https://events.example.com/v2/enqueue", "secret_arn": arn}
     chat = {
         "slack": [{"workspace_id": "T0123ABCD", "channel_id": "C0456EFGH"}],
         "teams": [
@@ -585,7 +569,7 @@ def test_chat_channels_show_the_alerts_and_can_run_nothing(tmp_path):
     }
     app = cdk.App(
         outdir=str(tmp_path),
-        context={**CDK_CONTEXT, "pgrunbook": context(chat=chat), "aws:cdk:bundling-stacks": []},
+        context={**CDK_CONTEXT, "pgrunbook": context(chat=chat, webhook=hook), "aws:cdk:bundling-stacks": []},
     )
     primary, dr = build(app)
     app.synth()  # cdk-nag on
@@ -595,7 +579,7 @@ def test_chat_channels_show_the_alerts_and_can_run_nothing(tmp_path):
         [teams] = resources(template, "AWS::Chatbot::MicrosoftTeamsChannelConfiguration").values()
         assert slack["Properties"]["SlackChannelId"] == "C0456EFGH"
         assert teams["Properties"]["TeamsTenantId"] == "a1b2c3d4-e5f6-a7b8-c9d0-e1f2a3b4c5d6"
-        topics = [resource for resource in resources(template, "AWS::SNS::Topic")]
+        topics = list(resources(template, "AWS::SNS::Topic"))
         assert slack["Properties"]["SnsTopicArns"] == [{"Ref": topics[0]}]
         [guardrail] = resources(template, "AWS::IAM::ManagedPolicy").values()
         assert guardrail["Properties"]["PolicyDocument"]["Statement"] == [
@@ -610,8 +594,17 @@ def test_chat_channels_show_the_alerts_and_can_run_nothing(tmp_path):
         ]
         assert len(roles) == 1 and "Policies" not in roles[0]["Properties"]
         assert "ManagedPolicyArns" not in roles[0]["Properties"]
-    default = Template.from_stack(build(cdk.App(context={**CDK_CONTEXT, "aws:cdk:bundling-stacks": []}))[0])
+    template = Template.from_stack(primary)
+    for job in ("backup", "verify", "restore-test", "retention", "health"):
+        env = function(template, job)["Environment"]["Variables"]
+        assert env["PGRUNBOOK_WEBHOOK_URL"] == hook["url"] and env["PGRUNBOOK_WEBHOOK_SECRET_ARN"] == arn
+        readers = [s for s in role_statements(template, job) if s.get("Sid") == "WebhookSecret"]
+        assert [r["Resource"] for r in readers] == [arn]
+        assert actions_of(readers) == {"secretsmanager:GetSecretValue"}
+    default = synthesized["primary"]
     assert resources(default, "AWS::Chatbot::SlackChannelConfiguration") == {}
+    assert "PGRUNBOOK_WEBHOOK_URL" not in function(default, "backup")["Environment"]["Variables"]
+    assert not [s for s in role_statements(default, "backup") if s.get("Sid") == "WebhookSecret"]
 
 
 def test_functions_can_run_in_the_databases_vpc(tmp_path):
