@@ -50,18 +50,22 @@ def conninfo_from_secret(secret: Mapping[str, Any], *, what: str = "database sec
     )
 
 
-def fetch_secret(arn: str) -> dict[str, Any]:
-    """The secret's JSON, cached for :data:`CACHE_SECONDS`."""
+def _secret_string(arn: str) -> str:
+    """The secret's string, cached for :data:`CACHE_SECONDS`."""
     try:
         from aws_lambda_powertools.utilities import parameters
 
         value: Any = parameters.get_secret(arn, max_age=CACHE_SECONDS)
     except Exception as exc:
         raise ConfigError(f"cannot read secret {arn}: {one_line(exc)}") from None
-    if isinstance(value, bytes):
-        value = value.decode()
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def fetch_secret(arn: str) -> dict[str, Any]:
+    """The secret's JSON, cached for :data:`CACHE_SECONDS`."""
+    value = _secret_string(arn)
     try:
-        data = json.loads(value) if isinstance(value, str) else value
+        data = json.loads(value)
     except ValueError:
         raise ConfigError(f"secret {arn} is not JSON") from None
     if not isinstance(data, dict):
@@ -71,15 +75,7 @@ def fetch_secret(arn: str) -> dict[str, Any]:
 
 def webhook_key_from_arn(arn: str) -> str:
     """A webhook's HMAC key: the secret's string, or the ``secret`` of its JSON object."""
-    try:
-        from aws_lambda_powertools.utilities import parameters
-
-        value: Any = parameters.get_secret(arn, max_age=CACHE_SECONDS)
-    except Exception as exc:
-        raise ConfigError(f"cannot read secret {arn}: {one_line(exc)}") from None
-    if isinstance(value, bytes):
-        value = value.decode()
-    key = str(value)
+    key = _secret_string(arn)
     try:
         data = json.loads(key)
     except ValueError:
