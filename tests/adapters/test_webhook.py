@@ -131,7 +131,7 @@ def test_the_settings_refuse_plain_http_and_a_webhook_without_a_key(s3):
     with pytest.raises(ConfigError, match="must be an https:// URL"):
         _settings(webhook_url="http://hooks.example.com/x")
     with pytest.raises(ConfigError, match="needs PGRUNBOOK_WEBHOOK_SECRET_ARN"):
-        OperationContext(_settings(webhook_url="https://hooks.example.com/x"))
+        _settings(webhook_url="https://hooks.example.com/x")
     client = boto3.client("secretsmanager", region_name=s3.primary_region)
     as_json = client.create_secret(Name="hook-json", SecretString=json.dumps({"secret": KEY}))["ARN"]
     as_text = client.create_secret(Name="hook-text", SecretString=KEY)["ARN"]

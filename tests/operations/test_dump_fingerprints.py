@@ -125,11 +125,11 @@ class Steps(NullProgress):
 
 
 HASHED = """
-CREATE TYPE mood AS ENUM ('calm', 'busy', 'late');
+CREATE TYPE mood AS ENUM ('m01', 'm02', 'm03', 'm04', 'm05', 'm06', 'm07', 'm08', 'm09', 'm10', 'm11', 'm12');
 CREATE TABLE visits (id int, mood mood, note text) PARTITION BY HASH (mood);
 CREATE TABLE visits_0 PARTITION OF visits FOR VALUES WITH (MODULUS 2, REMAINDER 0);
 CREATE TABLE visits_1 PARTITION OF visits FOR VALUES WITH (MODULUS 2, REMAINDER 1);
-INSERT INTO visits SELECT g, (ARRAY['calm', 'busy', 'late'])[1 + g % 3]::mood, md5(g::text)
+INSERT INTO visits SELECT g, ('m' || lpad((1 + g % 12)::text, 2, '0'))::mood, md5(g::text)
 FROM generate_series(1, 30000) g;
 CREATE TABLE big AS SELECT g AS id, md5(g::text) AS body FROM generate_series(1, 200000) g;
 ALTER TABLE big ADD PRIMARY KEY (id);
@@ -197,6 +197,8 @@ def test_rows_a_restore_moves_between_enum_hash_partitions_are_not_a_false_alarm
     assert report.status == "ok", [t for t in report.tables if not t.match]
     visits = [t for t in report.tables if t.table.startswith("public.visits_")]
     assert len(visits) == 2 and all(t.match for t in visits)
+    # twelve labels whose renumbered OIDs hash the same way as before by chance: 1 in 4096
+    assert any(t.moved_within == "public.visits" for t in visits)
 
 
 def test_a_table_whose_data_pg_dump_left_out_fails_the_backup_and_leaves_nothing(

@@ -52,11 +52,8 @@ class OperationContext:
             channels: list[Notifier] = []
             if self.settings.sns_topic_arn:
                 channels.append(SnsNotifier(self.settings.sns_topic_arn))
-            if self.settings.webhook_url:
-                if not (self.settings.webhook_secret or self.settings.webhook_secret_arn):
-                    self.settings.webhook_key()  # refuses: an unsigned notice could be forged
-                key = self.settings.webhook_key
-                channels.append(WebhookNotifier(self.settings.webhook_url, lambda: key() or ""))
+            if self.settings.webhook_url:  # the key is read when the first notice goes
+                channels.append(WebhookNotifier(self.settings.webhook_url, self.settings.webhook_key))
             self.notifier = (
                 NullNotifier()
                 if not channels

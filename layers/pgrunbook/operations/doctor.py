@@ -24,7 +24,6 @@ only read.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +33,7 @@ from pgrunbook.adapters.postgres.builds import ExtensionsNotHosted
 from pgrunbook.adapters.postgres.connection import Database
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.embedded import pick_version
+from pgrunbook.adapters.postgres.fingerprints import excluded_schema_regex
 from pgrunbook.adapters.postgres.introspect import capabilities, prerequisites, restore_needs
 from pgrunbook.adapters.s3.store import ObjectStore
 from pgrunbook.checks.performance import PG_STAT_STATEMENTS_HOWTO
@@ -127,8 +127,7 @@ SELECT n.nspname::text AS schema, c.relname::text AS name, c.relkind::text AS ki
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_roles r ON r.rolname = current_user
-WHERE c.relkind IN ('r', 'p', 'S', 'm')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+WHERE c.relkind IN ('r', 'p', 'S', 'm') AND n.nspname !~ :excluded
   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                   WHERE d.classid = 'pg_catalog.pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
 ORDER BY 1, 2
@@ -136,8 +135,7 @@ ORDER BY 1, 2
 
 
 def _reads(report: Report, db: Database, exclude_schemas: Sequence[str]) -> None:
-    excluded = [re.compile("^" + re.escape(p).replace("\\*", ".*") + "$") for p in exclude_schemas]
-    rows = [r for r in db.rows(_UNREADABLE) if not any(x.match(r["schema"]) for x in excluded)]
+    rows = db.rows(_UNREADABLE, excluded=excluded_schema_regex(exclude_schemas))
     denied = [f"{r['schema']}.{r['name']}" for r in rows if r["denied"]]
     policed = [f"{r['schema']}.{r['name']}" for r in rows if r["rls"] and not r["denied"]]
     user = db.scalar("SELECT current_user")

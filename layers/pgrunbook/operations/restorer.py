@@ -50,7 +50,7 @@ from pgrunbook.adapters.disk import existing, free_bytes, same_filesystem
 from pgrunbook.adapters.postgres.connection import Database, quote_ident, quote_literal
 from pgrunbook.adapters.postgres.copytext import METHOD as COPY_METHOD
 from pgrunbook.adapters.postgres.copytext import SESSION as COPY_SESSION
-from pgrunbook.adapters.postgres.copytext import Fingerprinter, fingerprint_all
+from pgrunbook.adapters.postgres.copytext import Fingerprinter
 from pgrunbook.adapters.postgres.dburl import ConnInfo
 from pgrunbook.adapters.postgres.embedded import default_data_dir
 from pgrunbook.adapters.postgres.embedded import start as start_embedded
@@ -179,6 +179,7 @@ class Restorer:
         # a partial restore: only these tables (and what belongs to them) and schemas
         self.tables, self.schemas = list(tables), list(schemas)
         self.selection: Selection | None = None
+        self._listings: dict[Path, str] = {}
         # the dump's roles that are other roles on the target: their objects and grants go there
         self.role_map = dict(role_map or {})
         # ``database_name`` may exist already if it is empty (a recovery into a prepared database)
@@ -581,12 +582,16 @@ class Restorer:
             self.report.restore_errors.append(f"pg_restore exited {result.returncode}: {result.tail(4)}")
 
     def _listing(self, tool, dump_dir: Path, workdir: Path) -> str:
-        """The archive's table of contents, with each entry's dependencies."""
-        listing_file = workdir / "toc.list"
-        listing = run_tool(tool, ["--list", "--verbose", f"--file={listing_file}", str(dump_dir)])
-        if listing.returncode != 0:
-            raise RestoreFailed(f"pg_restore --list failed: {listing.tail(3)}")
-        return listing_file.read_text()
+        """The archive's table of contents, with each entry's dependencies (listed once per
+        archive: the partial selection, the skipped foreign keys and the verification as
+        tables land all read it)."""
+        if dump_dir not in self._listings:
+            listing_file = workdir / "toc.list"
+            listing = run_tool(tool, ["--list", "--verbose", f"--file={listing_file}", str(dump_dir)])
+            if listing.returncode != 0:
+                raise RestoreFailed(f"pg_restore --list failed: {listing.tail(3)}")
+            self._listings[dump_dir] = listing_file.read_text()
+        return self._listings[dump_dir]
 
     def _select(self, tool, manifest: Manifest, dump_dir: Path, workdir: Path) -> list[FileEntry]:
         """A partial restore's entries (ConfigError, before anything changed, for a table or
@@ -680,17 +685,20 @@ class Restorer:
             return None
         entries = parse_toc(self._listing(pg_restore, dump_dir, workdir))
         names = [TableName(t.schema, t.name) for t in copied.values()]
-        waiting = {t.qualified: items for t, items in ready_after(entries, names).items()}
+        waiting = {copied[t.qualified]: items for t, items in ready_after(entries, names).items()}
+        return _Landing(self._fingerprinter(scratch, manifest), waiting)
+
+    def _fingerprinter(self, scratch: ConnInfo, manifest: Manifest) -> Fingerprinter:
+        """COPY TO of restored tables under the dump's session, over ``jobs`` psql sessions."""
         with Database.connect(scratch, application_name="pgrunbook-verify") as db:
             major = db.server_version_num // 10000
-        fingerprinter = Fingerprinter(
+        return Fingerprinter(
             scratch,
             copy_session(manifest),
             psql=find_tool("psql", major, pg_bin=self.settings.pg_bin),
             workers=self.settings.jobs,
             errors={},
         )
-        return _Landing(fingerprinter, {name: copied[name] for name in waiting}, waiting)
 
     def _verify(
         self, scratch: ConnInfo, manifest: Manifest, landing: _Landing | None = None
@@ -704,29 +712,22 @@ class Restorer:
         with Database.connect(scratch, application_name="pgrunbook-verify") as db:
             sizes = table_sizes(db)
             trees = partition_roots(db)
-            version = db.server_version_num
-            ranges = version >= 140000
+            ranges = db.server_version_num >= 140000
         restored = self.restored_tables(manifest)
         results: dict[str, tuple[int, str]] = {}
         copied = [t for t in restored if t.method == COPY_METHOD]
-        if copied and landing is not None:  # most were verified while pg_restore ran
-            done = landing.fingerprinter.done()  # pg_restore has just ended
-            for table in sorted(copied, key=lambda t: -t.rows):
-                landing.fingerprinter.add(table)
-            results.update(landing.fingerprinter.finish())
-            errors.update(landing.fingerprinter.errors or {})
-            self.progress.step(f"{done} of {len(copied)} tables were verified while pg_restore ran")
-        elif copied:  # fingerprints taken from the dump's COPY data: COPY TO under its settings
-            results.update(
-                fingerprint_all(
-                    scratch,
-                    copied,
-                    copy_session(manifest),
-                    psql=find_tool("psql", version // 10000, pg_bin=self.settings.pg_bin),
-                    workers=self.settings.jobs,
-                    errors=errors,
-                )
-            )
+        if copied:  # fingerprints taken from the dump's COPY data: COPY TO under its settings
+            fingerprinter = landing.fingerprinter if landing else self._fingerprinter(scratch, manifest)
+            done = fingerprinter.done()  # those verified while pg_restore ran
+            try:
+                for table in sorted(copied, key=lambda t: -t.rows):
+                    fingerprinter.add(table)
+                results.update(fingerprinter.finish())
+            finally:
+                fingerprinter.cancel()
+            errors.update(fingerprinter.errors or {})
+            if landing is not None:
+                self.progress.step(f"{done} of {len(copied)} tables were verified while pg_restore ran")
         methods = {t.method for t in restored if t.method != COPY_METHOD}
         for method in sorted(methods):
             tables = [t for t in restored if t.method == method]
@@ -830,25 +831,28 @@ WHERE a.grantee = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = :role) AN
 """
 
 
-@dataclass
 class _Landing:
     """Tables verified as pg_restore lands them: each one once the TOC items it waits for
-    (:func:`~pgrunbook.domain.selection.ready_after`) have finished."""
+    (:func:`~pgrunbook.domain.selection.ready_after`) have finished.  ``on_line`` runs for
+    every line pg_restore prints: it looks the item up, it does not scan the tables."""
 
-    fingerprinter: Fingerprinter
-    tables: dict[str, TableEntry]
-    waiting: dict[str, set[int]]
+    def __init__(self, fingerprinter: Fingerprinter, waiting: dict[TableEntry, set[int]]):
+        self.fingerprinter = fingerprinter
+        self.waiting = waiting
+        self.by_item: dict[int, list[TableEntry]] = {}
+        for table, items in waiting.items():
+            for item in items:
+                self.by_item.setdefault(item, []).append(table)
 
     def on_line(self, line: str) -> None:
         match = _FINISHED.search(line)
         if not match:
             return
-        item = int(match.group(1))
-        for name, items in self.waiting.items():
-            if item in items:
-                items.discard(item)
-                if not items:
-                    self.fingerprinter.add(self.tables[name])
+        for table in self.by_item.pop(int(match.group(1)), []):
+            items = self.waiting[table]
+            items.discard(int(match.group(1)))
+            if not items:
+                self.fingerprinter.add(table)
 
 
 _FINISHED = re.compile(r"finished item (\d+) ")

@@ -119,6 +119,11 @@ class Settings:
         """What no single option can check: values that depend on each other."""
         _ = self.thresholds  # PGRUNBOOK_THRESHOLDS, parsed
         _ = self.retention_policy
+        if self.webhook_url and not (self.webhook_secret or self.webhook_secret_arn):
+            # an unsigned notice could be forged
+            raise ConfigError(
+                "PGRUNBOOK_WEBHOOK_URL needs PGRUNBOOK_WEBHOOK_SECRET_ARN (or PGRUNBOOK_WEBHOOK_SECRET)"
+            )
 
     # -- derived -------------------------------------------------------------------------
 
@@ -142,19 +147,14 @@ class Settings:
             self.dr_restore_target_url, self.dr_restore_target_secret_arn, "DR restore target"
         )
 
-    def webhook_key(self) -> str | None:
+    def webhook_key(self) -> str:
         """The webhook's HMAC key: from the environment, or the secret (its string, or the
-        ``secret`` of a JSON object); None without a webhook.  A webhook without a key is
-        refused: an unsigned notice could be forged."""
-        if not self.webhook_url:
-            return None
+        ``secret`` of a JSON object); :meth:`validate` made sure there is one of them."""
         if self.webhook_secret:
             return self.webhook_secret
-        if self.webhook_secret_arn:
-            return webhook_key_from_arn(self.webhook_secret_arn)
-        raise ConfigError(
-            "PGRUNBOOK_WEBHOOK_URL needs PGRUNBOOK_WEBHOOK_SECRET_ARN (or PGRUNBOOK_WEBHOOK_SECRET)"
-        )
+        if not self.webhook_secret_arn:
+            raise ConfigError("no webhook key: set PGRUNBOOK_WEBHOOK_SECRET_ARN or PGRUNBOOK_WEBHOOK_SECRET")
+        return webhook_key_from_arn(self.webhook_secret_arn)
 
     @staticmethod
     def _server(url: str | None, secret_arn: str | None, what: str) -> ConnInfo | None:
