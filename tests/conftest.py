@@ -279,33 +279,46 @@ def certificates(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthesized(tmp_path_factory):
     """The CDK app as cdk.json configures it (account 123456789012, bundling skipped),
-    synthesized once per session with cdk-nag on: synth raises on any unacknowledged finding."""
+    synthesized once per session with cdk-nag on (synth fails on any unacknowledged finding),
+    and the way `cdk synth` runs it: `infra/app.py` as a script (cdk.json's "app"), with
+    infra/ first on the path, where infra/constructs/ must not shadow the `constructs` library."""
     import json
+    import subprocess
+    import sys
 
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    import aws_cdk as cdk
     from aws_cdk.assertions import Template
-
-    from infra.app import build
 
     root = Path(__file__).resolve().parents[1]
     context = json.loads((root / "cdk.json").read_text())["context"]
-    outdir = tmp_path_factory.mktemp("cdk.out")
-    app = cdk.App(
-        outdir=str(outdir),
-        context={
-            **context,
-            "pgrunbook": {**context["pgrunbook"], "account": "123456789012"},
-            "aws:cdk:bundling-stacks": [],
-        },
-    )
-    primary, dr = build(app)
-    assembly = app.synth()
+    settings = {
+        **context,
+        "pgrunbook": {**context["pgrunbook"], "account": "123456789012"},
+        "aws:cdk:bundling-stacks": [],
+    }
+
+    def produce(outdir: Path) -> None:
+        env = {
+            **os.environ,
+            "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+            "CDK_OUTDIR": str(outdir),
+            "CDK_CONTEXT_JSON": json.dumps(settings),
+        }
+        result = subprocess.run(
+            [sys.executable, "infra/app.py"], cwd=root, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+
+    from tests.shared import once
+
+    outdir = once(tmp_path_factory, "cdk.out", produce)
+
+    def template(name: str) -> Template:
+        return Template.from_json(json.loads((outdir / f"{name}.template.json").read_text()))
+
     return {
-        "primary": Template.from_stack(primary),
-        "dr": Template.from_stack(dr),
-        "outdir": Path(assembly.directory),
-        "stacks": (primary, dr),
+        "primary": template("pgrunbook-app-primary"),
+        "dr": template("pgrunbook-app-dr"),
+        "outdir": outdir,
     }
 
 

@@ -11,6 +11,7 @@ What is patched is moto's, never pgrunbook's:
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -128,18 +129,24 @@ def synthesize(tmp_path_factory, **changes) -> dict[str, Any]:
     from aws_cdk.assertions import Template
 
     from infra.app import build
+    from tests.shared import once
 
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    app = cdk.App(
-        outdir=str(tmp_path_factory.mktemp("cdk.out")),
-        context={
-            **context,
-            "pgrunbook": {**context["pgrunbook"], "account": ACCOUNT, **changes},
-            "aws:cdk:bundling-stacks": [],
-        },
-    )
-    primary, _ = build(app)
-    return dict(Template.from_stack(primary).to_json())
+
+    def produce(out: Path) -> None:
+        app = cdk.App(
+            outdir=str(out / "cdk.out"),
+            context={
+                **context,
+                "pgrunbook": {**context["pgrunbook"], "account": ACCOUNT, **changes},
+                "aws:cdk:bundling-stacks": [],
+            },
+        )
+        primary, _ = build(app)
+        (out / "primary.json").write_text(json.dumps(Template.from_stack(primary).to_json()))
+
+    key = "synth-" + hashlib.sha256(json.dumps(changes, sort_keys=True).encode()).hexdigest()[:16]
+    return dict(json.loads((once(tmp_path_factory, key, produce) / "primary.json").read_text()))
 
 
 @pytest.fixture(scope="session")
