@@ -1,8 +1,8 @@
 """The CDK app (``cdk.json``: ``.venv/bin/python infra/app.py``).
 
 Two stacks from one configuration (``cdk.json``'s ``pgrunbook`` context, see infra/config.py):
-``<prefix>-<database>-dr`` in the DR region, then ``<prefix>-<database>-primary`` in the
-primary region.  Every synthesis runs the cdk-nag AwsSolutions checks: a finding that is
+``<stem>-dr`` in the DR region, then ``<stem>-primary`` in the primary region, where the stem
+is ``<prefix>-<database>`` for one database and ``<prefix>`` for a ``databases`` list.  Every synthesis runs the cdk-nag AwsSolutions checks: a finding that is
 not acknowledged, with its reason, in the construct it concerns fails the synthesis.
 """
 
@@ -23,30 +23,37 @@ sys.path.insert(0, str(_HERE.parent))
 import aws_cdk as cdk  # noqa: E402 - after the path is set
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
-from infra.config import DeploymentConfig  # noqa: E402
+from infra.config import Deployment  # noqa: E402
 from infra.stacks import DrStack, PrimaryStack  # noqa: E402
 
 
 def build(app: cdk.App) -> tuple[PrimaryStack, DrStack]:
-    config = DeploymentConfig.from_context(app.node.try_get_context("pgrunbook"))
+    deployment = Deployment.from_context(app.node.try_get_context("pgrunbook"))
+    config = deployment.shared
     account = config.account or os.environ.get("CDK_DEFAULT_ACCOUNT")
+    what = (
+        ", ".join(d.database_name for d in deployment.databases)
+        if deployment.listed
+        else config.database_name
+    )
     dr = DrStack(
         app,
-        f"{config.name}-dr",
-        config=config,
+        f"{deployment.stem}-dr",
+        deployment=deployment,
         env=cdk.Environment(account=account, region=config.dr_region),
-        description=f"pgrunbook {config.database_name}: DR bucket and monthly DR drill ({config.dr_region})",
+        description=f"pgrunbook {what}: DR bucket and monthly DR drill ({config.dr_region})",
     )
     primary = PrimaryStack(
         app,
-        f"{config.name}-primary",
-        config=config,
+        f"{deployment.stem}-primary",
+        deployment=deployment,
         env=cdk.Environment(account=account, region=config.primary_region),
-        description=f"pgrunbook {config.database_name}: backups, scheduled runbook jobs, alarms",
+        description=f"pgrunbook {what}: backups, scheduled runbook jobs, alarms",
     )
     primary.add_stack_dependency(dr)  # the backup job copies into the DR bucket
     cdk.Tags.of(app).add("application", "pgrunbook")
-    cdk.Tags.of(app).add("database", config.database_name)
+    if not deployment.listed:  # the list form tags each database's nested stack
+        cdk.Tags.of(app).add("database", config.database_name)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app))
     return primary, dr
 

@@ -96,6 +96,40 @@ _FARGATE_SIZES = {
     8192: (16384, 61440),
     16384: (32768, 122880),
 }
+SECTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "schedules": SCHEDULE_DEFAULTS,
+    "thresholds": THRESHOLD_DEFAULTS,
+    "retention_days": RETENTION_DEFAULTS,
+    "pitr": PITR_DEFAULTS,
+    "migrations": MIGRATIONS_DEFAULTS,
+    "restore_targets": RESTORE_TARGET_DEFAULTS,
+    "fargate": FARGATE_DEFAULTS,
+    "webhook": WEBHOOK_DEFAULTS,
+    "chat": CHAT_DEFAULTS,
+}
+# The ``databases`` list form (issue 17): these settings build what the databases share (the
+# buckets and their keys, the alerts topic and its chat channels, the Fargate network, the
+# functions' VPC placement, the webhook) and are set once, at the top level.  Every other
+# setting is a database's own; its value at the top level is every database's default, and
+# an object (schedules, thresholds, pitr, ...) is merged key by key.
+SHARED_SETTINGS = (
+    "account",
+    "primary_region",
+    "dr_region",
+    "prefix",
+    "alert_email",
+    "noncurrent_version_days",
+    "vpc",
+    "dr_vpc",
+    "fargate",
+    "webhook",
+    "chat",
+)
+# ... and these only a database can say
+OWN_SETTINGS = ("database_name", "database_secret_arn")
+# A stack has at most 200 outputs, and the primary stack has 4 per database (its workflows'
+# ARNs, its maintenance parameter); each database's resources are a nested stack of their own.
+MAX_DATABASES = 40
 _ARN = re.compile(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+$")
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,20}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
@@ -145,33 +179,31 @@ class DeploymentConfig:
     fargate: dict[str, Any] = field(default_factory=lambda: dict(FARGATE_DEFAULTS))
     webhook: dict[str, Any] = field(default_factory=lambda: dict(WEBHOOK_DEFAULTS))
     chat: dict[str, Any] = field(default_factory=lambda: dict(CHAT_DEFAULTS))
+    # set by Deployment, not by cdk.json: one of the databases of the ``databases`` list form
+    listed: bool = False
 
     @classmethod
     def from_context(cls, raw: Any) -> DeploymentConfig:
-        if isinstance(raw, str):  # -c pgrunbook='{...}' arrives as a string
-            try:
-                raw = json.loads(raw)
-            except ValueError as exc:
-                raise ConfigurationError(f"the pgrunbook context is not JSON: {exc}") from None
-        if not isinstance(raw, dict):
-            raise ConfigurationError('cdk.json needs a "pgrunbook" object in its "context"')
-        known = {f.name for f in fields(cls)}
+        """The single-database form (no ``databases`` list): one database, the stems as before."""
+        deployment = Deployment.from_context(raw)
+        if deployment.listed:
+            raise ConfigurationError("this pgrunbook context lists several databases: use Deployment")
+        return deployment.databases[0]
+
+    @classmethod
+    def build(
+        cls, raw: dict[str, Any], *, listed: bool = False, where: str = "pgrunbook"
+    ) -> DeploymentConfig:
+        """One database's configuration from its settings (``raw``: cdk.json's names)."""
+        known = {f.name for f in fields(cls)} - {"listed"}
         unknown = sorted(set(raw) - known)
         if unknown:
-            raise ConfigurationError(f"unknown pgrunbook settings: {', '.join(unknown)}")
+            raise ConfigurationError(f"unknown {where} settings: {', '.join(unknown)}")
         values = dict(raw)
-        for name, defaults in (
-            ("schedules", SCHEDULE_DEFAULTS),
-            ("thresholds", THRESHOLD_DEFAULTS),
-            ("retention_days", RETENTION_DEFAULTS),
-            ("pitr", PITR_DEFAULTS),
-            ("migrations", MIGRATIONS_DEFAULTS),
-            ("restore_targets", RESTORE_TARGET_DEFAULTS),
-            ("fargate", FARGATE_DEFAULTS),
-            ("webhook", WEBHOOK_DEFAULTS),
-            ("chat", CHAT_DEFAULTS),
-        ):
+        for name, defaults in SECTION_DEFAULTS.items():
             given = values.get(name) or {}
+            if not isinstance(given, dict):
+                raise ConfigurationError(f"{where}.{name} must be an object")
             extra = sorted(set(given) - set(defaults))
             if extra:
                 raise ConfigurationError(f"unknown {name}: {', '.join(extra)}")
@@ -181,9 +213,9 @@ class DeploymentConfig:
                 values[placement] = VpcPlacement(**values[placement])
         if not values.get("database_secret_arn"):
             raise ConfigurationError(
-                "set pgrunbook.database_secret_arn in cdk.json (a Secrets Manager secret ARN)"
+                f"set {where}.database_secret_arn in cdk.json (a Secrets Manager secret ARN)"
             )
-        config = cls(**values)
+        config = cls(**values, listed=listed)
         config.validate()
         return config
 
@@ -372,15 +404,23 @@ class DeploymentConfig:
 
     @property
     def name(self) -> str:
-        """``<prefix>-<database>``: the stem of every resource name."""
+        """``<prefix>-<database>``: the stem of the database's own resources' names (its
+        functions, state machines, task families, alarms)."""
         return f"{self.prefix}-{self.database_name}"
 
+    @property
+    def stem(self) -> str:
+        """The stem of what the deployment's databases share (the stacks, buckets and their
+        keys, the alerts topic, the dashboard): ``<prefix>-<database>`` in the single-database
+        form (as before the list form existed), ``<prefix>`` in the ``databases`` list form."""
+        return self.prefix if self.listed else self.name
+
     def bucket_name(self, account: str, region: str) -> str:
-        return f"{self.name}-backups-{account}-{region}"
+        return f"{self.stem}-backups-{account}-{region}"
 
     @property
     def key_alias(self) -> str:
-        return f"alias/{self.name}-backups"
+        return f"alias/{self.stem}-backups"
 
     @property
     def key_prefix(self) -> str:
@@ -467,3 +507,72 @@ class DeploymentConfig:
     def approval_timeout_seconds(self, workflow: str) -> int:
         section = self.migrations if workflow == "migrate" else self.pitr
         return int(section["approval_timeout_minutes"]) * 60
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What one ``cdk.json`` deploys: one database (its settings at the top level, the form
+    every deployment had before issue 17), or the ``databases`` list: one primary and one DR
+    stack whose buckets, keys, topic and network are shared, each database's jobs, workflows,
+    alarms and grants its own (a nested stack per database: see infra/stacks.py)."""
+
+    databases: tuple[DeploymentConfig, ...]
+    listed: bool = False
+
+    @property
+    def shared(self) -> DeploymentConfig:
+        """The settings every database has the same (SHARED_SETTINGS): the first one's."""
+        return self.databases[0]
+
+    @property
+    def stem(self) -> str:
+        return self.shared.stem
+
+    @classmethod
+    def from_context(cls, raw: Any) -> Deployment:
+        if isinstance(raw, str):  # -c pgrunbook='{...}' arrives as a string
+            try:
+                raw = json.loads(raw)
+            except ValueError as exc:
+                raise ConfigurationError(f"the pgrunbook context is not JSON: {exc}") from None
+        if not isinstance(raw, dict):
+            raise ConfigurationError('cdk.json needs a "pgrunbook" object in its "context"')
+        if "databases" not in raw:
+            return cls((DeploymentConfig.build(raw),))
+        entries = raw["databases"]
+        if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+            raise ConfigurationError("pgrunbook.databases must be a list of objects, one per database")
+        if len(entries) > MAX_DATABASES:
+            raise ConfigurationError(
+                f"pgrunbook.databases lists {len(entries)}: a deployment takes at most {MAX_DATABASES} databases "
+                "(CloudFormation's 200 outputs per stack); split them over deployments with different prefixes"
+            )
+        top = {k: v for k, v in raw.items() if k != "databases"}
+        misplaced = sorted(set(top) & set(OWN_SETTINGS))
+        if misplaced:
+            raise ConfigurationError(
+                f"pgrunbook.{misplaced[0]} belongs in each entry of pgrunbook.databases, not at the top level"
+            )
+        databases = []
+        for i, entry in enumerate(entries):
+            where = f"pgrunbook.databases[{i}]"
+            shared = sorted(set(entry) & set(SHARED_SETTINGS))
+            if shared:
+                raise ConfigurationError(
+                    f"{where}.{shared[0]} is shared by every database of the deployment: set it at the top level"
+                )
+            merged = {**top, **entry}
+            for name in SECTION_DEFAULTS:
+                if isinstance(top.get(name), dict) and isinstance(entry.get(name), dict):
+                    merged[name] = {**top[name], **entry[name]}
+            databases.append(DeploymentConfig.build(merged, listed=True, where=where))
+        names = [d.database_name for d in databases]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigurationError(f"pgrunbook.databases lists {twice[0]} more than once")
+        secrets = [d.database_secret_arn for d in databases]
+        if len(set(secrets)) != len(secrets):
+            raise ConfigurationError(
+                "two entries of pgrunbook.databases have the same database_secret_arn: each database needs its own"
+            )
+        return cls(tuple(databases), listed=True)

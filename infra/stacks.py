@@ -10,6 +10,15 @@ its entry there).
   alerts, restoring into the DR region's restore target.
 
 Deploy the DR stack first (the backup job in the primary region copies into its bucket).
+
+A stack holds what the deployment's databases share (the bucket and its key, the layers, the
+alerts topic, the Fargate network) and, for each database, a :class:`DatabaseJobs`: its
+functions, schedules, workflows, grants and alarms.  In the single-database form those are
+the stack's own constructs, with the construct ids they always had (a changed logical id
+would make CloudFormation replace a deployed function).  In the ``databases`` list form each
+database's are a nested stack of their own: a stack may hold 500 resources, and one
+database's jobs take about 150 of them.  A database's grants reach its own prefix
+(``<prefix>/<database>/``) of the shared buckets and nothing else.
 """
 
 from __future__ import annotations
@@ -17,12 +26,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aws_cdk import Aws, CfnOutput, Duration, Stack
+from aws_cdk import Aws, CfnOutput, Duration, NestedStack, Stack, Tags
+from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import DeploymentConfig
+from infra.config import Deployment, DeploymentConfig
 from infra.constructs.access import BackupLocation, Grants
 from infra.constructs.function import RUNTIME, OperationFunction, Schedule, _retention, schedule_rule
 from infra.constructs.layers import (
@@ -72,20 +83,27 @@ def reads(op: Operation, option: str) -> bool:
 
 
 class _PgRunbookStack(Stack):
-    region_role = "primary"
+    """What the region's part of the deployment shares, and a :class:`DatabaseJobs` per database."""
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
-    ) -> None:
+    region_role = "primary"
+    jobs_class: type[DatabaseJobs]
+
+    def __init__(self, scope: Construct, construct_id: str, *, deployment: Deployment, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        self.config = config
+        self.deployment = deployment
+        shared = deployment.shared
         self.storage = BackupStorage(
             self,
             "Storage",
-            bucket_name=config.bucket_name(Aws.ACCOUNT_ID, self.region),
-            key_alias=config.key_alias,
-            noncurrent_version_days=config.noncurrent_version_days,
-            handoffs_prefix=f"{Layout(config.key_prefix, config.database_name).root}/{RUNS}/",
+            bucket_name=shared.bucket_name(Aws.ACCOUNT_ID, self.region),
+            key_alias=shared.key_alias,
+            noncurrent_version_days=shared.noncurrent_version_days,
+            handoffs_prefixes={
+                (config.database_name if deployment.listed else ""): (
+                    f"{Layout(config.key_prefix, config.database_name).root}/{RUNS}/"
+                )
+                for config in deployment.databases
+            },
         )
         codes = [pgrunbook_layer_code(RUNTIME), pgtools_layer_code()]
         self.layers = [
@@ -97,30 +115,106 @@ class _PgRunbookStack(Stack):
             archive_location(layer, code) for layer, code in zip(self.layers, codes, strict=True)
         ]
         self.network: TaskNetwork | None = None
-        self.alerts = Alerts(self, "Alerts", config=config)
+        self.alerts = Alerts(self, "Alerts", config=shared, dead_letters=not deployment.listed)
+        self.dashboard: cw.Dashboard | None = None
+        if deployment.listed and self.region_role == "primary":
+            self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=f"{shared.stem}-backups")
+        self.databases: dict[str, DatabaseJobs] = {}
+        for config in deployment.databases:
+            if deployment.listed:
+                where: Construct = NestedStack(
+                    self,
+                    f"Database-{config.database_name}",
+                    description=f"pgrunbook {config.database_name}: its jobs, workflows and alarms",
+                )
+                Tags.of(where).add("database", config.database_name)
+            else:
+                where = self
+            self.databases[config.database_name] = self.jobs_class(self, where, config)
+
+    @property
+    def only(self) -> DatabaseJobs:
+        """The database of a single-database deployment."""
+        assert len(self.databases) == 1
+        return next(iter(self.databases.values()))
+
+    def task_network(self, config: DeploymentConfig) -> TaskNetwork:
+        """The region's network for Fargate tasks, made with the first task of any database."""
+        if self.network is None:
+            self.network = TaskNetwork(
+                self, "Tasks", network=config.fargate["network"], placement=config.placement(self.region_role)
+            )
+        return self.network
+
+
+class DatabaseJobs:
+    """One database's functions, schedules, workflows and alarms in one region, as constructs
+    of ``scope`` (the stack itself, or the database's nested stack)."""
+
+    def __init__(self, stack: _PgRunbookStack, scope: Construct, config: DeploymentConfig) -> None:
+        self.stack = stack
+        self.scope = scope
+        self.config = config
+        self.region_role = stack.region_role
         self.functions: dict[str, OperationFunction] = {}
+        self.restore_workflows: dict[str, RestoreWorkflow] = {}
+        self.dispatches: dict[str, Dispatch] = {}
+        if stack.deployment.listed:
+            # the schedules' dead letters: a queue of the database's own (EventBridge's rule
+            # and the queue policy naming it must be in the same stack)
+            self.dead_letters: sqs.IQueue = dead_letter_queue(scope, config, stack.alerts)
+        else:
+            assert stack.alerts.dead_letters is not None
+            self.dead_letters = stack.alerts.dead_letters
         self.here = self.location(here=True)
         self.other = self.location(here=False)
         primary, dr = (self.here, self.other) if self.region_role == "primary" else (self.other, self.here)
         self.locations = {"primary": primary, "dr": dr}
         self.settings = config.settings(
-            bucket=primary.bucket_name, dr_bucket=dr.bucket_name, sns_topic_arn=self.alerts.topic.topic_arn
+            bucket=primary.bucket_name, dr_bucket=dr.bucket_name, sns_topic_arn=stack.alerts.topic.topic_arn
         )
 
     def location(self, *, here: bool) -> BackupLocation:
         """This stack's bucket (``here``) or the other region's."""
-        config = self.config
+        config, region = self.config, self.stack.region
         root = Layout(config.key_prefix, config.database_name).root
         if here:
             # by name, not by reference: the grants' ARNs are then the same strings in both
             # stacks, and cdk-nag's findings about them can be acknowledged by exact id
             return BackupLocation(
-                config.bucket_name("{account}", self.region), root, key_arn=self.storage.key.key_arn
+                config.bucket_name("{account}", region), root, key_arn=self.stack.storage.key.key_arn
             )
-        other = config.dr_region if self.region == config.primary_region else config.primary_region
+        other = config.dr_region if region == config.primary_region else config.primary_region
         return BackupLocation(
             config.bucket_name("{account}", other), root, key_alias=config.key_alias, key_region=other
         )
+
+    def monitor(self, metrics: tuple[str, ...], workflows: dict[str, object]) -> Monitoring:
+        config = self.config
+        return Monitoring(
+            self.scope,
+            "Monitoring",
+            config=config,
+            alerts=self.stack.alerts,
+            dead_letters=self.dead_letters,
+            functions={name: f.function for name, f in self.functions.items()},
+            dr_region=config.dr_region if "backup" in metrics else None,
+            metrics=metrics,
+            workflows={
+                **workflows,
+                **{name: w.state_machine for name, w in self.restore_workflows.items()},
+                **{name: d.state_machine for name, d in self.dispatches.items()},
+            },
+            dashboard=self.stack.dashboard,
+        )
+
+    def output(self, output_id: str, value: str, description: str) -> None:
+        """A stack output (the parent stack's, for a database of the list form, named after it)."""
+        if self.stack.deployment.listed:
+            stem = "".join(part.title() for part in self.config.database_name.split("-"))
+            output_id = f"{stem}{output_id}"
+            description = f"{self.config.database_name}: {description}"
+        CfnOutput(self.stack, output_id, value=value, description=description)
 
     # -- one operation ----------------------------------------------------------------------
 
@@ -177,17 +271,17 @@ class _PgRunbookStack(Stack):
     ) -> OperationFunction:
         grants = grants or self.grants(op)
         function = OperationFunction(
-            self,
+            self.scope,
             op.name.title().replace("-", ""),
             operation=op,
             schedules=self.schedules(op) if scheduled else [],
             function_name=f"{self.config.name}-{op.name}",
-            layers=self.layers,
+            layers=self.stack.layers,
             environment=self.function_environment(op, grants),
             grants=grants,
-            topic=self.alerts.topic,
-            topic_key=self.alerts.key,
-            dead_letters=self.alerts.dead_letters,
+            topic=self.stack.alerts.topic,
+            topic_key=self.stack.alerts.key,
+            dead_letters=self.dead_letters,
             log_retention_days=self.config.log_retention_days,
             vpc=self.config.placement(self.region_role),
         )
@@ -197,8 +291,6 @@ class _PgRunbookStack(Stack):
     def add_jobs(self) -> None:
         """A function (and its schedules) for every job of the registry in this stack's region;
         a restore job whose region may use throwaway RDS targets gets its workflow too."""
-        self.restore_workflows: dict[str, RestoreWorkflow] = {}
-        self.dispatches: dict[str, Dispatch] = {}
         for op in registry.deployed():
             if op.region != self.region_role or op.kind != "job":
                 continue
@@ -214,23 +306,19 @@ class _PgRunbookStack(Stack):
         function's settings and ``grants``, cdk.json's size, Fargate's largest disk."""
         config = self.config
         assert op.task is not None
-        if self.network is None:
-            self.network = TaskNetwork(
-                self, "Tasks", network=config.fargate["network"], placement=config.placement(self.region_role)
-            )
         return FargateJob(
-            self,
+            self.scope,
             f"{op.name.title().replace('-', '')}Task",
             operation=op,
             size=Fargate(config.fargate["cpu"], config.fargate["memory_mib"], op.task.ephemeral_gib),
             grants=grants,
             environment=self.function_environment(op, grants),
-            layers=self.layer_archives,
-            topic=self.alerts.topic,
-            topic_key=self.alerts.key,
+            layers=self.stack.layer_archives,
+            topic=self.stack.alerts.topic,
+            topic_key=self.stack.alerts.key,
             log_retention=_retention(config.log_retention_days),
             family=f"{config.name}-{op.name}",
-            network=self.network,
+            network=self.stack.task_network(config),
         )
 
     @staticmethod
@@ -251,7 +339,7 @@ class _PgRunbookStack(Stack):
         function = self.add_function(op, scheduled=False)
         job = self.fargate_job(op, self.grants(op))
         dispatch = Dispatch(
-            self,
+            self.scope,
             f"{name}Dispatch",
             operation=op,
             function=function.function,
@@ -262,7 +350,9 @@ class _PgRunbookStack(Stack):
         )
         limits = self.lambda_limits(op)
         for schedule in self.schedules(op):
-            rule = schedule_rule(self, f"{name}{schedule.id}", schedule, f"pgrunbook {op.name} (dispatch)")
+            rule = schedule_rule(
+                self.scope, f"{name}{schedule.id}", schedule, f"pgrunbook {op.name} (dispatch)"
+            )
             rule.add_target(
                 targets.SfnStateMachine(
                     dispatch.state_machine,
@@ -276,7 +366,7 @@ class _PgRunbookStack(Stack):
                     ),
                     retry_attempts=2,
                     max_event_age=Duration.hours(2),
-                    dead_letter_queue=self.alerts.dead_letters,
+                    dead_letter_queue=self.dead_letters,
                 )
             )
         self.dispatches[op.name] = dispatch
@@ -290,7 +380,7 @@ class _PgRunbookStack(Stack):
         grants = self.with_handoffs(op, make()) if runner else make()
         function = self.add_function(op, grants, scheduled=False)
         workflow = RestoreWorkflow(
-            self,
+            self.scope,
             f"{op.name.title().replace('-', '')}Workflow",
             operation=op.name,
             function=function.function,
@@ -300,7 +390,7 @@ class _PgRunbookStack(Stack):
         )
         for schedule in self.schedules(op):
             rule = schedule_rule(
-                self,
+                self.scope,
                 f"{op.name.title().replace('-', '')}{schedule.id}",
                 schedule,
                 f"pgrunbook {op.name} (restore workflow)",
@@ -313,7 +403,7 @@ class _PgRunbookStack(Stack):
                     ),
                     retry_attempts=2,
                     max_event_age=Duration.hours(2),
-                    dead_letter_queue=self.alerts.dead_letters,
+                    dead_letter_queue=self.dead_letters,
                 )
             )
         self.restore_workflows[op.name] = workflow
@@ -376,7 +466,7 @@ class _PgRunbookStack(Stack):
         config = self.config
         extra = config.pitr["deadline_minutes"] if op.name == "pitr" else EXTRA_MINUTES.get(op.name, 0)
         return WORKFLOW_CONSTRUCTS[op.name](
-            self,
+            self.scope,
             WORKFLOW_IDS[op.name],
             function=function.function,
             state_machine_name=f"{config.name}-{op.name}",
@@ -413,56 +503,43 @@ class _PgRunbookStack(Stack):
         return PhaseRunner(op.name, mode, job, job.network, self.lambda_limits(op))
 
 
-class PrimaryStack(_PgRunbookStack):
-    region_role = "primary"
+class PrimaryJobs(DatabaseJobs):
+    """A database's daily and weekly jobs, its recovery, migration and table-recovery
+    workflows, their outputs, alarms and dashboard widgets."""
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
-    ) -> None:
-        super().__init__(scope, construct_id, config=config, **kwargs)
+    def __init__(self, stack: _PgRunbookStack, scope: Construct, config: DeploymentConfig) -> None:
+        super().__init__(stack, scope, config)
         self.add_jobs()
         self.pitr = self.add_workflow(registry.get("pitr"), self.pitr_grants)
         self.migrations = self.add_workflow(registry.get("migrate"))
         self.table_recovery = self.add_workflow(registry.get("recover-tables"))
-        CfnOutput(
-            self,
+        self.output(
             "TableRecoveryStateMachineArn",
-            value=self.table_recovery.state_machine.state_machine_arn,
-            description="PGRUNBOOK_RECOVER_TABLES_STATE_MACHINE_ARN for pgrunbook recover-tables "
+            self.table_recovery.state_machine.state_machine_arn,
+            "PGRUNBOOK_RECOVER_TABLES_STATE_MACHINE_ARN for pgrunbook recover-tables "
             "start|status|approve|reject",
         )
-        CfnOutput(
-            self,
+        self.output(
             "MigrationStateMachineArn",
-            value=self.migrations.state_machine.state_machine_arn,
-            description="PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN for pgrunbook migrate start|approve|reject",
+            self.migrations.state_machine.state_machine_arn,
+            "PGRUNBOOK_MIGRATION_STATE_MACHINE_ARN for pgrunbook migrate start|approve|reject",
         )
-        CfnOutput(
-            self,
+        self.output(
             "PitrStateMachineArn",
-            value=self.pitr.state_machine.state_machine_arn,
-            description="PGRUNBOOK_PITR_STATE_MACHINE_ARN for pgrunbook pitr start|status|approve|reject",
+            self.pitr.state_machine.state_machine_arn,
+            "PGRUNBOOK_PITR_STATE_MACHINE_ARN for pgrunbook pitr start|status|approve|reject",
         )
-        CfnOutput(
-            self,
+        self.output(
             "MaintenanceParameter",
-            value=self.config.maintenance_parameter,
-            description="the SSM parameter the application reads for maintenance mode",
+            self.config.maintenance_parameter,
+            "the SSM parameter the application reads for maintenance mode",
         )
-        self.monitoring = Monitoring(
-            self,
-            "Monitoring",
-            config=config,
-            alerts=self.alerts,
-            functions={name: f.function for name, f in self.functions.items()},
-            dr_region=config.dr_region,
-            metrics=("backup",),
-            workflows={
+        self.monitoring = self.monitor(
+            ("backup",),
+            {
                 "pitr": self.pitr.state_machine,
                 "migrate": self.migrations.state_machine,
                 "recover-tables": self.table_recovery.state_machine,
-                **{name: w.state_machine for name, w in self.restore_workflows.items()},
-                **{name: d.state_machine for name, d in self.dispatches.items()},
             },
         )
 
@@ -546,23 +623,25 @@ class PrimaryStack(_PgRunbookStack):
         return grants.add("RdsRecovery", actions, resources, why=why)
 
 
+class DrJobs(DatabaseJobs):
+    """A database's monthly DR drill in the DR region, and its alarms."""
+
+    def __init__(self, stack: _PgRunbookStack, scope: Construct, config: DeploymentConfig) -> None:
+        super().__init__(stack, scope, config)
+        self.add_jobs()
+        self.monitoring = self.monitor(("drill",), {})
+
+
+class PrimaryStack(_PgRunbookStack):
+    region_role = "primary"
+    jobs_class = PrimaryJobs
+
+
 class DrStack(_PgRunbookStack):
     region_role = "dr"
+    jobs_class = DrJobs
 
-    def __init__(
-        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any
-    ) -> None:
-        super().__init__(scope, construct_id, config=config, **kwargs)
-        self.add_jobs()
-        self.monitoring = Monitoring(
-            self,
-            "Monitoring",
-            config=config,
-            alerts=self.alerts,
-            functions={name: f.function for name, f in self.functions.items()},
-            metrics=("drill",),
-            workflows={
-                **{name: w.state_machine for name, w in self.restore_workflows.items()},
-                **{name: d.state_machine for name, d in self.dispatches.items()},
-            },
-        )
+
+def dead_letter_queue(scope: Construct, config: DeploymentConfig, alerts: Alerts) -> sqs.Queue:
+    """A database's own dead-letter queue for its schedules (the list form)."""
+    return alerts.dead_letter_queue(scope, f"{config.name}-schedule-dead-letters")

@@ -140,15 +140,28 @@ class Grants:
     def bucket(
         self, sid: str, location: BackupLocation, *, lock: bool = False, uploads: bool = False
     ) -> Grants:
-        """List the bucket (pgrunbook's catalog is a listing); for locking jobs, read its
-        Object Lock setting; for the backup, list the multipart uploads a killed run left."""
+        """List the database's prefix of the bucket (pgrunbook's catalog is a listing: the
+        ``s3:prefix`` condition keeps it to ``<prefix>/<database>/``, so that a database's jobs
+        cannot even list another database's backups in a shared bucket); for locking jobs,
+        read its Object Lock setting; for the backup, list the multipart uploads a killed run
+        left (S3 has no prefix condition for that listing: it shows the keys of any open
+        upload in the bucket, and the objects grants still limit aborting them to the
+        database's prefix)."""
         self.buckets.add(location.bucket_template)
-        actions = ["s3:ListBucket"]
+        self.add(
+            sid,
+            ["s3:ListBucket"],
+            [location.bucket_arn_template],
+            {"StringLike": {"s3:prefix": [f"{location.root}/*"]}},
+        )
+        actions = []
         if lock:
             actions.append("s3:GetBucketObjectLockConfiguration")
         if uploads:
             actions.append("s3:ListBucketMultipartUploads")
-        return self.add(sid, actions, [location.bucket_arn_template])
+        if actions:
+            self.add(f"{sid}Settings", actions, [location.bucket_arn_template])
+        return self
 
     def objects(
         self,

@@ -45,12 +45,16 @@ DAY = Duration.days(1)
 class Alerts(Construct):
     """The topic every job, alarm and failed invocation reports to, and the dead-letter queue."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: DeploymentConfig, dead_letters: bool = True
+    ) -> None:
+        """``dead_letters``: the schedules' dead-letter queue here (the single-database form;
+        in the list form each database has its own: :meth:`dead_letter_queue`)."""
         super().__init__(scope, construct_id)
         self.key = kms.Key(
             self,
             "Key",
-            description=f"Encrypts {config.name}'s alerts and dead letters",
+            description=f"Encrypts {config.stem}'s alerts and dead letters",
             enable_key_rotation=True,
             removal_policy=RemovalPolicy.DESTROY,
         )
@@ -69,29 +73,36 @@ class Alerts(Construct):
         self.topic = sns.Topic(
             self,
             "Topic",
-            topic_name=f"{config.name}-alerts",
-            display_name=f"pgrunbook {config.database_name}",
+            topic_name=f"{config.stem}-alerts",
+            display_name=f"pgrunbook {config.prefix if config.listed else config.database_name}",
             master_key=self.key,
             enforce_ssl=True,
         )
         if config.alert_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alert_email))
-        self.dead_letters = sqs.Queue(
-            self,
+        self.dead_letters: sqs.Queue | None = (
+            self.dead_letter_queue(self, f"{config.name}-schedule-dead-letters") if dead_letters else None
+        )
+        self.chat_channels = self._chat(config)
+
+    def dead_letter_queue(self, scope: Construct, queue_name: str) -> sqs.Queue:
+        """A queue for the schedules' undeliverable events, encrypted with the alerts key."""
+        queue = sqs.Queue(
+            scope,
             "DeadLetters",
-            queue_name=f"{config.name}-schedule-dead-letters",
+            queue_name=queue_name,
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self.key,
             enforce_ssl=True,
             retention_period=Duration.days(14),
         )
-        Validations.of(self.dead_letters).acknowledge(
+        Validations.of(queue).acknowledge(
             Acknowledgment(
                 id="AwsSolutions-SQS3",
                 reason="This queue is itself the dead-letter queue of the job schedules.",
             )
         )
-        self.chat_channels = self._chat(config)
+        return queue
 
     def _chat(self, config: DeploymentConfig) -> list:
         """cdk.json's ``chat``: AWS Chatbot channel configurations subscribed to this topic.
@@ -119,7 +130,7 @@ class Alerts(Construct):
                 chatbot.CfnSlackChannelConfiguration(
                     self,
                     f"Slack{i}",
-                    configuration_name=f"{config.name}-{region}-slack-{i}",
+                    configuration_name=f"{config.stem}-{region}-slack-{i}",
                     iam_role_arn=role.role_arn,
                     slack_workspace_id=channel["workspace_id"],
                     slack_channel_id=channel["channel_id"],
@@ -133,7 +144,7 @@ class Alerts(Construct):
                 chatbot.CfnMicrosoftTeamsChannelConfiguration(
                     self,
                     f"Teams{i}",
-                    configuration_name=f"{config.name}-{region}-teams-{i}",
+                    configuration_name=f"{config.stem}-{region}-teams-{i}",
                     iam_role_arn=role.role_arn,
                     team_id=channel["team_id"],
                     teams_channel_id=channel["channel_id"],
@@ -154,11 +165,15 @@ class Monitoring(Construct):
         *,
         config: DeploymentConfig,
         alerts: Alerts,
+        dead_letters: sqs.IQueue,
         functions: dict[str, object],
         dr_region: str | None = None,
         metrics: tuple[str, ...] = (),
         workflows: dict[str, object] | None = None,
+        dashboard: cw.Dashboard | None = None,
     ) -> None:
+        """``dashboard``: the deployment's, where this database's widgets go under its name
+        (the list form); without it, the database's own dashboard."""
         super().__init__(scope, construct_id)
         self.config = config
         self.action = cw_actions.SnsAction(alerts.topic)
@@ -262,11 +277,19 @@ class Monitoring(Construct):
         self._any(
             "DeadLetters",
             "CRITICAL: a scheduled job could not be started (see the dead-letter queue)",
-            alerts.dead_letters.metric_approximate_number_of_messages_visible(period=five_minutes),
+            dead_letters.metric_approximate_number_of_messages_visible(period=five_minutes),
             alarm_name=f"{config.name}-schedule-dead-letters",
         )
         if "backup" in wanted:
-            self.dashboard = self._dashboard(dr_region)
+            if dashboard is None:
+                self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=f"{config.name}-backups")
+            else:
+                self.dashboard = dashboard
+                dashboard.add_widgets(
+                    cw.TextWidget(markdown=f"## {config.database_name}", width=24, height=1)
+                )
+            for row in self.widgets(dr_region):
+                self.dashboard.add_widgets(*row)
 
     # -- alarms ----------------------------------------------------------------------------
 
@@ -362,37 +385,38 @@ class Monitoring(Construct):
 
     # -- dashboard -------------------------------------------------------------------------
 
-    def _dashboard(self, dr_region: str | None) -> cw.Dashboard:
-        dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=f"{self.config.name}-backups")
+    def widgets(self, dr_region: str | None) -> list[list[cw.IWidget]]:
+        """The database's rows of the dashboard."""
         hourly = Duration.hours(1)
-        dashboard.add_widgets(
-            cw.GraphWidget(
-                title="Age of the newest restorable backup (h)",
-                left=[self.metric(m.BACKUP_AGE.name, period=hourly)],
-                left_annotations=[
-                    cw.HorizontalAnnotation(value=v, label=f"{s} {v} h")
-                    for s, v in zip(
-                        ("warning", "critical"), self.config.thresholds["backup_age_hours"], strict=True
-                    )
-                ],
-            ),
-            cw.GraphWidget(
-                title="Backup size (bytes)",
-                left=[self.metric(m.BACKUP_SIZE.name, period=DAY)],
-            ),
-        )
-        dashboard.add_widgets(
-            cw.GraphWidget(
-                title="Weekly restore test: integrity (%) and duration (s)",
-                left=[self.metric(m.RESTORE_INTEGRITY.name, statistic="Minimum")],
-                right=[self.metric(m.RESTORE_DURATION.name)],
-            ),
-            cw.GraphWidget(
-                title="Monthly DR drill: RTO and RPO (s)",
-                left=[
-                    self.metric(m.DRILL_RTO.name, region=dr_region),
-                    self.metric(m.DRILL_RPO.name, region=dr_region),
-                ],
-            ),
-        )
-        return dashboard
+        return [
+            [
+                cw.GraphWidget(
+                    title="Age of the newest restorable backup (h)",
+                    left=[self.metric(m.BACKUP_AGE.name, period=hourly)],
+                    left_annotations=[
+                        cw.HorizontalAnnotation(value=v, label=f"{s} {v} h")
+                        for s, v in zip(
+                            ("warning", "critical"), self.config.thresholds["backup_age_hours"], strict=True
+                        )
+                    ],
+                ),
+                cw.GraphWidget(
+                    title="Backup size (bytes)",
+                    left=[self.metric(m.BACKUP_SIZE.name, period=DAY)],
+                ),
+            ],
+            [
+                cw.GraphWidget(
+                    title="Weekly restore test: integrity (%) and duration (s)",
+                    left=[self.metric(m.RESTORE_INTEGRITY.name, statistic="Minimum")],
+                    right=[self.metric(m.RESTORE_DURATION.name)],
+                ),
+                cw.GraphWidget(
+                    title="Monthly DR drill: RTO and RPO (s)",
+                    left=[
+                        self.metric(m.DRILL_RTO.name, region=dr_region),
+                        self.metric(m.DRILL_RPO.name, region=dr_region),
+                    ],
+                ),
+            ],
+        ]

@@ -31,8 +31,10 @@ class BackupStorage(Construct):
         bucket_name: str,
         key_alias: str,
         noncurrent_version_days: int,
-        handoffs_prefix: str | None = None,
+        handoffs_prefixes: dict[str, str] | None = None,
     ) -> None:
+        """``handoffs_prefixes``: each database's ``runs/`` prefix, by its name ("" for the
+        single-database form's rule, whose id stays as it was)."""
         super().__init__(scope, construct_id)
         self.key = kms.Key(
             self,
@@ -88,16 +90,15 @@ class BackupStorage(Construct):
                     abort_incomplete_multipart_upload_after=Duration.days(2),
                 ),
                 s3.LifecycleRule(id="expired-delete-markers", expired_object_delete_marker=True),
+                # a workflow phase's state handed to a Fargate task: deleted once collected;
+                # what a failed run left is gone after 7 days
                 *(
-                    [
-                        # a workflow phase's state handed to a Fargate task: deleted once
-                        # collected; what a failed run left is gone after 7 days
-                        s3.LifecycleRule(
-                            id="expire-phase-handoffs", prefix=handoffs_prefix, expiration=Duration.days(7)
-                        )
-                    ]
-                    if handoffs_prefix
-                    else []
+                    s3.LifecycleRule(
+                        id="-".join(filter(None, ("expire-phase-handoffs", database))),
+                        prefix=prefix,
+                        expiration=Duration.days(7),
+                    )
+                    for database, prefix in (handoffs_prefixes or {}).items()
                 ),
             ],
             removal_policy=RemovalPolicy.RETAIN,

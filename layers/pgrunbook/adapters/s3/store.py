@@ -183,13 +183,19 @@ class ObjectStore:
     # -- bucket --------------------------------------------------------------------------
 
     def check_bucket(self) -> None:
+        """The bucket exists and this database's prefix can be listed: a one-key listing, not
+        HeadBucket, which needs the right to list the whole bucket (a deployed job's grant
+        reaches only ``<prefix>/<database>/``)."""
         try:
-            self.client.head_bucket(Bucket=self.bucket)
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{self.layout.root}/", MaxKeys=1)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
-            reason = {"404": "does not exist", "NoSuchBucket": "does not exist", "403": "access denied"}.get(
-                code, _describe(exc)
-            )
+            reason = {
+                "404": "does not exist",
+                "NoSuchBucket": "does not exist",
+                "403": "access denied",
+                "AccessDenied": "access denied",
+            }.get(code, _describe(exc))
             raise BucketUnavailable(f"bucket {self.bucket} in {self.region}: {reason}") from None
         except BotoCoreError as exc:
             raise BucketUnavailable(f"bucket {self.bucket} in {self.region}: {_describe(exc)}") from None
