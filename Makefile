@@ -26,7 +26,15 @@ demo: $(STAMP)
 builds: $(STAMP)
 	$(BIN)/python -m pgrunbook.adapters.postgres.builds install
 
-test: builds
+# Debian's chromium, for the status page's browser test (tests/operations/test_status_page.py):
+# installed with apt when it is missing (as root, or through passwordless sudo).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO="sudo -n"; fi; \
+	$$SUDO apt-get update -qq && \
+	$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+
+test: builds $(CHROMIUM)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -470,7 +470,7 @@ def test_every_handler_imports_from_the_layer_under_the_runtimes_cpython(pgrunbo
     python = pgrunbook_layer / "python"
     handler = str(ROOT / "functions" / "app.py")
     operations = [op.name for op in registry.deployed()]
-    assert len(operations) == 9  # the six jobs and the three workflows (pitr, migrate, recover-tables)
+    assert len(operations) == 10  # the seven jobs and the three workflows (pitr, migrate, recover-tables)
     script = f"""
 import importlib.util, os, sys
 sys.path.insert(0, {str(python)!r})

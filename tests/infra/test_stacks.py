@@ -62,6 +62,65 @@ def actions_of(statements: list[dict]) -> set[str]:
     return out
 
 
+VPC = {
+    "vpc_id": "vpc-0abc1234",
+    "availability_zones": ["us-east-1a", "us-east-1b"],
+    "subnet_ids": ["subnet-0aaa1111", "subnet-0bbb2222"],
+    "security_group_ids": ["sg-0ccc3333"],
+}
+DR_VPC = {
+    "vpc_id": "vpc-0def5678",
+    "availability_zones": ["us-west-2a", "us-west-2b"],
+    "subnet_ids": ["subnet-0ddd4444", "subnet-0eee5555"],
+    "security_group_ids": ["sg-0fff6666"],
+}
+HOOK_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hook-AbCdEf"
+HOOK = {"url": "https://events.example.com/v2/enqueue", "secret_arn": HOOK_SECRET}
+CHAT = {
+    "slack": [{"workspace_id": "T0123ABCD", "channel_id": "C0456EFGH"}],
+    "teams": [
+        {
+            "team_id": "19a0b1c2-d3e4-f5a6-b7c8-d9e0f1a2b3c4",
+            "channel_id": "19:abc123@thread.tacv2",
+            "tenant_id": "a1b2c3d4-e5f6-a7b8-c9d0-e1f2a3b4c5d6",
+        }
+    ],
+}
+RDS_TARGETS = {
+    "subnet_group": "restore-targets",
+    "security_groups": ["sg-0123456789abcdef0"],
+    "dr_subnet_group": "dr-restore-targets",
+    "dr_security_groups": ["sg-0fedcba9876543210"],
+}
+
+
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory) -> dict[str, Template]:
+    """One synthesis, with cdk-nag on, of every optional part that can go together: chat
+    channels and a webhook, the functions in the database's VPC (both regions), throwaway
+    RDS restore targets, migrations without approval, recovery through RDS.  (A synthesis
+    costs 10-15 s of a core: the tests of these parts share it.)"""
+    app = cdk.App(
+        outdir=str(tmp_path_factory.mktemp("variant")),
+        context={
+            **CDK_CONTEXT,
+            "pgrunbook": context(
+                chat=CHAT,
+                webhook=HOOK,
+                vpc=VPC,
+                dr_vpc=DR_VPC,
+                restore_targets=RDS_TARGETS,
+                migrations={"approval": False},
+                pitr={"provider": "rds", "rds_instance": "app-db"},
+            ),
+            "aws:cdk:bundling-stacks": [],
+        },
+    )
+    primary, dr = build(app)
+    app.synth()  # cdk-nag: raises on any finding not acknowledged with its reason
+    return {"primary": Template.from_stack(primary), "dr": Template.from_stack(dr)}
+
+
 # -- nag and lint ------------------------------------------------------------------------
 
 
@@ -84,16 +143,10 @@ def test_cfn_lint_finds_no_errors(synthesized):
     assert errors == [], json.dumps(errors, indent=1)
 
 
-def test_the_app_runs_as_cdk_json_runs_it(tmp_path):
-    """`cdk synth` runs `.venv/bin/python infra/app.py`: as a script, with infra/ first on the
-    path, where infra/constructs/ must not shadow the `constructs` library."""
-    settings = {**CDK_CONTEXT, "pgrunbook": context(), "aws:cdk:bundling-stacks": []}
-    env = {**os.environ, "CDK_OUTDIR": str(tmp_path), "CDK_CONTEXT_JSON": json.dumps(settings)}
-    result = subprocess.run(
-        [sys.executable, "infra/app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert sorted(p.name for p in tmp_path.glob("*.template.json")) == [
+def test_the_app_runs_as_cdk_json_runs_it(synthesized):
+    """`cdk synth` runs `.venv/bin/python infra/app.py`: the session's synthesis does the same
+    (tests/conftest.py), so its two templates are what `cdk synth` writes."""
+    assert sorted(p.name for p in synthesized["outdir"].glob("*.template.json")) == [
         "pgrunbook-app-dr.template.json",
         "pgrunbook-app-primary.template.json",
     ]
@@ -178,6 +231,7 @@ def test_backup_buckets_are_locked_down(stack, region, synthesized):
         ("primary", "retention", 512, 600, 512, True),
         ("primary", "verify", 1024, 600, 512, False),
         ("primary", "health", 512, 300, 512, False),
+        ("primary", "status-page", 1024, 300, 512, False),
         ("dr", "dr-drill", 3008, 900, 10240, True),
         ("primary", "recover-tables", 3008, 900, 10240, False),
     ],
@@ -288,6 +342,17 @@ def test_no_role_has_wildcard_actions_or_managed_policies(synthesized):
                 "secretsmanager:GetSecretValue",
             },
         ),
+        (
+            "status-page",  # reads the catalog and the reports, writes pages/: no database, no secret
+            {
+                "s3:ListBucket",
+                "s3:GetObject",
+                "s3:PutObject",
+                "s3:AbortMultipartUpload",
+                "kms:GenerateDataKey",
+                "kms:Decrypt",
+            },
+        ),
     ],
 )
 def test_each_job_gets_only_the_actions_it_calls(job, expected, synthesized):
@@ -324,6 +389,23 @@ def test_object_permissions_are_scoped_to_the_databases_prefix(synthesized):
         s for s in role_statements(synthesized["primary"], "health") if "s3:PutObject" in actions_of([s])
     ]
     assert "/pgrunbook/app/reports/health/*" in json.dumps(write["Resource"])
+    # the status page: its pages and its own reports, nothing else
+    writes = [
+        s for s in role_statements(synthesized["primary"], "status-page") if "s3:PutObject" in actions_of([s])
+    ]
+    written = json.dumps([s["Resource"] for s in writes])
+    assert "/pgrunbook/app/pages/*" in written and "/pgrunbook/app/reports/status-page/*" in written
+    assert "/backups/" not in written
+    # every listing is held to the database's prefix
+    for template in (synthesized["primary"], synthesized["dr"]):
+        for statement in [
+            s
+            for p in resources(template, "AWS::IAM::Policy").values()
+            for s in p["Properties"]["PolicyDocument"]["Statement"]
+        ]:
+            if "s3:ListBucket" in actions_of([statement]):
+                assert actions_of([statement]) == {"s3:ListBucket"}
+                assert statement["Condition"] == {"StringLike": {"s3:prefix": ["pgrunbook/app/*"]}}
 
 
 def test_the_other_regions_key_is_granted_by_alias(synthesized):
@@ -549,32 +631,14 @@ def test_bad_configuration_is_refused_with_a_reason(changes, message):
         DeploymentConfig.from_context(context(**changes))
 
 
-def test_chat_channels_and_a_webhook_get_what_they_need_and_nothing_else(tmp_path, synthesized):
+def test_chat_channels_and_a_webhook_get_what_they_need_and_nothing_else(variant, synthesized):
     """cdk.json's chat: a Chatbot configuration per channel on each stack's alerts topic; the
     channel role has no permissions and the guardrail denies every action (CloudFormation's
     default guardrail would be AdministratorAccess).  cdk.json's webhook: every function gets
     its URL and secret ARN and may read that one secret.  Without them (the default
-    template) there is neither.  One synthesis, with cdk-nag on."""
-    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:hook-AbCdEf"
-    hook = {"url": "https://events.example.com/v2/enqueue", "secret_arn": arn}
-    chat = {
-        "slack": [{"workspace_id": "T0123ABCD", "channel_id": "C0456EFGH"}],
-        "teams": [
-            {
-                "team_id": "19a0b1c2-d3e4-f5a6-b7c8-d9e0f1a2b3c4",
-                "channel_id": "19:abc123@thread.tacv2",
-                "tenant_id": "a1b2c3d4-e5f6-a7b8-c9d0-e1f2a3b4c5d6",
-            }
-        ],
-    }
-    app = cdk.App(
-        outdir=str(tmp_path),
-        context={**CDK_CONTEXT, "pgrunbook": context(chat=chat, webhook=hook), "aws:cdk:bundling-stacks": []},
-    )
-    primary, dr = build(app)
-    app.synth()  # cdk-nag on
-    for stack in (primary, dr):
-        template = Template.from_stack(stack)
+    template) there is neither."""
+    arn, hook = HOOK_SECRET, HOOK
+    for template in (variant["primary"], variant["dr"]):
         [slack] = resources(template, "AWS::Chatbot::SlackChannelConfiguration").values()
         [teams] = resources(template, "AWS::Chatbot::MicrosoftTeamsChannelConfiguration").values()
         assert slack["Properties"]["SlackChannelId"] == "C0456EFGH"
@@ -594,7 +658,7 @@ def test_chat_channels_and_a_webhook_get_what_they_need_and_nothing_else(tmp_pat
         ]
         assert len(roles) == 1 and "Policies" not in roles[0]["Properties"]
         assert "ManagedPolicyArns" not in roles[0]["Properties"]
-    template = Template.from_stack(primary)
+    template = variant["primary"]
     for job in ("backup", "verify", "restore-test", "retention", "health"):
         env = function(template, job)["Environment"]["Variables"]
         assert env["PGRUNBOOK_WEBHOOK_URL"] == hook["url"] and env["PGRUNBOOK_WEBHOOK_SECRET_ARN"] == arn
@@ -607,23 +671,10 @@ def test_chat_channels_and_a_webhook_get_what_they_need_and_nothing_else(tmp_pat
     assert not [s for s in role_statements(default, "backup") if s.get("Sid") == "WebhookSecret"]
 
 
-def test_functions_can_run_in_the_databases_vpc(tmp_path):
+def test_functions_can_run_in_the_databases_vpc(variant):
     """RDS in private subnets: every function gets the VPC placement; nag stays clean."""
-    vpc = {
-        "vpc_id": "vpc-0abc1234",
-        "availability_zones": ["us-east-1a", "us-east-1b"],
-        "subnet_ids": ["subnet-0aaa1111", "subnet-0bbb2222"],
-        "security_group_ids": ["sg-0ccc3333"],
-    }
-    app = cdk.App(
-        outdir=str(tmp_path),
-        context={**CDK_CONTEXT, "pgrunbook": context(vpc=vpc), "aws:cdk:bundling-stacks": []},
-    )
-    primary, _ = build(app)
-    app.synth()  # cdk-nag: the VPC access policy is acknowledged with its reason
-    template = Template.from_stack(primary)
     for job in ("backup", "verify", "restore-test", "retention", "health"):
-        assert function(template, job)["VpcConfig"] == {
+        assert function(variant["primary"], job)["VpcConfig"] == {
             "SubnetIds": ["subnet-0aaa1111", "subnet-0bbb2222"],
             "SecurityGroupIds": ["sg-0ccc3333"],
         }
@@ -794,14 +845,8 @@ def test_supabase_recovery_grants_read_the_token_and_can_back_up(tmp_path):
     assert not [a for a in actions_of(statements) if a.startswith("rds:")]
 
 
-def test_rds_recovery_grants_name_the_source(tmp_path):
-    pitr = {"provider": "rds", "rds_instance": "app-db"}
-    app = cdk.App(
-        outdir=str(tmp_path),
-        context={**CDK_CONTEXT, "pgrunbook": context(pitr=pitr), "aws:cdk:bundling-stacks": []},
-    )
-    primary, _ = build(app)
-    statements = role_statements(Template.from_stack(primary), "pitr")
+def test_rds_recovery_grants_name_the_source(variant):
+    statements = role_statements(variant["primary"], "pitr")  # pitr: provider rds, rds_instance app-db
     [rds] = [s for s in statements if any(a.startswith("rds:") for a in actions_of([s]))]
     assert "rds:RestoreDBInstanceToPointInTime" in actions_of([rds])
     assert not {"rds:DeleteDBInstance", "rds:ModifyDBInstance"} & actions_of([rds])
@@ -861,22 +906,9 @@ def test_migration_function_grants_and_settings(synthesized):
     assert secrets == {json.dumps(context()["database_secret_arn"])}
 
 
-def test_migration_approval_can_be_switched_off_in_context(tmp_path):
-    app = cdk.App(
-        outdir=str(tmp_path),
-        context={
-            **CDK_CONTEXT,
-            "pgrunbook": context(migrations={"approval": False}),
-            "aws:cdk:bundling-stacks": [],
-        },
-    )
-    primary, _ = build(app)
-    assert (
-        function(Template.from_stack(primary), "migrate")["Environment"]["Variables"][
-            "PGRUNBOOK_MIGRATION_APPROVAL"
-        ]
-        == "off"
-    )
+def test_migration_approval_can_be_switched_off_in_context(variant):
+    variables = function(variant["primary"], "migrate")["Environment"]["Variables"]
+    assert variables["PGRUNBOOK_MIGRATION_APPROVAL"] == "off"
     with pytest.raises(ConfigurationError, match="lock_timeout"):
         DeploymentConfig.from_context(context(migrations={"lock_timeout": "soon"}))
     with pytest.raises(ConfigurationError, match="unknown migrations"):
@@ -985,19 +1017,6 @@ def test_table_recovery_function_grants_are_least_privilege(synthesized):
 
 # -- restore targets ----------------------------------------------------------------------------
 
-VPC = {
-    "vpc_id": "vpc-0abc1234",
-    "availability_zones": ["us-east-1a", "us-east-1b"],
-    "subnet_ids": ["subnet-0aaa1111", "subnet-0bbb2222"],
-    "security_group_ids": ["sg-0ccc3333"],
-}
-DR_VPC = {
-    "vpc_id": "vpc-0def5678",
-    "availability_zones": ["us-west-2a", "us-west-2b"],
-    "subnet_ids": ["subnet-0ddd4444", "subnet-0eee5555"],
-    "security_group_ids": ["sg-0fff6666"],
-}
-
 
 def test_a_default_deployment_needs_no_restore_target_secret(synthesized):
     """Only the database's secret: restore tests and drills use the embedded server."""
@@ -1022,28 +1041,12 @@ def restore_machine(template: Template, job: str) -> dict:
     return json.loads("".join(p if isinstance(p, str) else "X" for p in parts))
 
 
-def test_throwaway_rds_targets_deploy_a_restore_workflow_that_always_deletes(tmp_path):
-    targets = {
-        "subnet_group": "restore-targets",
-        "security_groups": ["sg-0123456789abcdef0"],
-        "dr_subnet_group": "dr-restore-targets",
-        "dr_security_groups": ["sg-0fedcba9876543210"],
-    }
-    app = cdk.App(
-        outdir=str(tmp_path),
-        context={
-            **CDK_CONTEXT,
-            "pgrunbook": context(vpc=VPC, dr_vpc=DR_VPC, restore_targets=targets),
-            "aws:cdk:bundling-stacks": [],
-        },
-    )
-    primary, dr = build(app)
-    app.synth()  # cdk-nag passes: every wildcard is acknowledged with its reason
-    for stack, job, group, vpc in (
-        (primary, "restore-test", "restore-targets", VPC),
-        (dr, "dr-drill", "dr-restore-targets", DR_VPC),
+def test_throwaway_rds_targets_deploy_a_restore_workflow_that_always_deletes(variant):
+    # the variant's synthesis ran cdk-nag: every wildcard is acknowledged with its reason
+    for template, job, group, vpc in (
+        (variant["primary"], "restore-test", "restore-targets", VPC),
+        (variant["dr"], "dr-drill", "dr-restore-targets", DR_VPC),
     ):
-        template = Template.from_stack(stack)
         states = restore_machine(template, job)["States"]
         # every failure after provisioning goes through the teardown before it is reported
         for task in ("Provision", "CheckTarget", "Run"):

@@ -8,6 +8,7 @@ the last keys of a listing.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from pgrunbook.adapters.s3.store import ObjectStore
@@ -45,16 +46,18 @@ class ReportStore:
         keys.sort()
         if limit is not None:
             keys = keys[-limit:]
-        reports = []
-        for key in keys:
-            raw = self.store.get_bytes(key)
-            if raw is None:
-                continue
-            try:
-                reports.append(Report.from_dict(json.loads(raw)))
-            except (ValueError, KeyError, TypeError):
-                continue  # a damaged report is not a reason to fail a job
-        return reports
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(keys)))) as pool:
+            found = list(pool.map(self._read, keys))  # months of hourly backups: thousands of GETs
+        return [report for report in found if report is not None]
+
+    def _read(self, key: str) -> Report | None:
+        raw = self.store.get_bytes(key)
+        if raw is None:
+            return None
+        try:
+            return Report.from_dict(json.loads(raw))
+        except (ValueError, KeyError, TypeError):
+            return None  # a damaged report is not a reason to fail a job
 
     def latest(self, operation: str) -> Report | None:
         reports = self.history(operation, limit=1)

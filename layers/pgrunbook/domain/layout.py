@@ -7,7 +7,8 @@ Under ``<prefix>/<database>/``:
 * ``reports/<operation>/<report-id>.json``: every run's report;
 * ``leases/<backup-id>/<expires>-<token>.json``: "a restore is reading this backup";
 * ``runs/<execution>/<phase>-in.json`` and ``-out.json``: a workflow phase's state handed to a
-  Fargate task and back (a container override is capped at 8 KB; deleted once read back).
+  Fargate task and back (a container override is capped at 8 KB; deleted once read back);
+* ``pages/status-<date>.html``: the weekly status page (:mod:`pgrunbook.operations.status_page`).
 
 Outside the bucket, the application's maintenance-mode switch is the SSM parameter
 ``/<prefix>/<database>/maintenance`` (:attr:`Layout.maintenance_parameter`).
@@ -21,6 +22,7 @@ BACKUPS = "backups"
 REPORTS = "reports"
 LEASES = "leases"
 RUNS = "runs"
+PAGES = "pages"
 MANIFEST_NAME = "manifest.json"
 
 
@@ -80,3 +82,9 @@ class Layout:
     def handoff_key(self, execution: str, phase: str, direction: str) -> str:
         """A phase's state going to its task (``in``) or coming back (``out``)."""
         return f"{self.root}/{RUNS}/{execution}/{phase}-{direction}.json"
+
+    # -- the weekly status page ---------------------------------------------------------------
+
+    def page_key(self, day: str) -> str:
+        """The status page written on ``day`` (YYYY-MM-DD)."""
+        return f"{self.root}/{PAGES}/status-{day}.html"

@@ -27,7 +27,7 @@ from typing import Any
 from pgrunbook.domain import metrics as m
 from pgrunbook.domain.errors import ConfigError
 from pgrunbook.domain.ids import is_backup_id
-from pgrunbook.domain.layout import BACKUPS, LEASES, REPORTS, everything_under
+from pgrunbook.domain.layout import BACKUPS, LEASES, PAGES, REPORTS, everything_under
 from pgrunbook.domain.notices import Wording
 from pgrunbook.domain.tiers import TIERS, parse_tiers
 from pgrunbook.settings.options import Option
@@ -449,8 +449,38 @@ STATUS = Operation(
     kind="command",
     options=(
         Option("limit", "show only the newest N backups", kind="int", low=1, flag="--limit", event=False),
+        Option(
+            "html",
+            "also write the status page (the morning check and 90 days of charts) to FILE",
+            flag="--html",
+            event=False,
+            metavar="FILE",
+        ),
     ),
     stores_report=False,
+)
+
+STATUS_PAGE = Operation(
+    "status-page",
+    "pgrunbook.operations.status_page",
+    "the weekly status page: the morning check and 90 days of charts, written to S3",
+    Wording("Weekly Backup Status Page"),
+    schedules=(Schedule("Weekly", "status_page", "cron(30 7 ? * MON *)"),),
+    grants=(
+        listing("PrimaryBucket", "primary"),
+        objects("PrimaryRead", "primary", BACKUP_FILES, ALL_REPORTS, read=True),
+        objects("Pages", "primary", everything_under(PAGES), write=True),
+        key("PrimaryKey", "primary", encrypt=True, decrypt=True),
+        listing("DrBucket", "dr"),
+        objects("DrRead", "dr", BACKUP_FILES, *reports_of("dr-drill"), read=True),
+        key("DrKey", "dr", decrypt=True),
+    ),
+    function=Lambda(
+        "pgrunbook status-page: the morning check and 90 days of charts, as one HTML page in S3",
+        memory_mb=1024,
+        timeout_minutes=5,
+    ),
+    needs_database=False,
 )
 
 CONFIG = Operation(
@@ -751,6 +781,7 @@ OPERATIONS: dict[str, Operation] = {
         RETENTION,
         HEALTH,
         STATUS,
+        STATUS_PAGE,
         CONFIG,
         RESTORE,
         DIFF,

@@ -209,8 +209,12 @@ def build_status(
     )
 
 
-def run(ctx: OperationContext, report: Report, *, limit: int | None = None) -> None:
-    """The morning check as a report: the figures, and the whole picture as its payload."""
+def run(ctx: OperationContext, report: Report, *, limit: int | None = None, html: str | None = None) -> None:
+    """The morning check as a report: the figures, and the whole picture as its payload;
+    with ``html``, also the status page (:mod:`pgrunbook.operations.status_page`) in that file."""
+    from pgrunbook.operations import status_page  # it builds on this module
+
+    target = status_page.writable_file(html) if html is not None else None  # refused before reading
     result = build_status(ctx.settings, limit=limit, now=ctx.now())
     report.payload = result
     report.figures.update(
@@ -218,3 +222,7 @@ def run(ctx: OperationContext, report: Report, *, limit: int | None = None) -> N
         backups=len(result.backups),
         restorable=sum(1 for b in result.backups if b.restorable),
     )
+    if target is not None:
+        history = status_page.build_history(ctx.settings, ctx.now())
+        status_page.write_file(target, status_page.render_page(result, history, ctx.settings.thresholds))
+        report.figures["html"] = str(target)

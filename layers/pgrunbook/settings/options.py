@@ -280,6 +280,7 @@ READING_BACKUPS = (
     "verify",
     "retention",
     "status",
+    "status-page",
     "restore",
     "diff",
     "recover-tables",
@@ -597,7 +598,7 @@ OPTIONS: tuple[Option, ...] = (
         'JSON alert thresholds: {"backup_age_hours": [26, 48], ...} (see docs/architecture.md)',
         env="PGRUNBOOK_THRESHOLDS",
         check=_thresholds,
-        used_by=("verify", "health", "dr-drill", "status"),
+        used_by=("verify", "health", "dr-drill", "status", "status-page"),
         metavar="JSON",
     ),
     # -- point-in-time recovery --------------------------------------------------------------

@@ -257,6 +257,11 @@ def test_retention_and_health_handlers(env, s3, capfd):
     assert any("DatabaseSizeBytes" in m for m in emf(out))
     stored = [k for k in s3.keys("primary") if "/reports/" in k]
     assert {k.split("/reports/")[1].split("/")[0] for k in stored} >= {"backup", "retention", "health"}
+    # the weekly status page, from the function as deployed: the page beside the reports
+    page = invoke("status-page")
+    assert page["status"] == "ok" and page["figures"]["verdict"] in ("ok", "warning")
+    [key] = [k for k in s3.keys("primary") if "/pages/status-" in k]
+    assert page["figures"]["page"].endswith(key) and env.messages() == []
 
 
 def test_the_drill_never_uses_the_primary_regions_restore_target(env, monkeypatch):

@@ -132,3 +132,10 @@ def test_json_errors_are_json(env, s3, capsys):
     assert set(report) == set(Report.start("status", "-", datetime.now(UTC)).to_dict())
     assert report["status"] == "refused" and report["exit_code"] == 2
     assert "no-such-bucket-here" in report["refused"]
+
+
+def test_status_html_into_a_missing_directory(env, s3, capsys, tmp_path):
+    code, out, err = run_cli(capsys, "status", "--html", str(tmp_path / "no" / "page.html"))
+    assert code == 2 and out == ""
+    assert "--html" in err and "does not exist" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "no").exists()

@@ -337,7 +337,10 @@ def render_status(report: Report | StatusResult) -> str:
     payload = report.payload if isinstance(report, Report) else report
     if not isinstance(payload, StatusResult):
         return render_job(report) if isinstance(report, Report) else ""
-    return _render_status(payload)
+    text = _render_status(payload)
+    if isinstance(report, Report) and report.figures.get("html"):
+        text += f"\n\n  status page written to {report.figures['html']}"
+    return text
 
 
 def render_config(report: Report) -> str:
