@@ -23,7 +23,7 @@ sys.path.insert(0, str(_HERE.parent))
 import aws_cdk as cdk  # noqa: E402 - after the path is set
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
-from infra.config import Deployment  # noqa: E402
+from infra.config import ConfigurationError, Deployment  # noqa: E402
 from infra.stacks import DrStack, PrimaryStack  # noqa: E402
 
 
@@ -60,7 +60,11 @@ def build(app: cdk.App) -> tuple[PrimaryStack, DrStack]:
 
 def main() -> None:
     app = cdk.App()
-    build(app)
+    try:
+        build(app)
+    except ConfigurationError as exc:  # cdk.json says something wrong: one line, not a traceback
+        print(f"pgrunbook: cdk.json: {exc}", file=sys.stderr)
+        sys.exit(2)
     app.synth()
 
 

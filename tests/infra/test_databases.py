@@ -339,3 +339,17 @@ def test_the_single_database_form_keeps_every_logical_id(synthesized):
 
 def _ids(template) -> dict[str, str]:
     return {logical_id: r["Type"] for logical_id, r in template.to_json()["Resources"].items()}
+
+
+def test_cdk_synth_refuses_a_wrong_cdk_json_in_one_line():
+    """As `cdk synth` runs the app: a configuration error is one line and exit status 2."""
+    bad = listed([{"database_name": "app", "database_secret_arn": SECRET.format("app"), "prefix": "x"}])
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps({"pgrunbook": bad}), "CDK_OUTDIR": "/nonexistent"}
+    result = subprocess.run(
+        [sys.executable, "infra/app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "pgrunbook: cdk.json: pgrunbook.databases[0].prefix is shared by every database of the deployment: "
+        "set it at the top level"
+    ]

@@ -104,7 +104,7 @@ def _chart(
     since: datetime,
     until: datetime,
     *,
-    fmt: Callable[[float], str] = lambda v: f"{v:g}",
+    fmt: Callable[[float], str] = lambda v: f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}",
     floor: float = 0.0,
     ceiling: float | None = None,
 ) -> str:
@@ -269,12 +269,18 @@ def charts(history: History, thresholds: Thresholds) -> dict[str, str]:
         ]
         return [Line("target", target, COLORS["ok"]), *found] if target is not None else found
 
+    def duration(reports: list[Report]) -> tuple[str, float]:
+        """Minutes, or seconds when every run took less than two."""
+        longest = max([float(r.figures.get("duration_s") or 0) for r in reports] or [0.0])
+        return ("seconds", 1.0) if longest < 120 else ("minutes", 1 / 60)
+
+    restore_unit, restore_scale = duration(history.restore_tests)  # the backup's: minutes, as its thresholds
     failed_backups = {"failed_measured": False}  # a failed backup's size and duration describe no backup
     specs: list[tuple[str, str, str, list[Mark], list[Line], dict[str, Any]]] = [
         ("backup-size", "Backup size", unit, _marks(history.backups, "size_bytes", 1 / factor, backup, **failed_backups), [], {}),
         ("backup-duration", "Backup duration", "minutes", _marks(history.backups, "duration_s", 1 / 60, backup, **failed_backups), levels(dur), {}),
         ("restore-integrity", "Restore test: integrity", "% of tables matching", _marks(history.restore_tests, "integrity_pct", 1.0, restore), [Line("required", 100.0, COLORS["ok"])], {"ceiling": 100.0}),
-        ("restore-duration", "Restore test: duration", "minutes", _marks(history.restore_tests, "duration_s", 1 / 60, restore), [], {}),
+        ("restore-duration", "Restore test: duration", restore_unit, _marks(history.restore_tests, "duration_s", restore_scale, restore), [], {}),
         ("drill-rto", "DR drill: RTO", "hours", _marks(history.drills, "rto_hours", 1.0, drill), levels(thresholds.rto_hours, thresholds.rto_target_hours), {}),
         ("drill-rpo", "DR drill: RPO", "hours", _marks(history.drills, "rpo_hours", 1.0, drill), levels(thresholds.rpo_hours, thresholds.rpo_target_hours), {}),
     ]  # fmt: skip
@@ -328,11 +334,14 @@ def _status(value: str | None) -> str:
 
 
 def verdict(status: StatusResult) -> str:
-    """The worst of the tiers' ages and the last runs: ok, warning or critical."""
+    """The worst of the tiers' ages and the last runs: ok, warning or critical.  A backup
+    never verified or never restore-tested is a warning: nothing has proved it yet."""
     seen = [info["status"] for tier, info in status.tiers.items() if tier == "daily" or info["count"]]
-    for run in status.last_runs.values():
+    for name, run in status.last_runs.items():
         if run is not None:
             seen.append(run["status"])
+        elif name in ("verify", "restore-test"):
+            seen.append("warning")
     if status.last_backup_age_hours is None or any(s in ("critical", "unfinished", "none") for s in seen):
         return "critical"
     if any(s in ("warning", "untested") for s in seen):
