@@ -509,6 +509,12 @@ class DeploymentConfig:
         return int(section["approval_timeout_minutes"]) * 60
 
 
+def output_stem(database_name: str) -> str:
+    """How a database of the list form names its outputs in the parent stack: ``billing-eu``
+    gives ``BillingEu`` (``BillingEuPitrStateMachineArn``)."""
+    return "".join(part.title() for part in database_name.split("-"))
+
+
 @dataclass(frozen=True)
 class Deployment:
     """What one ``cdk.json`` deploys: one database (its settings at the top level, the form
@@ -548,6 +554,11 @@ class Deployment:
                 "(CloudFormation's 200 outputs per stack); split them over deployments with different prefixes"
             )
         top = {k: v for k, v in raw.items() if k != "databases"}
+        unknown = sorted(
+            set(top) - {f.name for f in fields(DeploymentConfig)} - {"listed"} | ({"listed"} & set(top))
+        )
+        if unknown:
+            raise ConfigurationError(f"unknown pgrunbook settings: {', '.join(unknown)}")
         misplaced = sorted(set(top) & set(OWN_SETTINGS))
         if misplaced:
             raise ConfigurationError(
@@ -570,6 +581,13 @@ class Deployment:
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ConfigurationError(f"pgrunbook.databases lists {twice[0]} more than once")
+        stems: dict[str, str] = {}
+        for name in names:  # the parent stack's outputs are named after the database (BillingPitr...)
+            other = stems.setdefault(output_stem(name), name)
+            if other != name:
+                raise ConfigurationError(
+                    f"pgrunbook.databases: {other} and {name} would name their stack outputs the same; rename one"
+                )
         secrets = [d.database_secret_arn for d in databases]
         if len(set(secrets)) != len(secrets):
             raise ConfigurationError(

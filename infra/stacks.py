@@ -33,7 +33,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.config import Deployment, DeploymentConfig
+from infra.config import Deployment, DeploymentConfig, output_stem
 from infra.constructs.access import BackupLocation, Grants
 from infra.constructs.function import RUNTIME, OperationFunction, Schedule, _retention, schedule_rule
 from infra.constructs.layers import (
@@ -211,8 +211,7 @@ class DatabaseJobs:
     def output(self, output_id: str, value: str, description: str) -> None:
         """A stack output (the parent stack's, for a database of the list form, named after it)."""
         if self.stack.deployment.listed:
-            stem = "".join(part.title() for part in self.config.database_name.split("-"))
-            output_id = f"{stem}{output_id}"
+            output_id = f"{output_stem(self.config.database_name)}{output_id}"
             description = f"{self.config.database_name}: {description}"
         CfnOutput(self.stack, output_id, value=value, description=description)
 

@@ -120,6 +120,17 @@ def test_the_single_database_form_keeps_its_names():
             "same database_secret_arn",
         ),
         ({"databases": [{"database_name": "app"}]}, r"set pgrunbook\.databases\[0\]\.database_secret_arn"),
+        ({"bogus": 1}, "unknown pgrunbook settings: bogus"),
+        ({"listed": True}, "unknown pgrunbook settings: listed"),
+        (
+            {
+                "databases": [
+                    {"database_name": "app-1", "database_secret_arn": SECRET.format("a")},
+                    {"database_name": "app1", "database_secret_arn": SECRET.format("b")},
+                ]
+            },
+            "app-1 and app1 would name their stack outputs the same",
+        ),
         (
             {"databases": [{"database_name": "App!", "database_secret_arn": SECRET.format("a")}]},
             "database_name must be",
