@@ -554,9 +554,7 @@ class Deployment:
                 "(CloudFormation's 200 outputs per stack); split them over deployments with different prefixes"
             )
         top = {k: v for k, v in raw.items() if k != "databases"}
-        unknown = sorted(
-            set(top) - {f.name for f in fields(DeploymentConfig)} - {"listed"} | ({"listed"} & set(top))
-        )
+        unknown = sorted(set(top) - ({f.name for f in fields(DeploymentConfig)} - {"listed"}))
         if unknown:
             raise ConfigurationError(f"unknown pgrunbook settings: {', '.join(unknown)}")
         misplaced = sorted(set(top) & set(OWN_SETTINGS))
