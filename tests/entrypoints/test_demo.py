@@ -8,9 +8,10 @@ import json
 from pgrunbook.entrypoints.demo import run_demo
 
 
-def test_demo_end_to_end():
+def test_demo_end_to_end(tmp_path):
     out = io.StringIO()
-    assert run_demo(tasks=3000, out=out, json_out=True) == 0
+    page = tmp_path / "status.html"
+    assert run_demo(tasks=3000, out=out, json_out=True, html=str(page)) == 0
     report = json.loads(out.getvalue())
     assert report["operation"] == "demo" and report["status"] == "ok"
     steps = report["payload"]
@@ -21,6 +22,10 @@ def test_demo_end_to_end():
     assert {t["table"] for t in restore["tables"]} >= {"public.clients", "public.projects"}
     [line] = steps["status"]["payload"]["backups"]
     assert line["restorable"] and line["dr_copy"] is True
+    # make demo's status page: the run's one backup and restore test on their charts
+    text = page.read_text()
+    assert steps["status"]["figures"]["html"] == str(page) and line["backup_id"] in text
+    assert 'id="backup-size"' in text and text.count('data-points="1"') >= 3
 
 
 def test_demo_dataset_is_deterministic(pg18):

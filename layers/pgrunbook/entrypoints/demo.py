@@ -43,9 +43,19 @@ def load_demo_dataset(admin: Database, dbname: str, *, projects: int = 2000, avg
 
 
 def run_demo(
-    *, tasks: int = 100_000, keep: bool = False, out: TextIO | None = None, json_out: bool = False
+    *,
+    tasks: int = 100_000,
+    keep: bool = False,
+    html: str | None = None,
+    out: TextIO | None = None,
+    json_out: bool = False,
 ) -> int:
+    """The whole story; with ``html``, the status page of its result in that file too."""
     out = out or sys.stdout
+    if html is not None:
+        from pgrunbook.operations.status_page import writable_file
+
+        writable_file(html)  # a bad path is refused before anything starts
     from moto import mock_aws  # a demo/test dependency, not needed by the library
 
     started = time.monotonic()
@@ -94,7 +104,7 @@ def run_demo(
             restore = run_operation("restore-test", ctx, source="dr", keep=keep)
             progress.step("daily verification: freshness, checksums in both regions, database checks")
             verify = run_operation("verify", ctx)
-            status = run_operation("status", ctx)
+            status = run_operation("status", ctx, html=html)
         steps = {"backup": backup, "restore-test": restore, "verify": verify, "status": status}
         report = _demo_report(steps, started, time.monotonic() - started)
         if json_out:

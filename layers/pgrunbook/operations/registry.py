@@ -767,6 +767,7 @@ DEMO = Operation(
         Option(
             "keep", "keep the demo's server and files", default=False, kind="bool", flag="--keep", event=False
         ),
+        Option("html", "also write the status page to FILE", flag="--html", event=False, metavar="FILE"),
     ),
     stores_report=False,
 )

@@ -36,7 +36,9 @@ def _run(args: argparse.Namespace) -> int:
         from pgrunbook.entrypoints.demo import run_demo
 
         options = option_values(args, op)
-        return run_demo(tasks=options["tasks"], keep=options["keep"], json_out=args.json)
+        return run_demo(
+            tasks=options["tasks"], keep=options["keep"], html=options["html"], json_out=args.json
+        )
     settings = load_settings(args)
     if op.kind == "workflow":
         from pgrunbook.entrypoints.cli.parser import workflow_cli
