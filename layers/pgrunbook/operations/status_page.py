@@ -151,6 +151,7 @@ def _chart(
             f'<text class="threshold-label" x="{LEFT + plot_w + 6}" y="{y(line.value) + 4:.1f}" '
             f'fill="{line.color}">{html.escape(line.label)} {html.escape(fmt(line.value))}</text>'
         )
+    radius = 3.5 if len(measured) <= 200 else 1.5  # months of hourly backups: a band, not a blot
     if len(measured) > 1:
         path = " ".join(f"{x(m.at):.1f},{y(m.value):.1f}" for m in measured if m.value is not None)
         out.append(f'<polyline class="series" points="{path}"/>')
@@ -167,7 +168,7 @@ def _chart(
         else:
             color = COLORS.get(m.status, COLORS["series"]) if m.status != "ok" else COLORS["series"]
             out.append(
-                f'<circle class="point {html.escape(m.status)}" cx="{x(m.at):.1f}" cy="{y(m.value):.1f}" r="3.5" '
+                f'<circle class="point {html.escape(m.status)}" cx="{x(m.at):.1f}" cy="{y(m.value):.1f}" r="{radius}" '
                 f'fill="{color}">{tip}</circle>'
             )
     if not marks:
