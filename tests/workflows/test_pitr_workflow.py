@@ -66,6 +66,8 @@ def test_logical_recovery_end_to_end(workflow: Workflow, capsys):
     assert "validated" in out
     [execution] = flow.sfn.list_executions(stateMachineArn=flow.machine_arn)["executions"]
     arn = execution["executionArn"]
+    assert out.startswith(f"pgrunbook pitr  started {execution['name']}")
+    assert f"answer with pgrunbook pitr approve {execution['name']} (or reject)" in out
     flow.wait_for(arn, state="Approval")
     flow.approval_requested()
 

@@ -161,6 +161,8 @@ def test_state_machine_restores_diffs_waits_for_approval_and_repairs(incident, c
     assert code == 0 and "validated" in out, err + out
     [execution] = flow.sfn.list_executions(stateMachineArn=flow.machines["recover-tables"])["executions"]
     arn = execution["executionArn"]
+    assert f"answer with pgrunbook recover-tables approve {execution['name']} (or reject)" in out
+    assert "  tables        public.album,public.track" in out
     flow.wait_for(arn, state="Approval")
     flow.approval_requested()
     [side] = side_schemas(flow)  # the backup's copy, beside the live tables

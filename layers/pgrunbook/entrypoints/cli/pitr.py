@@ -20,6 +20,7 @@ from typing import Any
 from pgrunbook.adapters.aws.stepfunctions import Executions
 from pgrunbook.domain.errors import ConfigError, InvalidTarget
 from pgrunbook.domain.ids import utcnow
+from pgrunbook.entrypoints.cli.deployed import start_deployed
 from pgrunbook.entrypoints.cli.flags import answer_parsers, settings_flags
 from pgrunbook.entrypoints.cli.render import command_report, print_report
 from pgrunbook.progress import Progress
@@ -106,40 +107,21 @@ def _start(args: argparse.Namespace, settings: Settings, progress: Progress) -> 
         raise ConfigError(
             "--yes applies to --local only: a deployed recovery is approved with pgrunbook pitr approve"
         )
-    runs = executions(settings)
-    started = runs.start(request, database=settings.database_label, now=utcnow())
-    lines = [
-        f"pgrunbook pitr  started {started['name']}",
-        f"  target        {request['target_time']}  (provider {request.get('provider') or 'as deployed'})",
-    ]
-    if args.no_wait:
-        lines.append("  next          the approval request goes to the SNS topic; see pgrunbook pitr status")
-        text = "\n".join(lines)
-        return print_report(args.json, command_report("pitr", settings, started, message=lines[0]), text)
-    progress.step("waiting for the execution to validate the request")
-    checked = runs.wait_past_validation(started["execution"])
-    started["validation"] = checked
-    if checked["validated"] is False:
-        reason = checked["reason"]
-        if checked.get("status") == "FAILED" and checked.get("error") in (
-            "InvalidTarget",
-            "ConfigError",
-            "PitrNotEnabled",
-        ):
-            raise InvalidTarget(f"the recovery was refused before anything changed: {reason}")
-        lines.append(f"  ended         {checked['status']}: {reason}")
-        ended = f"the recovery ended {checked['status']}: {reason}"
-        return print_report(
-            args.json, command_report("pitr", settings, started, problem=ended), "\n".join(lines)
-        )
-    lines.append(
-        "  next          validated; the approval request goes to the SNS topic: answer with "
-        f"pgrunbook pitr approve {started['name']} (or reject)"
-        if checked["validated"]
-        else "  next          still validating; see pgrunbook pitr status"
-    )
-    return print_report(
-        args.json, command_report("pitr", settings, started, message=lines[0]), "\n".join(lines)
+    return start_deployed(
+        args,
+        settings,
+        progress,
+        executions(settings),
+        request,
+        workflow="pitr",
+        what="recovery",
+        shown=[
+            f"  target        {request['target_time']}  (provider {request.get('provider') or 'as deployed'})"
+        ],
+        after_start="the approval request goes to the SNS topic; see pgrunbook pitr status",
+        after_validation="the approval request goes to the SNS topic: answer with pgrunbook pitr approve",
+        refusals=("InvalidTarget", "ConfigError", "PitrNotEnabled"),
+        refused=InvalidTarget,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from pgrunbook.adapters.aws.stepfunctions import Executions
 from pgrunbook.domain.errors import ConfigError, Unreachable, error_names
-from pgrunbook.domain.ids import utcnow
+from pgrunbook.entrypoints.cli.deployed import start_deployed
 from pgrunbook.entrypoints.cli.flags import answer_parsers, option_flags, settings_flags
 from pgrunbook.entrypoints.cli.render import command_report, print_report
 from pgrunbook.operations import registry
@@ -126,33 +126,20 @@ def _start(args: argparse.Namespace, settings: Settings, progress: Progress) -> 
             "--yes applies to --local only: a deployed table recovery is approved with "
             "pgrunbook recover-tables approve"
         )
-    runs = executions(settings)
-    started = runs.start(request, database=settings.database_label, now=utcnow())
-    lines = [f"pgrunbook recover-tables  started {started['name']}", f"  tables        {request['tables']}"]
-    if args.no_wait:
-        lines.append("  next          restore, diff, then the approval request goes to the SNS topic")
-        text = "\n".join(lines)
-        return print_report(args.json, command_report(WORKFLOW, settings, started, message=lines[0]), text)
-    progress.step("waiting for the execution to validate the request")
-    checked = runs.wait_past_validation(started["execution"])
-    started["validation"] = checked
-    if checked["validated"] is False:
-        reason = checked["reason"]
-        if checked.get("status") == "FAILED" and checked.get("error") in REFUSALS:
-            raise ConfigError(f"the table recovery was refused before anything changed: {reason}")
-        lines.append(f"  ended         {checked['status']}: {reason}")
-        ended = f"the table recovery ended {checked['status']}: {reason}"
-        return print_report(
-            args.json, command_report(WORKFLOW, settings, started, problem=ended), "\n".join(lines)
-        )
-    lines.append(
-        "  next          validated; restore and diff, then the approval request goes to the SNS topic: "
-        f"answer with pgrunbook recover-tables approve {started['name']} (or reject)"
-        if checked["validated"]
-        else "  next          still validating; see pgrunbook recover-tables status"
-    )
-    return print_report(
-        args.json, command_report(WORKFLOW, settings, started, message=lines[0]), "\n".join(lines)
+    return start_deployed(
+        args,
+        settings,
+        progress,
+        executions(settings),
+        request,
+        workflow=WORKFLOW,
+        what="table recovery",
+        shown=[f"  tables        {request['tables']}"],
+        after_start="restore, diff, then the approval request goes to the SNS topic",
+        after_validation="restore and diff, then the approval request goes to the SNS topic: answer with "
+        "pgrunbook recover-tables approve",
+        refusals=REFUSALS,
+        refused=ConfigError,
     )
 
 
