@@ -234,6 +234,11 @@ def test_each_database_has_its_own_functions_settings_and_schedules(deployed):
         assert env["PGRUNBOOK_DATABASE_NAME"] == name
         assert env["PGRUNBOOK_DATABASE_SECRET_ARN"] == SECRET.format(name)
         assert env["PGRUNBOOK_PREFIX"] == "pgrunbook"
+        # the shared buckets, by name: one per region, the same for every database
+        for variable, region in (("PGRUNBOOK_BUCKET", "us-east-1"), ("PGRUNBOOK_DR_BUCKET", "us-west-2")):
+            assert env[variable] == {
+                "Fn::Join": ["", ["pgrunbook-backups-", {"Ref": "AWS::AccountId"}, f"-{region}"]]
+            }
         schedules = [
             r["Properties"].get("ScheduleExpression") for r in of_type(nested, "AWS::Events::Rule").values()
         ]

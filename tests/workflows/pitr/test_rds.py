@@ -123,9 +123,8 @@ def settings_for(**extra: str) -> Settings:
 # Every request any provider in this module sends, checked against the service model (see
 # tests/aws_model.py): the operations checked, and what was wrong.
 CHECKED: set[str] = set()
-# The last test checks what the others sent: the whole module runs in one xdist worker
-# (`make test` uses --dist loadgroup), in file order.
-pytestmark = pytest.mark.xdist_group("rds-model")
+# The last test checks what the others sent: the whole module must run in one xdist worker,
+# in file order (`make test` uses --dist loadfile).
 WRONG: list[str] = []
 
 
