@@ -45,6 +45,10 @@ def _name(described: dict[str, Any]) -> str:
     return described.get("name") or described["executionArn"].rsplit(":", 1)[-1]
 
 
+# history events after which an execution only ends: it is failing, not past its validation
+ENDING_EVENTS = ("FailStateEntered", "ExecutionFailed", "ExecutionAborted", "ExecutionTimedOut")
+
+
 class Executions:
     """A workflow's executions, through the Step Functions API.
 
@@ -157,7 +161,11 @@ class Executions:
                         {"Error": described.get("error"), "Cause": described.get("cause")}
                     ),
                 }
-            if self.current_state(self.history(execution)) not in (None, self.validate_state):
+            events = self.history(execution)
+            # A refused request enters a Fail state (Rejected) while the execution still says
+            # RUNNING for a moment: that is no validation passed, and its end is a poll away.
+            ending = any(e.get("type") in ENDING_EVENTS for e in events)
+            if not ending and self.current_state(events) not in (None, self.validate_state):
                 return {"validated": True, "status": "RUNNING"}
             if time.monotonic() > deadline:
                 return {"validated": None, "status": "RUNNING"}
