@@ -132,12 +132,6 @@ class _PgRunbookStack(Stack):
                 where = self
             self.databases[config.database_name] = self.jobs_class(self, where, config)
 
-    @property
-    def only(self) -> DatabaseJobs:
-        """The database of a single-database deployment."""
-        assert len(self.databases) == 1
-        return next(iter(self.databases.values()))
-
     def task_network(self, config: DeploymentConfig) -> TaskNetwork:
         """The region's network for Fargate tasks, made with the first task of any database."""
         if self.network is None:
@@ -155,14 +149,13 @@ class DatabaseJobs:
         self.stack = stack
         self.scope = scope
         self.config = config
-        self.region_role = stack.region_role
         self.functions: dict[str, OperationFunction] = {}
         self.restore_workflows: dict[str, RestoreWorkflow] = {}
         self.dispatches: dict[str, Dispatch] = {}
         if stack.deployment.listed:
             # the schedules' dead letters: a queue of the database's own (EventBridge's rule
             # and the queue policy naming it must be in the same stack)
-            self.dead_letters: sqs.IQueue = dead_letter_queue(scope, config, stack.alerts)
+            self.dead_letters: sqs.IQueue = stack.alerts.dead_letter_queue(scope, config)
         else:
             assert stack.alerts.dead_letters is not None
             self.dead_letters = stack.alerts.dead_letters
@@ -173,6 +166,10 @@ class DatabaseJobs:
         self.settings = config.settings(
             bucket=primary.bucket_name, dr_bucket=dr.bucket_name, sns_topic_arn=stack.alerts.topic.topic_arn
         )
+
+    @property
+    def region_role(self) -> str:
+        return self.stack.region_role
 
     def location(self, *, here: bool) -> BackupLocation:
         """This stack's bucket (``here``) or the other region's."""
@@ -639,8 +636,3 @@ class PrimaryStack(_PgRunbookStack):
 class DrStack(_PgRunbookStack):
     region_role = "dr"
     jobs_class = DrJobs
-
-
-def dead_letter_queue(scope: Construct, config: DeploymentConfig, alerts: Alerts) -> sqs.Queue:
-    """A database's own dead-letter queue for its schedules (the list form)."""
-    return alerts.dead_letter_queue(scope, f"{config.name}-schedule-dead-letters")

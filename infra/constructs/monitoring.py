@@ -80,17 +80,16 @@ class Alerts(Construct):
         )
         if config.alert_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.alert_email))
-        self.dead_letters: sqs.Queue | None = (
-            self.dead_letter_queue(self, f"{config.name}-schedule-dead-letters") if dead_letters else None
-        )
+        self.dead_letters: sqs.Queue | None = self.dead_letter_queue(self, config) if dead_letters else None
         self.chat_channels = self._chat(config)
 
-    def dead_letter_queue(self, scope: Construct, queue_name: str) -> sqs.Queue:
-        """A queue for the schedules' undeliverable events, encrypted with the alerts key."""
+    def dead_letter_queue(self, scope: Construct, config: DeploymentConfig) -> sqs.Queue:
+        """A database's queue for its schedules' undeliverable events, encrypted with the
+        alerts key: ``<prefix>-<database>-schedule-dead-letters``."""
         queue = sqs.Queue(
             scope,
             "DeadLetters",
-            queue_name=queue_name,
+            queue_name=f"{config.name}-schedule-dead-letters",
             encryption=sqs.QueueEncryption.KMS,
             encryption_master_key=self.key,
             enforce_ssl=True,

@@ -119,6 +119,8 @@ def test_the_page_charts_90_days_against_targets_and_thresholds(settings, histor
         ["untested"],
     )
     assert charts["restore-integrity"]["critical_points"] == 1
+    # each run's tooltip says what it measured, or why it measured nothing
+    assert "CRITICAL  integrity 87.50 % in 25.7 min" in text and "not tested: the target lacks" in text
     assert charts["restore-integrity"]["thresholds"] == ["required"]
     assert charts["drill-rto"]["thresholds"] == ["target", "warning", "critical"]
     assert charts["drill-rto"]["points"] == charts["drill-rpo"]["points"] == 3

@@ -249,19 +249,17 @@ def charts(history: History, thresholds: Thresholds) -> dict[str, str]:
     dur = thresholds.backup_duration_minutes
 
     def backup(r: Report) -> str:
-        f = r.figures
-        return f"{f.get('backup_id') or ''} {_bytes(f.get('size_bytes'))} in {_minutes(f.get('duration_s'))}"
+        return f"{r.figures.get('backup_id') or ''} {run_figures('backup', r.figures)}"
 
     def restore(r: Report) -> str:
-        f = r.figures
         if r.status == "untested":
-            return f"not tested: the target lacks {f.get('untested_needs') or 'what the backup needs'}"
-        integrity = f.get("integrity_pct")
-        shown = f"{integrity:.2f} %" if isinstance(integrity, int | float) else "not measured"
-        return f"{f.get('backup_id') or ''} integrity {shown} in {_minutes(f.get('duration_s'))}"
+            return (
+                f"not tested: the target lacks {r.figures.get('untested_needs') or 'what the backup needs'}"
+            )
+        return run_figures("restore-test", r.figures)
 
     def drill(r: Report) -> str:
-        return f"RTO {r.figures.get('rto_hours')} h, RPO {r.figures.get('rpo_hours')} h"
+        return run_figures("dr-drill", r.figures)
 
     def levels(threshold: Any, target: float | None = None) -> list[Line]:
         found = [
@@ -289,6 +287,22 @@ def charts(history: History, thresholds: Thresholds) -> dict[str, str]:
         chart_id: _chart(chart_id, title, unit_label, marks, lines, since, until, **extra)
         for chart_id, title, unit_label, marks, lines, extra in specs
     }
+
+
+def run_figures(operation: str, f: dict[str, Any]) -> str:
+    """A finished run's figures in a few words: the last-runs table and the charts' tooltips."""
+    if operation == "backup":
+        return f"{_bytes(f.get('size_bytes'))} in {_minutes(f.get('duration_s'))}"
+    if operation == "verify":
+        return f"{f.get('verified_primary', 0)} backups verified, DR {f.get('verified_dr', 0)}"
+    if operation == "restore-test":
+        if not isinstance(f.get("integrity_pct"), int | float):
+            return "integrity not measured"
+        tested = f" ({f['backup_id']})" if f.get("backup_id") else ""
+        return f"integrity {f['integrity_pct']:.2f} % in {_minutes(f.get('duration_s'))}{tested}"
+    if operation == "dr-drill":
+        return f"RTO {f.get('rto_hours')} h, RPO {f.get('rpo_hours')} h"
+    return ""
 
 
 def _bytes(n: Any) -> str:
@@ -378,23 +392,12 @@ def render_page(status: StatusResult, history: History, thresholds: Thresholds) 
     out.append(
         '<table id="last-runs"><tr><th>run</th><th>started (UTC)</th><th>status</th><th>figures</th></tr>'
     )
-    describe = {
-        "backup": lambda f: f"{_bytes(f.get('size_bytes'))} in {_minutes(f.get('duration_s'))}",
-        "verify": lambda f: f"{f.get('verified_primary', 0)} backups verified, DR {f.get('verified_dr', 0)}",
-        "restore-test": lambda f: (
-            f"integrity {f['integrity_pct']:.2f} % in {_minutes(f.get('duration_s'))}"
-            + (f" ({f['backup_id']})" if f.get("backup_id") else "")
-            if isinstance(f.get("integrity_pct"), int | float)
-            else "integrity not measured"
-        ),
-        "dr-drill": lambda f: f"RTO {f.get('rto_hours')} h, RPO {f.get('rpo_hours')} h",
-    }
     for name, run in status.last_runs.items():
         if run is None:
             out.append(f"<tr><td>{e(name)}</td><td>never</td><td>{_status('none')}</td><td></td></tr>")
             continue
         finished = run["status"] not in ("running", "unfinished")
-        figures = e(describe[name](run["figures"])) if finished and name in describe else ""
+        figures = e(run_figures(name, run["figures"])) if finished else ""
         problems = "".join(f"<li>{e(p)}</li>" for p in run["problems"])
         out.append(
             f"<tr><td>{e(name)}</td><td>{e(run['started_at'][:16].replace('T', ' '))}</td>"
